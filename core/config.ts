@@ -1,0 +1,180 @@
+/**
+ * The one typed config tree (after Centrifugo): every setting has its
+ * environment name, its default and a line of doc, and is validated once at
+ * start. Nothing else in the product reads `process.env`; code receives the
+ * resulting `Config` object (or the part of it it needs).
+ */
+import os from 'node:os';
+import path from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { ConfigError } from './errors.ts';
+
+/** Repository root, so defaults work from any working directory. */
+export const REPO_ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..');
+
+type Env = Record<string, string | undefined>;
+
+interface Leaf<T> {
+  readonly env: string;
+  readonly doc: string;
+  /** Shown in the docs; a function when the default depends on other settings. */
+  readonly defaultText: string;
+  parse(raw: string | undefined, env: Env): T;
+}
+
+class Invalid extends Error {}
+
+function leaf<T>(env: string, doc: string, defaultText: string, parse: (raw: string | undefined, env: Env) => T): Leaf<T> {
+  return { env, doc, defaultText, parse };
+}
+
+const str = (env: string, def: string, doc: string) => leaf<string>(env, doc, def, (raw) => (raw === undefined || raw === '' ? def : raw));
+
+const optStr = (env: string, doc: string) => leaf<string | undefined>(env, doc, '(unset)', (raw) => (raw === undefined || raw === '' ? undefined : raw));
+
+const int = (env: string, def: number, doc: string, min = 0, max = Number.MAX_SAFE_INTEGER) =>
+  leaf<number>(env, doc, String(def), (raw) => {
+    if (raw === undefined || raw === '') return def;
+    if (!/^-?\d+$/.test(raw.trim())) throw new Invalid(`expected an integer, got "${raw}"`);
+    const n = Number(raw);
+    if (n < min || n > max) throw new Invalid(`expected ${min}..${max}, got ${n}`);
+    return n;
+  });
+
+const port = (env: string, def: number, doc: string) => int(env, def, doc, 1, 65535);
+
+const bool = (env: string, def: boolean, doc: string) =>
+  leaf<boolean>(env, doc, String(def), (raw) => {
+    if (raw === undefined || raw === '') return def;
+    if (/^(1|true|yes|on)$/i.test(raw)) return true;
+    if (/^(0|false|no|off)$/i.test(raw)) return false;
+    throw new Invalid(`expected true/false, got "${raw}"`);
+  });
+
+const oneOf = <T extends string>(env: string, values: readonly T[], def: T, doc: string) =>
+  leaf<T>(env, `${doc} One of: ${values.join(', ')}.`, def, (raw) => {
+    if (raw === undefined || raw === '') return def;
+    if (!(values as readonly string[]).includes(raw)) throw new Invalid(`expected one of ${values.join('|')}, got "${raw}"`);
+    return raw as T;
+  });
+
+/** A default computed from other settings' raw values (e.g. a URL from a port). */
+const derived = (env: string, defaultText: string, doc: string, compute: (env: Env) => string) =>
+  leaf<string>(env, doc, defaultText, (raw, e) => (raw === undefined || raw === '' ? compute(e) : raw));
+
+const dataDirOf = (e: Env) => path.resolve(e.DANMAKU_DATA_DIR || path.join(REPO_ROOT, '.data'));
+const portOf = (e: Env, name: string, def: number) => (e[name] && /^\d+$/.test(e[name]!) ? e[name]! : String(def));
+
+export const schema = {
+  dataDir: derived('DANMAKU_DATA_DIR', '<repo>/.data', 'Data and logs of the local servers (git-ignored).', dataDirOf),
+  cacheDir: derived(
+    'DANMAKU_CACHE_DIR',
+    '~/.cache/danmaku-live',
+    'Downloads (Maven artifacts, unpacked registry) kept outside the clone so a second install is fast.',
+    (e) => path.resolve(e.XDG_CACHE_HOME || path.join(os.homedir(), '.cache'), 'danmaku-live'),
+  ),
+  logLevel: oneOf('LOG_LEVEL', ['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'] as const, 'info', 'Log level of every process.'),
+  kafka: {
+    brokers: derived('KAFKA_BROKERS', '127.0.0.1:${KAFKA_PORT}', 'Comma-separated bootstrap brokers the product connects to.', (e) => `127.0.0.1:${portOf(e, 'KAFKA_PORT', 9092)}`),
+    port: port('KAFKA_PORT', 9092, 'Port of the local Kafka broker listener (infra).'),
+    controllerPort: port('KAFKA_CONTROLLER_PORT', 9093, 'Port of the local KRaft controller listener (infra).'),
+    heap: str('KAFKA_HEAP', '512m', 'JVM heap (-Xms/-Xmx) of the local Kafka broker; sized to fit beside the registry on 2 cores.'),
+    clientId: str('KAFKA_CLIENT_ID', 'danmaku', 'Client id prefix used by producers and consumers.'),
+    version: str('KAFKA_VERSION', '3.9.1', 'Apache Kafka version fetched from Maven Central (infra).'),
+  },
+  registry: {
+    url: derived(
+      'SCHEMA_REGISTRY_URL',
+      'http://127.0.0.1:${SCHEMA_REGISTRY_PORT}/apis/ccompat/v7',
+      'Confluent-compatible schema registry base URL.',
+      (e) => `http://127.0.0.1:${portOf(e, 'SCHEMA_REGISTRY_PORT', 8081)}/apis/ccompat/v7`,
+    ),
+    port: port('SCHEMA_REGISTRY_PORT', 8081, 'HTTP port of the local Apicurio Registry (infra).'),
+    version: str(
+      'APICURIO_VERSION',
+      '3.0.9',
+      'Apicurio Registry version from Maven Central (infra). 3.1.7 is not on Maven Central; 3.2+ needs Java 21; 3.0.9 is the newest that runs on Java 17.',
+    ),
+    heap: str('APICURIO_HEAP', '384m', 'JVM max heap of the local registry.'),
+    journalTopic: str('APICURIO_KAFKASQL_TOPIC', 'kafkasql-journal', 'Kafka topic where the registry journals its schemas (kafkasql storage).'),
+  },
+  redis: {
+    url: derived('REDIS_URL', 'redis://127.0.0.1:${REDIS_PORT}', 'Redis the product connects to.', (e) => `redis://127.0.0.1:${portOf(e, 'REDIS_PORT', 6379)}`),
+    port: port('REDIS_PORT', 6379, 'Port of the local redis-server (infra).'),
+    keyPrefix: str('REDIS_KEY_PREFIX', 'dm:', 'Prefix of every key the product writes, so several deployments (or tests) can share one Redis.'),
+  },
+  clickhouse: {
+    url: optStr('CLICKHOUSE_URL', 'ClickHouse server URL (http://host:8123). Unset: the embedded engine (chdb) under the data folder.'),
+    username: optStr('CLICKHOUSE_USER', 'ClickHouse user (server mode).'),
+    password: optStr('CLICKHOUSE_PASSWORD', 'ClickHouse password (server mode).'),
+    database: str('CLICKHOUSE_DATABASE', 'danmaku', 'Database holding the event log and analytics views.'),
+    dataDir: derived('CLICKHOUSE_DATA_DIR', '${DANMAKU_DATA_DIR}/chdb', 'Data directory of the embedded engine (one process at a time).', (e) =>
+      path.join(dataDirOf(e), 'chdb'),
+    ),
+  },
+  infra: {
+    startTimeoutSec: int('INFRA_START_TIMEOUT_SEC', 180, 'How long `infra up` waits for each service to become healthy.', 5, 3600),
+    java: str('JAVA_BIN', 'java', 'Java 17+ executable used for Kafka and the registry.'),
+    mvn: str('MVN_BIN', 'mvn', 'Maven executable used to fetch Kafka and the registry from Maven Central.'),
+    redisServer: str('REDIS_SERVER_BIN', 'redis-server', 'redis-server executable (installed with apt when absent).'),
+  },
+} as const;
+
+type ValueOf<T> = T extends Leaf<infer V> ? V : { [K in keyof T]: ValueOf<T[K]> };
+export type Config = ValueOf<typeof schema>;
+
+function isLeaf(x: unknown): x is Leaf<unknown> {
+  return typeof x === 'object' && x !== null && 'parse' in x && 'env' in x;
+}
+
+function walk(node: Record<string, unknown>, env: Env, problems: string[]): Record<string, unknown> {
+  const out: Record<string, unknown> = {};
+  for (const [key, child] of Object.entries(node)) {
+    if (isLeaf(child)) {
+      try {
+        out[key] = child.parse(env[child.env], env);
+      } catch (err) {
+        problems.push(`${child.env}: ${(err as Error).message}`);
+      }
+    } else {
+      out[key] = walk(child as Record<string, unknown>, env, problems);
+    }
+  }
+  return out;
+}
+
+/** Reads and validates every setting; throws one ConfigError listing all problems. */
+export function loadConfig(env: Env = process.env): Config {
+  const problems: string[] = [];
+  const cfg = walk(schema as unknown as Record<string, unknown>, env, problems);
+  if (problems.length > 0) throw new ConfigError(`invalid configuration:\n  ${problems.join('\n  ')}`, problems);
+  return cfg as Config;
+}
+
+export interface SettingDoc {
+  path: string;
+  env: string;
+  default: string;
+  doc: string;
+}
+
+/** Every setting, in declaration order, for `npm run config -- doc` and the README. */
+export function describeConfig(): SettingDoc[] {
+  const rows: SettingDoc[] = [];
+  const visit = (node: Record<string, unknown>, prefix: string) => {
+    for (const [key, child] of Object.entries(node)) {
+      const p = prefix ? `${prefix}.${key}` : key;
+      if (isLeaf(child)) rows.push({ path: p, env: child.env, default: child.defaultText, doc: child.doc });
+      else visit(child as Record<string, unknown>, p);
+    }
+  };
+  visit(schema as unknown as Record<string, unknown>, '');
+  return rows;
+}
+
+export function configMarkdown(): string {
+  const esc = (s: string) => s.replace(/\|/g, '\\|');
+  const lines = ['| env | default | setting | what it does |', '| --- | --- | --- | --- |'];
+  for (const r of describeConfig()) lines.push(`| \`${r.env}\` | \`${esc(r.default)}\` | ${r.path} | ${esc(r.doc)} |`);
+  return lines.join('\n');
+}
