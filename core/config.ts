@@ -118,6 +118,10 @@ export const schema = {
     mvn: str('MVN_BIN', 'mvn', 'Maven executable used to fetch Kafka and the registry from Maven Central.'),
     redisServer: str('REDIS_SERVER_BIN', 'redis-server', 'redis-server executable (installed with apt when absent).'),
   },
+  test: {
+    externalServices: bool('TEST_EXTERNAL_SERVICES', false, 'Tests use the endpoints above as they are and start nothing (e.g. servers run elsewhere).'),
+    keepServices: bool('TEST_KEEP_SERVICES', false, 'Tests leave running the servers they started (faster reruns while developing).'),
+  },
 } as const;
 
 type ValueOf<T> = T extends Leaf<infer V> ? V : { [K in keyof T]: ValueOf<T[K]> };

@@ -278,7 +278,7 @@ export function redisService(cfg: Config, p: Paths): Service {
       return { cmd: which(cfg.infra.redisServer)!, args: [conf], marker: 'redis-server' };
     },
     async health() {
-      const r = new Redis({ port: cfg.redis.port, host: '127.0.0.1', lazyConnect: true, maxRetriesPerRequest: 0, retryStrategy: () => null, connectTimeout: 1500 });
+      const r = new Redis({ port: cfg.redis.port, host: '127.0.0.1', lazyConnect: true, maxRetriesPerRequest: 0, retryStrategy: () => null, connectTimeout: 1500, commandTimeout: 1500 });
       r.on('error', () => {});
       try {
         await r.connect();

@@ -1,0 +1,25 @@
+/**
+ * Starts the real stack once per test run (vitest globalSetup) and stops at
+ * the end exactly what it started: servers that were already running (a
+ * developer's `npm run infra -- up`) are left as they were.
+ */
+import { loadConfig } from '../core/config.ts';
+import { status, up, down } from '../infra/stack.ts';
+
+export default async function setup(): Promise<() => Promise<void>> {
+  const cfg = loadConfig();
+  const log = (m: string) => console.log(`[global-setup] ${m}`);
+  if (cfg.test.externalServices) {
+    const rows = await status(cfg);
+    const bad = rows.filter((r) => r.health !== 'ok');
+    if (bad.length > 0) throw new Error(`TEST_EXTERNAL_SERVICES is set but these are not healthy: ${bad.map((b) => `${b.name} (${b.health})`).join(', ')}`);
+    return async () => {};
+  }
+  const t0 = Date.now();
+  const { started } = await up(cfg, log);
+  log(`stack ready in ${((Date.now() - t0) / 1000).toFixed(1)}s (started: ${started.join(', ') || 'none'})`);
+  return async () => {
+    if (cfg.test.keepServices || started.length === 0) return;
+    await down(cfg, log, started);
+  };
+}
