@@ -98,6 +98,18 @@ export const schema = {
     heap: str('APICURIO_HEAP', '384m', 'JVM max heap of the local registry.'),
     journalTopic: str('APICURIO_KAFKASQL_TOPIC', 'kafkasql-journal', 'Kafka topic where the registry journals its schemas (kafkasql storage).'),
   },
+  topics: {
+    roomEvents: str('TOPIC_ROOM_EVENTS', 'room-events', 'The event log: every room action, key = room id, kept forever.'),
+    deadLetter: str('TOPIC_DEAD_LETTER', 'room-events.dlq', 'Records that could not be decoded or validated, with the reason in headers.'),
+    partitions: int('TOPIC_PARTITIONS', 6, 'Partitions of the event log (rooms spread over them; a room stays in one).', 1, 10_000),
+    replicationFactor: int('TOPIC_REPLICATION_FACTOR', 1, 'Replicas per partition (1 on a one-broker machine; 3 in production).', 1, 10),
+    minInsyncReplicas: int('TOPIC_MIN_INSYNC_REPLICAS', 1, 'min.insync.replicas of the declared topics (2 with 3 replicas in production).', 1, 10),
+  },
+  producer: {
+    lingerMs: int('PRODUCER_LINGER_MS', 5, 'How long the producer gathers records into one batch before sending (throughput vs latency).', 0, 1000),
+    maxBatch: int('PRODUCER_MAX_BATCH', 500, 'Most records in one produce request.', 1, 100_000),
+    compression: oneOf('PRODUCER_COMPRESSION', ['none', 'gzip'] as const, 'gzip', 'Compression of produced batches (kafkajs ships gzip only).'),
+  },
   redis: {
     url: derived('REDIS_URL', 'redis://127.0.0.1:${REDIS_PORT}', 'Redis the product connects to.', (e) => `redis://127.0.0.1:${portOf(e, 'REDIS_PORT', 6379)}`),
     port: port('REDIS_PORT', 6379, 'Port of the local redis-server (infra).'),

@@ -1,0 +1,422 @@
+/**
+ * The one adapter around kafkajs. kafkajs is unmaintained upstream, so no
+ * kafkajs type leaves this file: the rest of the product speaks LogRecord,
+ * OutRecord, LogProducer, LogConsumer and LogAdmin, and another client can be
+ * swapped in here alone.
+ *
+ * Guarantees it gives:
+ * - Producer: idempotent, acks=all, key = room id (so a room stays in one
+ *   partition and is totally ordered). A send resolves only once the broker
+ *   has acknowledged it with all in-sync replicas — that is what a 202 means.
+ *   Concurrent sends are coalesced into one batch (group commit): while one
+ *   request is in flight the next batch fills, so throughput rises with load
+ *   instead of one round trip per record.
+ * - Consumer: no auto-commit. The caller commits a partition's offset after
+ *   the effects of the records before it are durable.
+ */
+import { Kafka, logLevel as KafkaLogLevel, CompressionTypes, Partitioners, type Consumer, type Producer, type Admin, type IHeaders } from 'kafkajs';
+import { AppError, UnavailableError } from '../core/errors.ts';
+
+export interface LogRecord {
+  topic: string;
+  partition: number;
+  /** Kafka offset as a decimal string (64-bit). */
+  offset: string;
+  key: Buffer | null;
+  value: Buffer | null;
+  headers: Record<string, string>;
+  timestamp: number;
+}
+
+export interface OutRecord {
+  topic: string;
+  key: string;
+  value: Buffer;
+  headers?: Record<string, string>;
+}
+
+export interface Ack {
+  topic: string;
+  partition: number;
+  offset: string;
+}
+
+export interface KafkaOptions {
+  brokers: string[];
+  clientId: string;
+  /** kafkajs logs to stdout; silent unless debugging the client itself. */
+  debug?: boolean;
+  linger?: { ms: number; maxBatch: number };
+  compression?: 'none' | 'gzip';
+}
+
+function headersOf(h: IHeaders | undefined): Record<string, string> {
+  const out: Record<string, string> = {};
+  for (const [k, v] of Object.entries(h ?? {})) {
+    if (v === undefined) continue;
+    out[k] = Array.isArray(v) ? String(v[0]) : Buffer.isBuffer(v) ? v.toString('utf8') : String(v);
+  }
+  return out;
+}
+
+/** Broker-side failures a retry cannot fix are not "unavailable"; the rest are. */
+function kafkaError(err: unknown, what: string): AppError {
+  if (err instanceof AppError) return err;
+  const e = err as { name?: string; message?: string; retriable?: boolean; type?: string };
+  const nonRetriable = e.type === 'MESSAGE_TOO_LARGE' || e.type === 'INVALID_RECORD' || e.type === 'UNKNOWN_TOPIC_OR_PARTITION';
+  if (nonRetriable) return new AppError('ERR_KAFKA_REJECTED', `${what}: ${e.message}`, { cause: err, status: 500 });
+  return new UnavailableError('ERR_KAFKA_UNAVAILABLE', `${what}: ${e.message ?? String(err)}`, { cause: err });
+}
+
+interface Pending {
+  record: OutRecord;
+  resolve(ack: Ack): void;
+  reject(err: unknown): void;
+}
+
+export class LogProducer {
+  private readonly producer: Producer;
+  private queue: Pending[] = [];
+  private inFlight: Promise<void> | undefined;
+  private timer: NodeJS.Timeout | undefined;
+  private connected = false;
+
+  constructor(
+    kafka: Kafka,
+    private readonly opts: { lingerMs: number; maxBatch: number; compression: 'none' | 'gzip'; sendTimeoutMs: number },
+  ) {
+    // maxInFlightRequests 1 keeps idempotent sequence numbers gapless in kafkajs;
+    // the batching below is what buys throughput back.
+    this.producer = kafka.producer({ idempotent: true, maxInFlightRequests: 1, allowAutoTopicCreation: false, retry: { retries: 5, maxRetryTime: 2000 } });
+  }
+
+  async connect(): Promise<void> {
+    try {
+      await this.producer.connect();
+      this.connected = true;
+    } catch (err) {
+      throw kafkaError(err, 'producer connect');
+    }
+  }
+
+  /** Resolves once Kafka acknowledged the record (acks=all), with its partition and offset. */
+  send(record: OutRecord): Promise<Ack> {
+    return new Promise<Ack>((resolve, reject) => {
+      this.queue.push({ record, resolve, reject });
+      this.schedule();
+    });
+  }
+
+  sendMany(records: OutRecord[]): Promise<Ack[]> {
+    return Promise.all(records.map((r) => this.send(r)));
+  }
+
+  private schedule(): void {
+    if (this.inFlight) return; // the batch in flight drains the queue when it returns
+    if (this.queue.length >= this.opts.maxBatch || this.opts.lingerMs === 0) {
+      this.flush();
+    } else if (!this.timer) {
+      this.timer = setTimeout(() => this.flush(), this.opts.lingerMs);
+    }
+  }
+
+  private flush(): void {
+    if (this.timer) {
+      clearTimeout(this.timer);
+      this.timer = undefined;
+    }
+    if (this.inFlight || this.queue.length === 0) return;
+    const batch = this.queue.splice(0, this.opts.maxBatch);
+    this.inFlight = this.sendBatch(batch).finally(() => {
+      this.inFlight = undefined;
+      if (this.queue.length > 0) this.flush();
+    });
+  }
+
+  private async sendBatch(batch: Pending[]): Promise<void> {
+    try {
+      // Partitions are chosen here, with kafkajs's Java-compatible murmur2
+      // partitioner, so each record's ack (base offset of its partition + its
+      // index there) can be mapped back to it.
+      const byTopic = new Map<string, { partition: number; p: Pending }[]>();
+      for (const p of batch) {
+        const count = await this.partitionCount(p.record.topic);
+        const partition = murmur2Partition(p.record.key, count);
+        const list = byTopic.get(p.record.topic) ?? [];
+        list.push({ partition, p });
+        byTopic.set(p.record.topic, list);
+      }
+      const result = await withTimeout(
+        this.producer.sendBatch({
+          acks: -1,
+          timeout: this.opts.sendTimeoutMs,
+          compression: this.opts.compression === 'gzip' ? CompressionTypes.GZIP : CompressionTypes.None,
+          topicMessages: [...byTopic].map(([topic, list]) => ({
+            topic,
+            messages: list.map(({ partition, p }) => ({ partition, key: p.record.key, value: p.record.value, headers: p.record.headers })),
+          })),
+        }),
+        this.opts.sendTimeoutMs + 1000,
+      );
+      const base = new Map<string, bigint>();
+      for (const m of result) base.set(`${m.topicName}/${m.partition}`, BigInt(m.baseOffset ?? '0'));
+      const seen = new Map<string, bigint>();
+      for (const [topic, list] of byTopic) {
+        for (const { partition, p } of list) {
+          const k = `${topic}/${partition}`;
+          const n = seen.get(k) ?? 0n;
+          seen.set(k, n + 1n);
+          const b = base.get(k);
+          if (b === undefined) p.reject(new AppError('ERR_KAFKA_ACK_MISMATCH', `no acknowledgement for ${k}`));
+          else p.resolve({ topic, partition, offset: String(b + n) });
+        }
+      }
+    } catch (err) {
+      const e = kafkaError(err, 'produce');
+      for (const p of batch) p.reject(e);
+    }
+  }
+
+  /** Set by LogClient: partition count of a topic (cached there). */
+  partitionCount: (topic: string) => Promise<number> = async () => 1;
+
+  async disconnect(): Promise<void> {
+    while (this.queue.length > 0 || this.inFlight) {
+      this.flush();
+      await this.inFlight;
+    }
+    if (this.connected) await this.producer.disconnect().catch(() => {});
+    this.connected = false;
+  }
+}
+
+function withTimeout<T>(p: Promise<T>, ms: number): Promise<T> {
+  let t: NodeJS.Timeout;
+  return Promise.race([
+    p.finally(() => clearTimeout(t)),
+    new Promise<T>((_, reject) => {
+      t = setTimeout(() => reject(new UnavailableError('ERR_KAFKA_UNAVAILABLE', `no acknowledgement within ${ms} ms`)), ms);
+    }),
+  ]);
+}
+
+export interface BatchContext {
+  /** Commits `offset` (the next offset to read) for this batch's partition. */
+  commit(nextOffset: string): Promise<void>;
+  heartbeat(): Promise<void>;
+  /** False once the consumer is stopping or lost this partition in a rebalance. */
+  isActive(): boolean;
+}
+
+export interface ConsumerRunOptions {
+  eachBatch(records: LogRecord[], ctx: BatchContext): Promise<void>;
+}
+
+export class LogConsumer {
+  private readonly consumer: Consumer;
+  private running = false;
+
+  constructor(
+    kafka: Kafka,
+    readonly groupId: string,
+    opts: { sessionTimeoutMs?: number; maxBytesPerPartition?: number } = {},
+  ) {
+    this.consumer = kafka.consumer({
+      groupId,
+      sessionTimeout: opts.sessionTimeoutMs ?? 10_000,
+      heartbeatInterval: 1000,
+      maxBytesPerPartition: opts.maxBytesPerPartition ?? 1024 * 1024,
+      allowAutoTopicCreation: false,
+      retry: { retries: 10 },
+    });
+  }
+
+  async connect(): Promise<void> {
+    try {
+      await this.consumer.connect();
+    } catch (err) {
+      throw kafkaError(err, `consumer ${this.groupId} connect`);
+    }
+  }
+
+  async subscribe(topics: string[], fromBeginning = true): Promise<void> {
+    for (const topic of topics) await this.consumer.subscribe({ topic, fromBeginning });
+  }
+
+  async run(opts: ConsumerRunOptions): Promise<void> {
+    this.running = true;
+    await this.consumer.run({
+      autoCommit: false,
+      eachBatchAutoResolve: false,
+      partitionsConsumedConcurrently: 1,
+      eachBatch: async ({ batch, heartbeat, isRunning, isStale, resolveOffset }) => {
+        const records: LogRecord[] = batch.messages.map((m) => ({
+          topic: batch.topic,
+          partition: batch.partition,
+          offset: m.offset,
+          key: m.key,
+          value: m.value,
+          headers: headersOf(m.headers),
+          timestamp: Number(m.timestamp),
+        }));
+        await opts.eachBatch(records, {
+          commit: async (nextOffset) => {
+            await this.consumer.commitOffsets([{ topic: batch.topic, partition: batch.partition, offset: nextOffset }]);
+            // kafkajs resolves the previous offset: the last processed one.
+            resolveOffset((BigInt(nextOffset) - 1n).toString());
+          },
+          heartbeat,
+          isActive: () => this.running && isRunning() && !isStale(),
+        });
+      },
+    });
+  }
+
+  onCrash(listener: (err: Error) => void): void {
+    this.consumer.on(this.consumer.events.CRASH, (e) => listener(e.payload.error));
+  }
+
+  onGroupJoin(listener: (assigned: Record<string, number[]>) => void): void {
+    this.consumer.on(this.consumer.events.GROUP_JOIN, (e) => listener(e.payload.memberAssignment));
+  }
+
+  async stop(): Promise<void> {
+    this.running = false;
+    await this.consumer.stop().catch(() => {});
+  }
+
+  async disconnect(): Promise<void> {
+    this.running = false;
+    await this.consumer.disconnect().catch(() => {});
+  }
+}
+
+export interface TopicSpec {
+  name: string;
+  partitions: number;
+  replicationFactor: number;
+  configs: Record<string, string>;
+}
+
+export interface TopicState {
+  name: string;
+  partitions: number;
+  configs: Record<string, string>;
+}
+
+export class LogAdmin {
+  private readonly admin: Admin;
+  constructor(kafka: Kafka) {
+    this.admin = kafka.admin();
+  }
+  async connect(): Promise<void> {
+    try {
+      await this.admin.connect();
+    } catch (err) {
+      throw kafkaError(err, 'admin connect');
+    }
+  }
+  async disconnect(): Promise<void> {
+    await this.admin.disconnect().catch(() => {});
+  }
+  async listTopics(): Promise<string[]> {
+    return this.admin.listTopics();
+  }
+  async createTopics(specs: TopicSpec[]): Promise<void> {
+    if (specs.length === 0) return;
+    await this.admin.createTopics({
+      waitForLeaders: true,
+      topics: specs.map((s) => ({
+        topic: s.name,
+        numPartitions: s.partitions,
+        replicationFactor: s.replicationFactor,
+        configEntries: Object.entries(s.configs).map(([name, value]) => ({ name, value })),
+      })),
+    });
+  }
+  async describeTopics(names: string[]): Promise<TopicState[]> {
+    if (names.length === 0) return [];
+    const meta = await this.admin.fetchTopicMetadata({ topics: names });
+    const cfg = await this.admin.describeConfigs({ includeSynonyms: false, resources: names.map((name) => ({ type: 2 /* TOPIC */, name })) });
+    return meta.topics.map((t) => {
+      const res = cfg.resources.find((r) => r.resourceName === t.name);
+      const configs: Record<string, string> = {};
+      for (const e of res?.configEntries ?? []) configs[e.configName] = e.configValue;
+      return { name: t.name, partitions: t.partitions.length, configs };
+    });
+  }
+  async deleteTopics(names: string[]): Promise<void> {
+    await this.admin.deleteTopics({ topics: names });
+  }
+  /** Latest offsets per partition (the high watermark: next offset to be written). */
+  async endOffsets(topic: string): Promise<Map<number, string>> {
+    const o = await this.admin.fetchTopicOffsets(topic);
+    return new Map(o.map((p) => [p.partition, p.high]));
+  }
+  /** Committed offsets of a group per partition ('-1' when none). */
+  async committedOffsets(groupId: string, topic: string): Promise<Map<number, string>> {
+    const res = await this.admin.fetchOffsets({ groupId, topics: [topic] });
+    const t = res.find((r) => r.topic === topic);
+    return new Map((t?.partitions ?? []).map((p) => [p.partition, p.offset]));
+  }
+}
+
+/** Builds producers, consumers and admins on one connection config. */
+export class LogClient {
+  private readonly kafka: Kafka;
+  constructor(private readonly opts: KafkaOptions) {
+    this.kafka = new Kafka({
+      brokers: opts.brokers,
+      clientId: opts.clientId,
+      logLevel: opts.debug ? KafkaLogLevel.INFO : KafkaLogLevel.NOTHING,
+      connectionTimeout: 3000,
+      retry: { initialRetryTime: 100, retries: 5, maxRetryTime: 3000 },
+    });
+  }
+  producer(overrides: Partial<{ lingerMs: number; maxBatch: number; sendTimeoutMs: number }> = {}): LogProducer {
+    const p = new LogProducer(this.kafka, {
+      lingerMs: overrides.lingerMs ?? this.opts.linger?.ms ?? 5,
+      maxBatch: overrides.maxBatch ?? this.opts.linger?.maxBatch ?? 500,
+      compression: this.opts.compression ?? 'none',
+      sendTimeoutMs: overrides.sendTimeoutMs ?? 10_000,
+    });
+    p.partitionCount = (topic) => this.partitionCount(topic);
+    return p;
+  }
+  consumer(groupId: string, opts: { sessionTimeoutMs?: number } = {}): LogConsumer {
+    return new LogConsumer(this.kafka, groupId, opts);
+  }
+  admin(): LogAdmin {
+    return new LogAdmin(this.kafka);
+  }
+  private readonly counts = new Map<string, { n: number; at: number }>();
+  private metaAdmin: Admin | undefined;
+
+  /** Partition count per topic from metadata, cached for 30 s (partitions are only ever added). */
+  async partitionCount(topic: string): Promise<number> {
+    const c = this.counts.get(topic);
+    if (c && Date.now() - c.at < 30_000) return c.n;
+    if (!this.metaAdmin) {
+      this.metaAdmin = this.kafka.admin();
+      await this.metaAdmin.connect();
+    }
+    const meta = await this.metaAdmin.fetchTopicMetadata({ topics: [topic] });
+    const n = meta.topics[0]?.partitions.length ?? 0;
+    if (n === 0) throw new AppError('ERR_KAFKA_REJECTED', `topic ${topic} does not exist (topics are declared in topics/; run \`npm run topics -- apply\`)`);
+    this.counts.set(topic, { n, at: Date.now() });
+    return n;
+  }
+
+  async close(): Promise<void> {
+    await this.metaAdmin?.disconnect().catch(() => {});
+    this.metaAdmin = undefined;
+  }
+}
+
+const defaultPartitioner = Partitioners.DefaultPartitioner();
+
+/** The partition a key lands in: murmur2(key) mod partitions, as the Java client does. */
+export function murmur2Partition(key: string, partitions: number): number {
+  const partitionMetadata = Array.from({ length: partitions }, (_, i) => ({ partitionId: i, leader: 0, replicas: [0], isr: [0], partitionErrorCode: 0, offlineReplicas: [] }));
+  return defaultPartitioner({ topic: '', partitionMetadata, message: { key, value: null } });
+}
