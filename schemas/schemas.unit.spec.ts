@@ -50,7 +50,7 @@ describe('the contract', () => {
     for (const f of fixtures) {
       const writer = avsc.Type.forSchema(f.writerSchema as avsc.Schema, { wrapUnions: 'auto' });
       const wire = reader.fromBuffer(f.body, reader.createResolver(writer)) as { payload: Record<string, object> };
-      const [[fullName, fields]] = Object.entries(wire.payload);
+      const [fullName, fields] = Object.entries(wire.payload)[0]!;
       expect({ ...wire, payload: { type: fullName!.split('.').pop(), ...fields } }, `v${f.version}/${f.name}`).toEqual(f.expected);
     }
   });
