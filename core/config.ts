@@ -114,6 +114,11 @@ export const schema = {
     url: derived('REDIS_URL', 'redis://127.0.0.1:${REDIS_PORT}', 'Redis the product connects to.', (e) => `redis://127.0.0.1:${portOf(e, 'REDIS_PORT', 6379)}`),
     port: port('REDIS_PORT', 6379, 'Port of the local redis-server (infra).'),
     keyPrefix: str('REDIS_KEY_PREFIX', 'dm:', 'Prefix of every key the product writes, so several deployments (or tests) can share one Redis.'),
+    mode: oneOf('REDIS_MODE', ['single', 'cluster'] as const, 'single', 'One redis-server, or a Redis Cluster (keys of a room share a hash tag; notifications use sharded pub/sub).'),
+    clusterPorts: str('REDIS_CLUSTER_PORTS', '7000,7001,7002', 'Ports of the local three-node Redis Cluster (infra starts it when REDIS_MODE=cluster or for the tests).'),
+    clusterNodes: derived('REDIS_CLUSTER_NODES', '127.0.0.1:${REDIS_CLUSTER_PORTS}', 'Seed nodes (host:port, comma-separated) of the Redis Cluster the product connects to in cluster mode.', (e) =>
+      (e.REDIS_CLUSTER_PORTS || '7000,7001,7002').split(',').map((p) => `127.0.0.1:${p.trim()}`).join(','),
+    ),
   },
   clickhouse: {
     url: optStr('CLICKHOUSE_URL', 'ClickHouse server URL (http://host:8123). Unset: the embedded engine (chdb) under the data folder.'),

@@ -1,0 +1,41 @@
+/**
+ * The one place Redis connections are made: a single redis-server or a Redis
+ * Cluster, behind ioredis's common command interface. Every key of a room
+ * carries the room's hash tag (`{room}`), so in a cluster a room's effect and
+ * its fence live on one shard and run in one Lua script.
+ */
+import { Cluster, Redis } from 'ioredis';
+import type { Config } from './config.ts';
+
+export type RedisClient = Redis | Cluster;
+
+export interface RedisOptions {
+  mode: 'single' | 'cluster';
+  url: string;
+  clusterNodes: string;
+  /** Extra client name, shown by CLIENT LIST. */
+  name?: string;
+}
+
+export function redisOptions(cfg: Config): RedisOptions {
+  return { mode: cfg.redis.mode, url: cfg.redis.url, clusterNodes: cfg.redis.clusterNodes };
+}
+
+export function openRedis(opts: RedisOptions): RedisClient {
+  if (opts.mode === 'cluster') {
+    const nodes = opts.clusterNodes.split(',').map((hp) => {
+      const [host, port] = hp.trim().split(':');
+      return { host: host!, port: Number(port) };
+    });
+    return new Cluster(nodes, {
+      enableReadyCheck: true,
+      // Sharded pub/sub subscribers follow slot moves by themselves.
+      shardedSubscribers: true,
+      redisOptions: { connectionName: opts.name, maxRetriesPerRequest: 3 },
+    });
+  }
+  return new Redis(opts.url, { connectionName: opts.name, maxRetriesPerRequest: 3 });
+}
+
+/** The hash tag that keeps all of a room's keys in one cluster slot. */
+export const roomTag = (room: string) => `{${room}}`;
