@@ -110,6 +110,13 @@ export const schema = {
     maxBatch: int('PRODUCER_MAX_BATCH', 500, 'Most records in one produce request.', 1, 100_000),
     compression: oneOf('PRODUCER_COMPRESSION', ['none', 'gzip'] as const, 'gzip', 'Compression of produced batches (kafkajs ships gzip only).'),
   },
+  pipelines: {
+    groupPrefix: str('PIPELINES_GROUP_PREFIX', 'danmaku.', 'Prefix of the Kafka consumer groups of the processors (one group per projection version).'),
+    feedMaxItems: int('FEED_MAX_ITEMS', 500, 'Comments (and tombstones) the ordered feed keeps per room in Redis; older positions are served from the log.', 10, 100_000),
+    sampledPerSecond: int('SAMPLED_PER_SECOND', 5, 'Target density of the sampled feed: at most this many comments per second per room.', 1, 1000),
+    metricsPort: int('PIPELINES_METRICS_PORT', 9464, 'Port of the processors\' Prometheus /metrics endpoint (0 = off).', 0, 65535),
+    lagIntervalMs: int('PIPELINES_LAG_INTERVAL_MS', 5000, 'How often consumer lag is measured for the metrics.', 100, 600_000),
+  },
   redis: {
     url: derived('REDIS_URL', 'redis://127.0.0.1:${REDIS_PORT}', 'Redis the product connects to.', (e) => `redis://127.0.0.1:${portOf(e, 'REDIS_PORT', 6379)}`),
     port: port('REDIS_PORT', 6379, 'Port of the local redis-server (infra).'),
@@ -137,6 +144,7 @@ export const schema = {
   },
   test: {
     externalServices: bool('TEST_EXTERNAL_SERVICES', false, 'Tests use the endpoints above as they are and start nothing (e.g. servers run elsewhere).'),
+    redisModes: str('TEST_REDIS_MODES', 'single,cluster', 'Which Redis topologies the projection int tests run against (comma-separated: single, cluster).'),
     keepServices: bool('TEST_KEEP_SERVICES', false, 'Tests leave running the servers they started (faster reruns while developing).'),
   },
 } as const;

@@ -31,10 +31,12 @@ export function openRedis(opts: RedisOptions): RedisClient {
       enableReadyCheck: true,
       // Sharded pub/sub subscribers follow slot moves by themselves.
       shardedSubscribers: true,
+      enableAutoPipelining: true,
       redisOptions: { connectionName: opts.name, maxRetriesPerRequest: 3 },
     });
   }
-  return new Redis(opts.url, { connectionName: opts.name, maxRetriesPerRequest: 3 });
+  // Auto-pipelining batches the many small per-room calls of a batch into few round trips.
+  return new Redis(opts.url, { connectionName: opts.name, maxRetriesPerRequest: 3, enableAutoPipelining: true });
 }
 
 /** The hash tag that keeps all of a room's keys in one cluster slot. */

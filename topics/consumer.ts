@@ -85,6 +85,8 @@ export interface EventConsumerOptions {
   /** Applies a partition's decoded events; must be idempotent (redelivery happens). */
   handle(events: DecodedRecord[], partition: number): Promise<void>;
   onError?(err: unknown): void;
+  /** Partitions this member got in a rebalance. */
+  onAssigned?(partitions: number[]): void;
   /** Caps retry backoff of retriable failures. */
   maxBackoffMs?: number;
 }
@@ -111,6 +113,7 @@ export class EventConsumer {
     this.consumer = client.consumer(groupId);
     await this.consumer.connect();
     await this.consumer.subscribe([topic], true);
+    if (this.opts.onAssigned) this.consumer.onGroupJoin((a) => this.opts.onAssigned!(a[topic] ?? []));
     signal?.addEventListener('abort', () => void this.stop(), { once: true });
     await this.consumer.run({
       eachBatch: async (records, ctx) => {

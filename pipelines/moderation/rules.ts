@@ -1,0 +1,256 @@
+/**
+ * Automatic moderation of one comment: pure and deterministic. The verdict is a
+ * function of the comment, the user's history *as it was* and the settings —
+ * "now" is always `c.occurredAt`, never the wall clock — so the live pipeline and
+ * a replay of the same log reach the same verdicts and the same mutes. The caller
+ * stores the returned history (per room and user) and passes it back next time;
+ * the input history is never mutated.
+ */
+import { CJK, normalizeText, skeleton } from './normalize.ts';
+
+export interface ModerationSettings {
+  /** A run of the same character longer than this is deleted (e.g. 10). */
+  maxCharRun: number;
+  /** Window for repeats, ms (e.g. 60000). */
+  repeatWindowMs: number;
+  /** The same normalized text by one user is allowed this many times in the window (e.g. 2). */
+  repeatMax: number;
+  /** Window for floods, ms (e.g. 10000). */
+  floodWindowMs: number;
+  /** Comments by one user allowed in the flood window (e.g. 8). */
+  floodMax: number;
+  /** Deletes within `offenseWindowMs` that mute the user (e.g. 3; 0 or less never mutes). */
+  offensesToMute: number;
+  offenseWindowMs: number;
+  muteMs: number;
+  /** 'shadow': the user still sees their own comments, nobody else does; 'visible': the user is told. */
+  muteKind: 'shadow' | 'visible';
+  /** Links are held for a moderator instead of deleted. */
+  holdLinks: boolean;
+}
+
+export const defaultModerationSettings: ModerationSettings = Object.freeze({
+  maxCharRun: 10,
+  repeatWindowMs: 60_000,
+  repeatMax: 2,
+  floodWindowMs: 10_000,
+  floodMax: 8,
+  offensesToMute: 3,
+  offenseWindowMs: 600_000,
+  muteMs: 600_000,
+  muteKind: 'shadow',
+  holdLinks: false,
+});
+
+/** What judging needs to remember about one user (in one room): small and bounded. */
+export interface UserHistory {
+  /** Recent comments: `key` is `normalizeText(text)`, `at` its occurredAt. Oldest first. */
+  recent: { key: string; at: number }[];
+  /** Times of recent offenses (deletes), oldest first. */
+  offenses: number[];
+  mutedUntil: number | null;
+}
+
+export interface CommentToJudge {
+  eventId: string;
+  userId: string;
+  role: 'viewer' | 'moderator' | 'broadcaster' | 'admin' | 'system';
+  text: string;
+  occurredAt: number;
+}
+
+export interface Judgement {
+  verdict: 'allow' | 'hold' | 'delete';
+  /** Every rule that fired, strongest first. */
+  labels: string[];
+  /** Confidence in [0, 1]: the score of the strongest label, 0 when allowed. */
+  score: number;
+  /** The rule that decided the verdict ('wordlist:<word>', 'link', ...); '' when allowed. */
+  rule: string;
+  mute: null | { untilMs: number; kind: 'shadow' | 'visible'; reason: string };
+}
+
+export interface WordMatcher {
+  /** The first listed word found in `skeletonText` (a `skeleton()` of the comment), if any. */
+  match(skeletonText: string): string | undefined;
+}
+
+/** The most recent comments kept per user (raised to `floodMax` when that is larger, so floods stay countable). */
+export const MAX_RECENT = 50;
+
+/** Scores per rule, strongest first: the order in which labels are listed. */
+export const RULE_SCORES = Object.freeze({ wordlist: 0.99, link: 0.9, 'char-run': 0.8, repeat: 0.7, flood: 0.6 });
+type RuleName = keyof typeof RULE_SCORES;
+
+const EXEMPT_ROLES: ReadonlySet<CommentToJudge['role']> = new Set(['moderator', 'broadcaster', 'admin', 'system']);
+
+export function emptyHistory(): UserHistory {
+  return { recent: [], offenses: [], mutedUntil: null };
+}
+
+/**
+ * Words are compared in `skeleton` form on both sides. Words of 4+ characters,
+ * and any word with CJK characters, match as substrings ('spamlink' in
+ * 'spamlinks'); shorter words only as whole tokens (or token sequences, for
+ * phrases), so that a three-letter word does not fire inside every longer word
+ * that contains it. When several words match, the one listed first wins.
+ */
+export function wordMatcher(words: string[]): WordMatcher {
+  const substrings: { word: string; index: number }[] = [];
+  const phrases: { word: string; index: number }[] = [];
+  const tokens = new Map<string, number>();
+  const seen = new Set<string>();
+  for (const w of words) {
+    const word = skeleton(w);
+    if (word === '' || seen.has(word)) continue;
+    seen.add(word);
+    const index = seen.size - 1;
+    if ([...word].length >= 4 || CJK.test(word)) substrings.push({ word, index });
+    else if (word.includes(' ')) phrases.push({ word, index });
+    else tokens.set(word, index);
+  }
+
+  return {
+    match(text: string): string | undefined {
+      let best: { word: string; index: number } | undefined;
+      const consider = (c: { word: string; index: number }): void => {
+        if (best === undefined || c.index < best.index) best = c;
+      };
+      for (const c of substrings) {
+        if (best !== undefined && c.index > best.index) break;
+        if (text.includes(c.word)) {
+          consider(c);
+          break;
+        }
+      }
+      if (phrases.length > 0) {
+        const padded = ` ${text} `;
+        for (const c of phrases) {
+          if (best !== undefined && c.index > best.index) break;
+          if (padded.includes(` ${c.word} `)) {
+            consider(c);
+            break;
+          }
+        }
+      }
+      if (tokens.size > 0) {
+        for (const t of text.split(' ')) {
+          const index = tokens.get(t);
+          if (index !== undefined) consider({ word: t, index });
+        }
+      }
+      return best?.word;
+    },
+  };
+}
+
+/**
+ * Top-level domains that count as a link after 'name.' without a scheme or
+ * 'www.'. Deliberately not every TLD: two-letter ones that are English words
+ * ('me', 'to', 'in', 'us', 'so', 'it', 'is', 'at', 'be', 'no', 'my', ...) would
+ * flag ordinary sentences typed without a space after the full stop.
+ */
+const TLDS = [
+  'com', 'net', 'org', 'io', 'co', 'gg', 'tv', 'xyz', 'info', 'biz', 'ru', 'cn', 'cc', 'ly', 'app', 'dev',
+  'site', 'online', 'top', 'club', 'shop', 'store', 'live', 'link', 'click', 'vip', 'bet', 'win', 'tk', 'ml',
+  'ga', 'cf', 'gq', 'pw', 'ws', 'su', 'de', 'uk', 'jp', 'kr', 'fr', 'eu', 'ai', 'gl', 'gd', 'vc', 'cx', 'icu',
+  'buzz', 'fun', 'cam', 'xxx', 'porn', 'casino', 'money', 'loan', 'work',
+];
+const TLD = `(?:${TLDS.join('|')})`;
+const NOT_NAME = '(?![\\p{L}\\p{N}-])';
+/** Written-out or disguised dots: 'example[.]com', 'example(dot)com', 'example。com'. */
+const DISGUISED_DOT = /\s*(?:[[({]\s*(?:\.|dot)\s*[\])}]|。)\s*/gu;
+/** 'example . com', 'example dot com', 'example点com' (点/點 = "dot"), only when a TLD follows. */
+const SPACED_DOT = new RegExp(`(?:\\s*\\.\\s*|\\s+dot\\s+|\\s*[点點]\\s*)(?=${TLD}${NOT_NAME})`, 'gu');
+const SCHEME = /(?<![\p{L}\p{N}])(?:h(?:tt|xx)ps?|ftp):\/\//u;
+const WWW = /(?<![\p{L}\p{N}])www\d{0,3}\./u;
+const DOMAIN = new RegExp(`(?<![\\p{L}\\p{N}.-])[\\p{L}\\p{N}][\\p{L}\\p{N}-]*(?:\\.[\\p{L}\\p{N}-]+)*\\.${TLD}${NOT_NAME}`, 'u');
+
+/** Whether normalized text contains a link: a scheme, 'www.', or 'name.tld' (also with a disguised dot). */
+export function hasLink(normalized: string): boolean {
+  if (SCHEME.test(normalized) || WWW.test(normalized)) return true;
+  const dotted = normalized.replace(DISGUISED_DOT, '.').replace(SPACED_DOT, '.');
+  return WWW.test(dotted) || DOMAIN.test(dotted);
+}
+
+const GRAPHEMES = new Intl.Segmenter('und', { granularity: 'grapheme' });
+
+/** The longest run of the same user-perceived character (so an emoji or a flag counts once). */
+export function longestCharRun(normalized: string): number {
+  let longest = 0;
+  let run = 0;
+  let prev: string | undefined;
+  for (const { segment } of GRAPHEMES.segment(normalized)) {
+    run = segment === prev ? run + 1 : 1;
+    prev = segment;
+    if (run > longest) longest = run;
+  }
+  return longest;
+}
+
+/**
+ * Judges one comment. Rules, strongest first (every one that fires is labelled):
+ * wordlist (delete), link (delete, or hold with `holdLinks`), char-run, repeat,
+ * flood (delete). Staff and system comments are always allowed and leave the
+ * history untouched. Every other comment is recorded in the history whatever its
+ * verdict (a deleted repeat is still a repeat attempt). Each delete is an offense;
+ * reaching `offensesToMute` offenses within `offenseWindowMs` mutes the user for
+ * `muteMs` (once: not again while the mute lasts) and starts the count afresh.
+ */
+export function judge(
+  c: CommentToJudge,
+  history: UserHistory | undefined,
+  words: WordMatcher,
+  s: ModerationSettings,
+): { judgement: Judgement; history: UserHistory } {
+  const prev = history ?? emptyHistory();
+  if (EXEMPT_ROLES.has(c.role)) {
+    return { judgement: { verdict: 'allow', labels: [], score: 0, rule: '', mute: null }, history: prev };
+  }
+
+  const now = c.occurredAt;
+  const key = normalizeText(c.text);
+  // Entries at exactly `now - window` have left the window.
+  const within = (at: number, windowMs: number): boolean => at > now - windowMs;
+
+  const fired: { name: RuleName; rule: string; hold: boolean }[] = [];
+  const word = words.match(skeleton(c.text));
+  if (word !== undefined) fired.push({ name: 'wordlist', rule: `wordlist:${word}`, hold: false });
+  if (hasLink(key)) fired.push({ name: 'link', rule: 'link', hold: s.holdLinks });
+  if (longestCharRun(key) > s.maxCharRun) fired.push({ name: 'char-run', rule: 'char-run', hold: false });
+  const repeats = prev.recent.filter((e) => e.key === key && within(e.at, s.repeatWindowMs)).length + 1;
+  if (repeats > s.repeatMax) fired.push({ name: 'repeat', rule: 'repeat', hold: false });
+  const comments = prev.recent.filter((e) => within(e.at, s.floodWindowMs)).length + 1;
+  if (comments > s.floodMax) fired.push({ name: 'flood', rule: 'flood', hold: false });
+
+  const labels = fired.map((f) => f.name);
+  const decisive = fired.find((f) => !f.hold) ?? fired[0];
+  const verdict: Judgement['verdict'] = decisive === undefined ? 'allow' : decisive.hold ? 'hold' : 'delete';
+
+  const keepRecent = Math.max(MAX_RECENT, s.floodMax);
+  const recent = [...prev.recent.filter((e) => within(e.at, Math.max(s.repeatWindowMs, s.floodWindowMs))), { key, at: now }].slice(
+    -keepRecent,
+  );
+  let offenses = prev.offenses.filter((at) => within(at, s.offenseWindowMs));
+  if (verdict === 'delete') offenses.push(now);
+  offenses = offenses.slice(-Math.max(1, s.offensesToMute));
+  let mutedUntil = prev.mutedUntil !== null && prev.mutedUntil > now ? prev.mutedUntil : null;
+
+  let mute: Judgement['mute'] = null;
+  if (verdict === 'delete' && s.offensesToMute > 0 && offenses.length >= s.offensesToMute && mutedUntil === null) {
+    mutedUntil = now + s.muteMs;
+    mute = { untilMs: mutedUntil, kind: s.muteKind, reason: `repeat offender: ${labels.join(',')}` };
+    offenses = [];
+  }
+
+  return {
+    judgement: {
+      verdict,
+      labels,
+      score: labels.length === 0 ? 0 : Math.max(...labels.map((l) => RULE_SCORES[l])),
+      rule: decisive?.rule ?? '',
+      mute,
+    },
+    history: { recent, offenses, mutedUntil },
+  };
+}

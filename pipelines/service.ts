@@ -1,0 +1,155 @@
+/**
+ * A processor process: runs projection workers for the active version of
+ * each projection, follows version switches made by a rebuild, and measures
+ * consumer lag. Lifecycle `start(signal)` / `stop()`, like every long-running
+ * part of the product.
+ */
+import http from 'node:http';
+import client from 'prom-client';
+import type { Config } from '../core/config.ts';
+import { openRedis, redisOptions, type RedisClient } from '../core/redis.ts';
+import { createRegistry, EventCodec } from '../schemas/codec.ts';
+import { subjectFor } from '../schemas/registry.ts';
+import { logClient } from '../topics/client.ts';
+import type { LogAdmin, LogClient } from '../topics/kafka.ts';
+import { topicNames } from '../topics/topics.ts';
+import { projectionsOf, type ProjectionName } from './catalog.ts';
+import { activeVersion, ProjectionWorker, type ProjectionNaming } from './runner.ts';
+
+export interface ServiceOptions {
+  cfg: Config;
+  projections: ProjectionName[];
+  /** Poll interval for version switches (a rebuild flips the active version). */
+  versionPollMs?: number;
+  log?: (msg: string) => void;
+}
+
+export const metricsRegistry = new client.Registry();
+const lagGauge = new client.Gauge({ name: 'danmaku_consumer_lag', help: 'Records in the log not yet applied by a processor group, per partition.', labelNames: ['group', 'topic', 'partition'], registers: [metricsRegistry] });
+const appliedCounter = new client.Counter({ name: 'danmaku_projection_events_applied_total', help: 'Events applied to a projection (after fence checks).', labelNames: ['projection'], registers: [metricsRegistry] });
+const skippedCounter = new client.Counter({ name: 'danmaku_projection_events_skipped_total', help: 'Redelivered events skipped by the fence.', labelNames: ['projection'], registers: [metricsRegistry] });
+
+/** Lag of a group on a topic: high watermark minus committed offset, per partition. */
+export async function measureLag(admin: LogAdmin, groupId: string, topic: string): Promise<Map<number, number>> {
+  const [ends, committed] = await Promise.all([admin.endOffsets(topic), admin.committedOffsets(groupId, topic)]);
+  const lag = new Map<number, number>();
+  for (const [p, end] of ends) {
+    const c = Number(committed.get(p) ?? '-1');
+    lag.set(p, Number(end) - (c < 0 ? 0 : c));
+  }
+  return lag;
+}
+
+export class ProcessorService {
+  private redis: RedisClient | undefined;
+  private client: LogClient | undefined;
+  private admin: LogAdmin | undefined;
+  private codec: EventCodec | undefined;
+  private readonly workers = new Map<ProjectionName, ProjectionWorker<unknown>>();
+  private timers: NodeJS.Timeout[] = [];
+  private server: http.Server | undefined;
+  private stopped = false;
+  readonly naming: ProjectionNaming;
+  private readonly topics;
+
+  constructor(private readonly o: ServiceOptions) {
+    this.naming = { keyPrefix: o.cfg.redis.keyPrefix, groupPrefix: o.cfg.pipelines.groupPrefix };
+    this.topics = topicNames(o.cfg);
+  }
+
+  private log(m: string) {
+    this.o.log?.(m);
+  }
+
+  async start(signal?: AbortSignal): Promise<void> {
+    const { cfg } = this.o;
+    signal?.addEventListener('abort', () => void this.stop(), { once: true });
+    this.redis = openRedis({ ...redisOptions(cfg), name: 'processor' });
+    this.client = logClient(cfg, 'processor');
+    this.admin = this.client.admin();
+    await this.admin.connect();
+    this.codec = new EventCodec({ registry: createRegistry(cfg.registry.url), subject: subjectFor(this.topics.roomEvents) });
+    await this.codec.init();
+    for (const name of this.o.projections) await this.startWorker(name, await activeVersion(this.redis, this.naming, name));
+    this.timers.push(setInterval(() => void this.followVersions(), this.o.versionPollMs ?? 1000));
+    this.timers.push(setInterval(() => void this.updateLag(), cfg.pipelines.lagIntervalMs));
+    if (cfg.pipelines.metricsPort > 0) {
+      this.server = http.createServer(async (req, res) => {
+        if (req.url === '/metrics') {
+          await this.updateLag();
+          res.writeHead(200, { 'Content-Type': metricsRegistry.contentType });
+          res.end(await metricsRegistry.metrics());
+        } else {
+          res.writeHead(404).end();
+        }
+      });
+      await new Promise<void>((resolve, reject) => {
+        this.server!.once('error', reject);
+        this.server!.listen(cfg.pipelines.metricsPort, '127.0.0.1', () => resolve());
+      });
+    }
+  }
+
+  private async startWorker(name: ProjectionName, version: number): Promise<void> {
+    const projection = projectionsOf(this.o.cfg)[name];
+    const w = new ProjectionWorker({
+      client: this.client!,
+      redis: this.redis!,
+      codec: this.codec!,
+      topic: this.topics.roomEvents,
+      deadLetterTopic: this.topics.deadLetter,
+      naming: this.naming,
+      projection,
+      version,
+      notify: true,
+      onApplied: (_room, applied, skipped) => {
+        appliedCounter.inc({ projection: name }, applied);
+        if (skipped) skippedCounter.inc({ projection: name }, skipped);
+      },
+      onError: (err) => this.log(`${name}: ${(err as Error).message}`),
+      onAssigned: (partitions) => this.log(`${name}: assigned partitions [${partitions.join(',')}]`),
+    });
+    this.workers.set(name, w);
+    await w.start();
+    this.log(`${name}: running version ${version} (group ${w.groupId})`);
+  }
+
+  private versionOf(w: ProjectionWorker<unknown>): number {
+    return Number(/\.v(\d+)$/.exec(w.groupId)![1]);
+  }
+
+  /** A rebuild switched readers to a new version: continue in that version's group. */
+  private async followVersions(): Promise<void> {
+    if (this.stopped || !this.redis) return;
+    for (const [name, w] of this.workers) {
+      const v = await activeVersion(this.redis, this.naming, name).catch(() => undefined);
+      if (v === undefined || v === this.versionOf(w) || this.stopped) continue;
+      this.log(`${name}: active version is now ${v}; switching from ${this.versionOf(w)}`);
+      await w.stop();
+      await this.startWorker(name, v);
+    }
+  }
+
+  async updateLag(): Promise<void> {
+    if (!this.admin) return;
+    for (const [, w] of this.workers) {
+      const lag = await measureLag(this.admin, w.groupId, this.topics.roomEvents).catch(() => undefined);
+      for (const [p, n] of lag ?? []) lagGauge.set({ group: w.groupId, topic: this.topics.roomEvents, partition: String(p) }, n);
+    }
+  }
+
+  worker(name: ProjectionName): ProjectionWorker<unknown> | undefined {
+    return this.workers.get(name);
+  }
+
+  async stop(): Promise<void> {
+    if (this.stopped) return;
+    this.stopped = true;
+    for (const t of this.timers) clearInterval(t);
+    await Promise.all([...this.workers.values()].map((w) => w.stop()));
+    await new Promise<void>((r) => (this.server ? this.server.close(() => r()) : r()));
+    await this.admin?.disconnect();
+    await this.client?.close();
+    this.redis?.disconnect();
+  }
+}
