@@ -6,13 +6,11 @@
  */
 import { spawn } from 'node:child_process';
 import { parseArgs } from 'node:util';
-import { loadConfig } from '../core/config.ts';
+import { loadConfig, type Config } from '../core/config.ts';
 import { AppError } from '../core/errors.ts';
 import { lastLines } from './proc.ts';
 import { allServices, type ServiceName } from './services.ts';
 import { down, status, up, type ServiceStatus } from './stack.ts';
-
-const NAMES: ServiceName[] = ['kafka', 'registry', 'redis', 'clickhouse'];
 
 function table(rows: ServiceStatus[]): string {
   const head = ['service', 'port', 'pid', 'owner', 'health'];
@@ -22,9 +20,13 @@ function table(rows: ServiceStatus[]): string {
   return [fmt(head), fmt(widths.map((w) => '-'.repeat(w))), ...body.map(fmt)].join('\n');
 }
 
-function pickServices(args: string[]): ServiceName[] | undefined {
+/** kafka, redis, registry, clickhouse, the cluster's nodes (redis-cluster-<port>) and redis-cluster. */
+const namesOf = (cfg: Config): ServiceName[] => allServices(cfg).map((s) => s.name);
+
+function pickServices(cfg: Config, args: string[]): ServiceName[] | undefined {
   if (args.length === 0) return undefined;
-  for (const a of args) if (!NAMES.includes(a as ServiceName)) throw new AppError('ERR_INFRA_USAGE', `unknown service "${a}"; one of ${NAMES.join(', ')}`);
+  const names = namesOf(cfg);
+  for (const a of args) if (!names.includes(a as ServiceName)) throw new AppError('ERR_INFRA_USAGE', `unknown service "${a}"; one of ${names.join(', ')}`);
   return args as ServiceName[];
 }
 
@@ -39,13 +41,13 @@ async function main(): Promise<number> {
   switch (cmd) {
     case 'up': {
       const t0 = Date.now();
-      const res = await up(cfg, log, pickServices(rest));
+      const res = await up(cfg, log, pickServices(cfg, rest));
       console.log(table(res.statuses));
       log(`up in ${((Date.now() - t0) / 1000).toFixed(1)}s; started: ${res.started.join(', ') || 'nothing (all were up)'}`);
       return 0;
     }
     case 'down':
-      await down(cfg, log, pickServices(rest));
+      await down(cfg, log, pickServices(cfg, rest));
       return 0;
     case 'status': {
       const rows = await status(cfg);
@@ -53,8 +55,8 @@ async function main(): Promise<number> {
       return rows.every((r) => r.health === 'ok') ? 0 : 1;
     }
     case 'logs': {
-      const name = pickServices(rest.slice(0, 1))?.[0];
-      if (!name) throw new AppError('ERR_INFRA_USAGE', `usage: infra logs <${NAMES.join('|')}> [-n N] [-f]`);
+      const name = pickServices(cfg, rest.slice(0, 1))?.[0];
+      if (!name) throw new AppError('ERR_INFRA_USAGE', `usage: infra logs <${namesOf(cfg).join('|')}> [-n N] [-f]`);
       const svc = allServices(cfg).find((s) => s.name === name)!;
       const n = Number(values.lines ?? 100);
       if (values.follow) {
@@ -65,7 +67,7 @@ async function main(): Promise<number> {
       return 0;
     }
     default:
-      console.error('usage: npm run infra -- <up|down|status|logs> [service...]\n  services: ' + NAMES.join(', '));
+      console.error('usage: npm run infra -- <up|down|status|logs> [service...]\n  services: ' + namesOf(cfg).join(', '));
       return 2;
   }
 }

@@ -4,6 +4,8 @@
  *   kafka     Apache Kafka (KRaft, one combined broker+controller) from Maven Central jars
  *   registry  Apicurio Registry, kafkasql storage (schemas journaled in Kafka, so ids survive restarts)
  *   redis     Debian's redis-server with the project's own config
+ *   redis-cluster  three of Debian's redis-server in cluster mode (one service per
+ *             node, `redis-cluster-<port>`, plus the group that forms the cluster)
  *   clickhouse embedded chdb (nothing to run) or the server at CLICKHOUSE_URL
  */
 import { randomBytes } from 'node:crypto';
@@ -16,7 +18,7 @@ import { REPO_ROOT } from '../core/config.ts';
 import { InfraError } from '../core/errors.ts';
 import { run, which } from './proc.ts';
 
-export type ServiceName = 'kafka' | 'registry' | 'redis' | 'clickhouse';
+export type ServiceName = 'kafka' | 'registry' | 'redis' | 'clickhouse' | 'redis-cluster' | `redis-cluster-${number}`;
 
 export interface Service {
   name: ServiceName;
@@ -33,6 +35,15 @@ export interface Service {
   command(): Promise<{ cmd: string; args: string[]; cwd?: string; marker: string }>;
   /** Resolves 'ok' or the reason it is not healthy (never throws). */
   health(): Promise<string>;
+  /**
+   * True: a plain `up` leaves it alone (it starts when named) and `status`
+   * lists it only while one of its processes runs. Default false.
+   */
+  onlyWhenNamed?: boolean;
+  /** A group made of other services (the cluster of its nodes): naming it names them too. */
+  members?: Service[];
+  /** For a service with no process of its own: brings it to health once its dependencies are up. */
+  converge?(progress: (msg: string) => void): Promise<void>;
 }
 
 export interface Paths {
@@ -233,6 +244,45 @@ export function registryService(cfg: Config, p: Paths): Service {
   };
 }
 
+let redisInstall: Promise<void> | undefined;
+
+/** apt-get installs redis-server (and redis-cli with it) once, however many services ask at the same time. */
+function installRedisServer(cfg: Config, progress: (msg: string) => void): Promise<void> {
+  if (which(cfg.infra.redisServer)) return Promise.resolve();
+  redisInstall ??= (async () => {
+    const apt = which('apt-get');
+    if (!apt) throw new InfraError('ERR_INFRA_TOOL_MISSING', `\`${cfg.infra.redisServer}\` is missing and there is no apt-get to install it. Install Redis 7 (Debian: apt-get install -y redis-server).`);
+    if (process.getuid?.() !== 0) throw new InfraError('ERR_INFRA_TOOL_MISSING', '`redis-server` is missing; installing it needs root: sudo apt-get install -y redis-server');
+    progress('installing redis-server with apt-get');
+    const env = { ...process.env, DEBIAN_FRONTEND: 'noninteractive' };
+    await run(apt, ['update', '-q'], { env });
+    await run(apt, ['install', '-y', '-q', 'redis-server'], { env });
+  })().finally(() => {
+    redisInstall = undefined;
+  });
+  return redisInstall;
+}
+
+/** A short-lived connection that fails fast instead of retrying. */
+function probeRedis(port: number): Redis {
+  const r = new Redis({ port, host: '127.0.0.1', lazyConnect: true, maxRetriesPerRequest: 0, retryStrategy: () => null, connectTimeout: 1500, commandTimeout: 1500 });
+  r.on('error', () => {});
+  return r;
+}
+
+async function redisPing(port: number): Promise<string> {
+  const r = probeRedis(port);
+  try {
+    await r.connect();
+    const pong = await r.ping();
+    return pong === 'PONG' ? 'ok' : `ping answered ${pong}`;
+  } catch (err) {
+    return (err as Error).message;
+  } finally {
+    r.disconnect();
+  }
+}
+
 export function redisService(cfg: Config, p: Paths): Service {
   const dir = path.join(p.data, 'redis');
   const conf = path.join(dir, 'redis.conf');
@@ -243,16 +293,7 @@ export function redisService(cfg: Config, p: Paths): Service {
     dependsOn: [],
     logFile: path.join(p.logs, 'redis.log'),
     pidFile: path.join(p.run, 'redis.pid'),
-    async install(progress) {
-      if (which(cfg.infra.redisServer)) return;
-      const apt = which('apt-get');
-      if (!apt) throw new InfraError('ERR_INFRA_TOOL_MISSING', `\`${cfg.infra.redisServer}\` is missing and there is no apt-get to install it. Install Redis 7 (Debian: apt-get install -y redis-server).`);
-      if (process.getuid?.() !== 0) throw new InfraError('ERR_INFRA_TOOL_MISSING', '`redis-server` is missing; installing it needs root: sudo apt-get install -y redis-server');
-      progress('installing redis-server with apt-get');
-      const env = { ...process.env, DEBIAN_FRONTEND: 'noninteractive' };
-      await run(apt, ['update', '-q'], { env });
-      await run(apt, ['install', '-y', '-q', 'redis-server'], { env });
-    },
+    install: (progress) => installRedisServer(cfg, progress),
     async command() {
       fs.mkdirSync(dir, { recursive: true });
       fs.writeFileSync(
@@ -277,20 +318,161 @@ export function redisService(cfg: Config, p: Paths): Service {
       // stay in /proc/<pid>/cmdline; the program name (with the pid) does.
       return { cmd: which(cfg.infra.redisServer)!, args: [conf], marker: 'redis-server' };
     },
+    health: () => redisPing(cfg.redis.port),
+  };
+}
+
+/** The ports of the local Redis Cluster's nodes (REDIS_CLUSTER_PORTS); entries that are not ports are dropped here and reported by the cluster's install. */
+export function clusterPortsOf(cfg: Config): number[] {
+  return cfg.redis.clusterPorts
+    .split(',')
+    .map((x) => Number(x.trim()))
+    .filter((n) => Number.isInteger(n) && n > 0 && n <= 55535);
+}
+
+/** Every node checks the list before it starts, so a bad list starts none of them. */
+function checkClusterPorts(cfg: Config): void {
+  const ports = clusterPortsOf(cfg);
+  if (ports.length < 3 || new Set(ports).size !== ports.length || ports.length !== cfg.redis.clusterPorts.split(',').length) {
+    throw new InfraError('ERR_INFRA_CLUSTER_CONFIG', `a Redis Cluster needs at least three distinct node ports (each at most 55535: the cluster bus listens on port + 10000); REDIS_CLUSTER_PORTS is "${cfg.redis.clusterPorts}"`);
+  }
+}
+
+/** One node of the local Redis Cluster: Debian's redis-server with `cluster-enabled yes`. */
+export function redisClusterNodeService(cfg: Config, p: Paths, port: number): Service {
+  const dir = path.join(p.data, 'redis-cluster', String(port));
+  const conf = path.join(dir, 'redis.conf');
+  return {
+    name: `redis-cluster-${port}`,
+    port,
+    runsProcess: true,
+    dependsOn: [],
+    onlyWhenNamed: cfg.redis.mode !== 'cluster',
+    logFile: path.join(p.logs, `redis-cluster-${port}.log`),
+    pidFile: path.join(p.run, `redis-cluster-${port}.pid`),
+    async install(progress) {
+      checkClusterPorts(cfg);
+      await installRedisServer(cfg, progress);
+    },
+    async command() {
+      fs.mkdirSync(dir, { recursive: true });
+      // Written on every start; nodes.conf (the node's id, its peers and its
+      // slots) is the node's own and survives, so a restarted node rejoins.
+      fs.writeFileSync(
+        conf,
+        [
+          `port ${port}`,
+          'bind 127.0.0.1',
+          'protected-mode yes',
+          `dir ${dir}`,
+          'daemonize no',
+          'logfile ""',
+          'cluster-enabled yes',
+          'cluster-config-file nodes.conf',
+          'cluster-node-timeout 5000',
+          'appendonly yes',
+          'appendfsync everysec',
+          'save ""',
+          'maxmemory-policy noeviction',
+          'tcp-keepalive 60',
+          '',
+        ].join('\n'),
+      );
+      // As for the single redis: the title is rewritten, the program name stays.
+      return { cmd: which(cfg.infra.redisServer)!, args: [conf], marker: 'redis-server' };
+    },
+    health: () => redisPing(port),
+  };
+}
+
+interface NodeClusterInfo {
+  port: number;
+  state: string;
+  knownNodes: number;
+  slotsAssigned: number;
+}
+
+async function clusterInfo(port: number): Promise<NodeClusterInfo> {
+  const r = probeRedis(port);
+  try {
+    await r.connect();
+    const text = (await r.call('CLUSTER', 'INFO')) as string;
+    const field = (k: string) => new RegExp(`^${k}:(.*)$`, 'm').exec(text)?.[1]?.trim() ?? '';
+    return { port, state: field('cluster_state'), knownNodes: Number(field('cluster_known_nodes')), slotsAssigned: Number(field('cluster_slots_assigned')) };
+  } finally {
+    r.disconnect();
+  }
+}
+
+/**
+ * The local Redis Cluster as a whole: it runs no process itself (its nodes
+ * do); `up` forms it once when all nodes are new, and is healthy when every
+ * node answers PING and reports cluster_state:ok.
+ */
+export function redisClusterService(cfg: Config, p: Paths, nodes: Service[]): Service {
+  const ports = nodes.map((n) => n.port!);
+  const logFile = path.join(p.logs, 'redis-cluster.log');
+  return {
+    name: 'redis-cluster',
+    runsProcess: false,
+    dependsOn: nodes.map((n) => n.name),
+    members: nodes,
+    onlyWhenNamed: cfg.redis.mode !== 'cluster',
+    logFile,
+    pidFile: path.join(p.run, 'redis-cluster.pid'), // never written: the nodes have theirs
+    async install(progress) {
+      checkClusterPorts(cfg);
+      await installRedisServer(cfg, progress);
+      redisCli(cfg);
+    },
+    async command() {
+      throw new InfraError('ERR_INFRA_NOT_A_PROCESS', 'redis-cluster runs no process itself; its nodes are the services redis-cluster-<port>');
+    },
     async health() {
-      const r = new Redis({ port: cfg.redis.port, host: '127.0.0.1', lazyConnect: true, maxRetriesPerRequest: 0, retryStrategy: () => null, connectTimeout: 1500, commandTimeout: 1500 });
-      r.on('error', () => {});
-      try {
-        await r.connect();
-        const pong = await r.ping();
-        return pong === 'PONG' ? 'ok' : `ping answered ${pong}`;
-      } catch (err) {
-        return (err as Error).message;
-      } finally {
-        r.disconnect();
+      const problems = await Promise.all(
+        ports.map(async (port) => {
+          const ping = await redisPing(port);
+          if (ping !== 'ok') return `${port}: ${ping}`;
+          try {
+            const info = await clusterInfo(port);
+            return info.state === 'ok' ? undefined : `${port}: cluster_state:${info.state} (known nodes ${info.knownNodes}, slots assigned ${info.slotsAssigned})`;
+          } catch (err) {
+            return `${port}: ${(err as Error).message}`;
+          }
+        }),
+      );
+      const bad = problems.filter((x) => x !== undefined);
+      return bad.length === 0 ? 'ok' : bad.join('; ');
+    },
+    async converge(progress) {
+      const infos = await Promise.all(ports.map(clusterInfo));
+      const fresh = infos.filter((i) => i.knownNodes <= 1 && i.slotsAssigned === 0);
+      if (fresh.length === infos.length) {
+        progress(`redis-cluster: forming the cluster of ${ports.join(', ')} (redis-cli --cluster create; log ${logFile})`);
+        fs.mkdirSync(path.dirname(logFile), { recursive: true });
+        fs.appendFileSync(logFile, `\n==== ${new Date().toISOString()} redis-cli --cluster create\n`);
+        await run(redisCli(cfg), ['--cluster', 'create', ...ports.map((port) => `127.0.0.1:${port}`), '--cluster-replicas', '0', '--cluster-yes'], { logFile });
+        return;
       }
+      if (fresh.length > 0) {
+        throw new InfraError(
+          'ERR_INFRA_CLUSTER_BROKEN',
+          `redis-cluster: node(s) ${fresh.map((i) => i.port).join(', ')} know no cluster while the others do (was a node's folder removed?). ` +
+            `Stop it (npm run infra -- down redis-cluster), remove ${path.join(p.data, 'redis-cluster')} and run up again.`,
+        );
+      }
+      // Formed before: restarted nodes rejoin through their nodes.conf; waiting is enough.
+      progress(`redis-cluster: formed already, waiting for cluster_state:ok on every node`);
     },
   };
+}
+
+function redisCli(cfg: Config): string {
+  // redis-cli ships with redis-server (Debian's redis-tools); prefer the one next to it.
+  const server = which(cfg.infra.redisServer);
+  const beside = server ? path.join(path.dirname(server), 'redis-cli') : undefined;
+  if (beside && fs.existsSync(beside)) return beside;
+  return requireTool('redis-cli', 'The Redis Cluster', 'apt-get install -y redis-tools');
 }
 
 export function clickhouseService(cfg: Config, p: Paths): Service {
@@ -330,5 +512,6 @@ export function clickhouseService(cfg: Config, p: Paths): Service {
 
 export function allServices(cfg: Config): Service[] {
   const p = pathsOf(cfg);
-  return [kafkaService(cfg, p), redisService(cfg, p), registryService(cfg, p), clickhouseService(cfg, p)];
+  const nodes = clusterPortsOf(cfg).map((port) => redisClusterNodeService(cfg, p, port));
+  return [kafkaService(cfg, p), redisService(cfg, p), registryService(cfg, p), clickhouseService(cfg, p), ...nodes, redisClusterService(cfg, p, nodes)];
 }

@@ -24,18 +24,39 @@ export async function statusOf(s: Service): Promise<ServiceStatus> {
   const rec = readPid(s.pidFile);
   const alive = isAlive(rec);
   const health = s.runsProcess && !alive && s.port !== undefined && !(await portOpen(s.port)) ? 'down' : await s.health();
+  // A group (the Redis Cluster) is ours when all its members are.
+  const ours = s.members ? s.members.every((m) => isAlive(readPid(m.pidFile))) : alive;
   return {
     name: s.name,
     port: s.port,
     pid: alive ? rec.pid : undefined,
-    owner: !s.runsProcess ? 'embedded' : alive ? 'ours' : health === 'ok' ? 'external' : 'none',
+    owner: !s.runsProcess && !s.members ? 'embedded' : ours ? 'ours' : health === 'ok' ? 'external' : 'none',
     health,
     logFile: s.logFile,
   };
 }
 
+/**
+ * The services `up` works on: the named ones (a group's members with it), or
+ * with no names all but the opt-in ones (the Redis Cluster unless REDIS_MODE=cluster).
+ */
+export function selectServices(cfg: Config, only?: ServiceName[]): Service[] {
+  const all = allServices(cfg);
+  if (!only) return all.filter((s) => !s.onlyWhenNamed);
+  const names = new Set<ServiceName>(only);
+  for (const s of all) if (names.has(s.name)) for (const m of s.members ?? []) names.add(m.name);
+  return all.filter((s) => names.has(s.name));
+}
+
+/** An opt-in service is listed while any process of it (or of its group) runs. */
+function running(all: Service[], s: Service): boolean {
+  const group = s.members ? s : all.find((g) => g.members?.includes(s));
+  return (group?.members ?? [s]).some((m) => isAlive(readPid(m.pidFile)));
+}
+
 export async function status(cfg: Config): Promise<ServiceStatus[]> {
-  return Promise.all(allServices(cfg).map(statusOf));
+  const all = allServices(cfg);
+  return Promise.all(all.filter((s) => !s.onlyWhenNamed || running(all, s)).map(statusOf));
 }
 
 async function waitHealthy(s: Service, timeoutSec: number, pid: number | undefined): Promise<void> {
@@ -68,7 +89,7 @@ export interface UpResult {
  * no-op and `up` after one crashed restarts that one only.
  */
 export async function up(cfg: Config, progress: Progress = () => {}, only?: ServiceName[]): Promise<UpResult> {
-  const services = allServices(cfg).filter((s) => !only || only.includes(s.name));
+  const services = selectServices(cfg, only);
   const started: ServiceName[] = [];
   const done = new Map<ServiceName, Promise<void>>();
 
@@ -84,7 +105,15 @@ export async function up(cfg: Config, progress: Progress = () => {}, only?: Serv
         progress(`${s.name}: already up${st.owner === 'external' ? ' (not started by infra: left alone)' : ''}`);
         return;
       }
-      if (!s.runsProcess) throw new InfraError('ERR_INFRA_UNHEALTHY', `${s.name}: ${st.health}`);
+      if (!s.runsProcess) {
+        if (!s.converge) throw new InfraError('ERR_INFRA_UNHEALTHY', `${s.name}: ${st.health}`);
+        // A group whose members are up: form it (the Redis Cluster) or wait for it.
+        const t0 = Date.now();
+        await s.converge(progress);
+        await waitHealthy(s, cfg.infra.startTimeoutSec, undefined);
+        progress(`${s.name}: healthy after ${((Date.now() - t0) / 1000).toFixed(1)}s`);
+        return;
+      }
       if (st.owner === 'ours') {
         progress(`${s.name}: running (pid ${st.pid}), waiting until healthy`);
         return waitHealthy(s, cfg.infra.startTimeoutSec, st.pid);
@@ -116,13 +145,14 @@ export async function up(cfg: Config, progress: Progress = () => {}, only?: Serv
 
 /** Stops only processes this project started (pid files), dependents first. */
 export async function down(cfg: Config, progress: Progress = () => {}, only?: ServiceName[]): Promise<void> {
-  const services = allServices(cfg)
-    .filter((s) => s.runsProcess && (!only || only.includes(s.name)))
+  const services = (only ? selectServices(cfg, only) : allServices(cfg))
+    .filter((s) => s.runsProcess)
     .reverse(); // registry before kafka: it journals into Kafka
   for (const s of services) {
     const rec = readPid(s.pidFile);
     if (!isAlive(rec)) {
-      progress(`${s.name}: not running (nothing of ours to stop)`);
+      // With no names, opt-in services that never ran stay out of the report.
+      if (only || !s.onlyWhenNamed) progress(`${s.name}: not running (nothing of ours to stop)`);
       continue;
     }
     const how = await stopProcess(rec);

@@ -1,10 +1,11 @@
 /**
  * Starts the real stack once per test run (vitest globalSetup) and stops at
  * the end exactly what it started: servers that were already running (a
- * developer's `npm run infra -- up`) are left as they were.
+ * developer's `npm run infra -- up`) are left as they were. The local Redis
+ * Cluster is started too, whatever REDIS_MODE says.
  */
 import { loadConfig } from '../core/config.ts';
-import { status, up, down } from '../infra/stack.ts';
+import { selectServices, status, up, down } from '../infra/stack.ts';
 
 export default async function setup(): Promise<() => Promise<void>> {
   const cfg = loadConfig();
@@ -16,7 +17,8 @@ export default async function setup(): Promise<() => Promise<void>> {
     return async () => {};
   }
   const t0 = Date.now();
-  const { started } = await up(cfg, log);
+  // The int tests run against a single Redis and a Redis Cluster: bring up both.
+  const { started } = await up(cfg, log, [...selectServices(cfg).map((s) => s.name), 'redis-cluster']);
   log(`stack ready in ${((Date.now() - t0) / 1000).toFixed(1)}s (started: ${started.join(', ') || 'none'})`);
   return async () => {
     if (cfg.test.keepServices || started.length === 0) return;
