@@ -117,6 +117,19 @@ export const schema = {
     metricsPort: int('PIPELINES_METRICS_PORT', 9464, 'Port of the processors\' Prometheus /metrics endpoint (0 = off).', 0, 65535),
     lagIntervalMs: int('PIPELINES_LAG_INTERVAL_MS', 5000, 'How often consumer lag is measured for the metrics.', 100, 600_000),
   },
+  moderation: {
+    enabled: bool('MODERATION_ENABLED', true, 'Run the moderation processor with `npm run pipelines -- run`.'),
+    wordlist: derived('MODERATION_WORDLIST', '<repo>/pipelines/moderation/wordlist.txt', 'Word list file (one entry per line, # comments); re-read when it changes, no restart needed.', () =>
+      path.join(REPO_ROOT, 'pipelines', 'moderation', 'wordlist.txt'),
+    ),
+    maxCharRun: int('MODERATION_MAX_CHAR_RUN', 20, 'A run of one character longer than this is removed (danmaku often repeats 哈 or w, so not too low).', 2, 1000),
+    repeatMax: int('MODERATION_REPEAT_MAX', 2, 'Times one user may post the same text within a minute.', 1, 1000),
+    floodMax: int('MODERATION_FLOOD_MAX', 8, 'Comments one user may post within 10 s.', 1, 1000),
+    offensesToMute: int('MODERATION_OFFENSES_TO_MUTE', 3, 'Removals within 10 min that mute the user (0 = never).', 0, 1000),
+    muteSec: int('MODERATION_MUTE_SEC', 600, 'How long an automatic mute lasts.', 1, 31 * 24 * 3600),
+    muteKind: oneOf('MODERATION_MUTE_KIND', ['shadow', 'visible'] as const, 'shadow', 'shadow: the muted user alone still sees their comments; visible: their comments are rejected with a reason.'),
+    holdLinks: bool('MODERATION_HOLD_LINKS', false, 'Hold comments with links for a moderator instead of removing them.'),
+  },
   redis: {
     url: derived('REDIS_URL', 'redis://127.0.0.1:${REDIS_PORT}', 'Redis the product connects to.', (e) => `redis://127.0.0.1:${portOf(e, 'REDIS_PORT', 6379)}`),
     port: port('REDIS_PORT', 6379, 'Port of the local redis-server (infra).'),

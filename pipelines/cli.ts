@@ -23,7 +23,11 @@ function pick(list: string | undefined): ProjectionName[] {
 async function main(): Promise<void> {
   switch (positionals[0]) {
     case 'run': {
-      const svc = new ProcessorService({ cfg, projections: pick(values.projections), log });
+      // `--projections` may name `moderation` beside the projections; by default all run.
+      const wanted = values.projections?.split(',').map((x) => x.trim());
+      const moderation = wanted ? wanted.includes('moderation') : cfg.moderation.enabled;
+      const names = wanted ? pick(wanted.filter((x) => x !== 'moderation').join(',') || undefined) : pick(undefined);
+      const svc = new ProcessorService({ cfg, projections: wanted && wanted.every((x) => x === 'moderation') ? [] : names, moderation, log });
       const ac = new AbortController();
       for (const sig of ['SIGINT', 'SIGTERM'] as const) {
         process.once(sig, () => {

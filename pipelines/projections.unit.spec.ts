@@ -62,15 +62,18 @@ describe('ordered feed', () => {
     expect(deltas.filter((x) => x.t === 'delete')).toEqual([{ t: 'delete', eventId: c.event.eventId, offset: d.offset, reason: 'typo' }]);
   });
 
-  it('given a moderation hold or delete verdict, then the comment is removed; allow leaves it', () => {
+  it('given a moderation hold verdict, then the comment is removed; allow (and delete, which its CommentDeleted carries out) leave it', () => {
     const a = ev(comment('fine'));
     const b = ev(comment('bad'));
     const allow = ev({ type: 'ModerationDecided', targetEventId: a.event.eventId, targetUserId: 'u1', verdict: 'allow', labels: [], score: 0, rule: '' }, { role: 'system' });
     const hold = ev({ type: 'ModerationDecided', targetEventId: b.event.eventId, targetUserId: 'u1', verdict: 'hold', labels: ['link'], score: 0.9, rule: 'link' }, { role: 'system' });
-    const { store, keys } = run(feedProjection(10), [[a, b, allow, hold]]);
+    const c = ev(comment('worse'));
+    const del = ev({ type: 'ModerationDecided', targetEventId: c.event.eventId, targetUserId: 'u1', verdict: 'delete', labels: ['wordlist'], score: 0.99, rule: 'wordlist' }, { role: 'system' });
+    const { store, keys } = run(feedProjection(10), [[a, b, allow, hold, c, del]]);
     expect(feedItems(store, keys.key('z')).map((i) => [i.kind, i.eventId])).toEqual([
       ['comment', a.event.eventId],
       ['delete', b.event.eventId],
+      ['comment', c.event.eventId],
     ]);
   });
 

@@ -14,11 +14,16 @@ import { logClient } from '../topics/client.ts';
 import type { LogAdmin, LogClient } from '../topics/kafka.ts';
 import { topicNames } from '../topics/topics.ts';
 import { projectionsOf, type ProjectionName } from './catalog.ts';
+import { ModerationWorker } from './moderation/processor.ts';
+import { defaultModerationSettings, type ModerationSettings } from './moderation/rules.ts';
+import { WordListFile } from './moderation/wordlist.ts';
 import { activeVersion, ProjectionWorker, type ProjectionNaming } from './runner.ts';
 
 export interface ServiceOptions {
   cfg: Config;
   projections: ProjectionName[];
+  /** Also run the moderation processor. */
+  moderation?: boolean;
   /** Poll interval for version switches (a rebuild flips the active version). */
   versionPollMs?: number;
   log?: (msg: string) => void;
@@ -46,6 +51,7 @@ export class ProcessorService {
   private admin: LogAdmin | undefined;
   private codec: EventCodec | undefined;
   private readonly workers = new Map<ProjectionName, ProjectionWorker<unknown>>();
+  private moderator: ModerationWorker | undefined;
   private timers: NodeJS.Timeout[] = [];
   private server: http.Server | undefined;
   private stopped = false;
@@ -71,6 +77,7 @@ export class ProcessorService {
     this.codec = new EventCodec({ registry: createRegistry(cfg.registry.url), subject: subjectFor(this.topics.roomEvents) });
     await this.codec.init();
     for (const name of this.o.projections) await this.startWorker(name, await activeVersion(this.redis, this.naming, name));
+    if (this.o.moderation) await this.startModerator();
     this.timers.push(setInterval(() => void this.followVersions(), this.o.versionPollMs ?? 1000));
     this.timers.push(setInterval(() => void this.updateLag(), cfg.pipelines.lagIntervalMs));
     if (cfg.pipelines.metricsPort > 0) {
@@ -114,6 +121,39 @@ export class ProcessorService {
     this.log(`${name}: running version ${version} (group ${w.groupId})`);
   }
 
+  private async startModerator(): Promise<void> {
+    const { cfg } = this.o;
+    const m = cfg.moderation;
+    const settings: ModerationSettings = {
+      ...defaultModerationSettings,
+      maxCharRun: m.maxCharRun,
+      repeatMax: m.repeatMax,
+      floodMax: m.floodMax,
+      offensesToMute: m.offensesToMute,
+      muteMs: m.muteSec * 1000,
+      muteKind: m.muteKind,
+      holdLinks: m.holdLinks,
+    };
+    const list = new WordListFile(m.wordlist);
+    this.moderator = new ModerationWorker({
+      client: this.client!,
+      redis: this.redis!,
+      codec: this.codec!,
+      topic: this.topics.roomEvents,
+      deadLetterTopic: this.topics.deadLetter,
+      naming: this.naming,
+      settings,
+      words: () => {
+        if (list.refresh()) this.log(`moderation: word list reloaded (${list.words().length} entries)`);
+        return list.current();
+      },
+      onError: (err) => this.log(`moderation: ${(err as Error).message}`),
+      onAssigned: (partitions) => this.log(`moderation: assigned partitions [${partitions.join(',')}]`),
+    });
+    await this.moderator.start();
+    this.log(`moderation: running (group ${this.moderator.groupId}, word list ${m.wordlist})`);
+  }
+
   private versionOf(w: ProjectionWorker<unknown>): number {
     return Number(/\.v(\d+)$/.exec(w.groupId)![1]);
   }
@@ -132,7 +172,10 @@ export class ProcessorService {
 
   async updateLag(): Promise<void> {
     if (!this.admin) return;
-    for (const [, w] of this.workers) {
+    const groups = [...this.workers.values()].map((w) => w.groupId);
+    if (this.moderator) groups.push(this.moderator.groupId);
+    for (const groupId of groups) {
+      const w = { groupId };
       const lag = await measureLag(this.admin, w.groupId, this.topics.roomEvents).catch(() => undefined);
       for (const [p, n] of lag ?? []) lagGauge.set({ group: w.groupId, topic: this.topics.roomEvents, partition: String(p) }, n);
     }
@@ -147,6 +190,7 @@ export class ProcessorService {
     this.stopped = true;
     for (const t of this.timers) clearInterval(t);
     await Promise.all([...this.workers.values()].map((w) => w.stop()));
+    await this.moderator?.stop();
     await new Promise<void>((r) => (this.server ? this.server.close(() => r()) : r()));
     await this.admin?.disconnect();
     await this.client?.close();

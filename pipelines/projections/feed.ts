@@ -54,11 +54,15 @@ export function removal(keys: RoomKeys, e: PositionedEvent, targetEventId: strin
   };
 }
 
-/** What removes a comment from the feeds: a deletion, or a moderation verdict other than allow. */
+/**
+ * What removes a comment from the feeds: a deletion, or a moderation hold.
+ * (A moderation `delete` verdict is always followed by its CommentDeleted,
+ * which does the removal; reacting to both would leave two tombstones.)
+ */
 export function removalTarget(e: RoomEvent): { target: string; reason: string } | undefined {
   const p = e.payload;
   if (p.type === 'CommentDeleted') return { target: p.targetEventId, reason: p.reason || 'deleted' };
-  if (p.type === 'ModerationDecided' && p.verdict !== 'allow') return { target: p.targetEventId, reason: `moderation:${p.verdict}:${p.rule}` };
+  if (p.type === 'ModerationDecided' && p.verdict === 'hold') return { target: p.targetEventId, reason: `moderation:hold:${p.rule}` };
   return undefined;
 }
 
