@@ -18,7 +18,7 @@ import type { LogAdmin, LogProducer } from '../topics/kafka.ts';
 import { applyTopics, declaredTopics } from '../topics/topics.ts';
 import { PROJECTION_NAMES, projectionsOf } from './catalog.ts';
 import type { PositionedEvent } from './projection.ts';
-import { groupOf } from './runner.ts';
+import { activeVersionKey, epochKey, groupOf, notifyChannel, type Notification } from './runner.ts';
 import { measureLag } from './service.ts';
 
 const base = testConfig();
@@ -132,5 +132,75 @@ describe.each(modes)('processors on %s Redis', (mode) => {
     await Promise.all([a.stop(), b.stop()]);
     await w.producer.disconnect();
     await w.compare();
+  });
+
+  it('rebuilds a projection beside the live one, switches readers, bumps epochs, and equals live', async () => {
+    const w = await world();
+    const live = startScript('pipelines/cli.ts', ['run', '--projections', 'feed,tallies'], w.env);
+    await live.waitForLine(/ready/);
+    const rooms = Array.from({ length: 6 }, (_, i) => `rb-${i}`);
+    await w.produce(mixedStream({ rooms, count: 1500, seed: 3 }));
+    const naming = { keyPrefix: w.env.REDIS_KEY_PREFIX, groupPrefix: w.env.PIPELINES_GROUP_PREFIX };
+    const lagOf = async (g: string) => [...(await measureLag(admin, g, w.env.TOPIC_ROOM_EVENTS)).values()].reduce((a, b) => a + b, 0);
+    await waitFor(async () => (await lagOf(groupOf(naming, 'feed', 1))) === 0, { what: 'live feed to catch up', timeoutMs: 60_000, intervalMs: 300 });
+    const before = await redisSnapshot(redis, `${w.env.REDIS_KEY_PREFIX}feed:v1:*`);
+    const epochsBefore = await Promise.all(rooms.map((r) => redis.get(epochKey(naming, r))));
+
+    const rb = startScript('pipelines/cli.ts', ['rebuild', 'feed'], w.env);
+    expect(await rb.exited).toBe(0);
+    expect(rb.output.join('\n')).toMatch(/rebuild feed v2 \[.*\] \d+%/); // the progress bar
+    expect(rb.output.join('\n')).toMatch(/switched feed to version 2/);
+    expect(await redis.get(activeVersionKey(naming, 'feed'))).toBe('2');
+    const epochsAfter = await Promise.all(rooms.map((r) => redis.get(epochKey(naming, r))));
+    epochsAfter.forEach((e, i) => expect(Number(e)).toBe(Number(epochsBefore[i] ?? 0) + 1));
+
+    // Rebuilt equals live (same content under the new version's key names), old keys gone.
+    const after = await redisSnapshot(redis, `${w.env.REDIS_KEY_PREFIX}feed:v2:*`);
+    const renamed = Object.fromEntries(Object.entries(before).map(([k, v]) => [k.replace(':feed:v1:', ':feed:v2:'), v]));
+    expect(after).toEqual(renamed);
+    expect(await redisSnapshot(redis, `${w.env.REDIS_KEY_PREFIX}feed:v1:*`)).toEqual({});
+
+    // The live processor follows: new events land in version 2.
+    await live.waitForLine(/feed: active version is now 2/);
+    await w.produce(mixedStream({ rooms, count: 200, seed: 4, startMs: 1_800_000_000_000 }));
+    await waitFor(async () => (await lagOf(groupOf(naming, 'feed', 2))) === 0 && (await lagOf(groupOf(naming, 'tallies', 1))) === 0, {
+      what: 'the live processor to apply new events to version 2',
+      timeoutMs: 60_000,
+      intervalMs: 300,
+    });
+    await live.stop();
+    await w.producer.disconnect();
+    const p = projectionsOf(w.cfg).feed;
+    expect(await redisSnapshot(redis, `${w.env.REDIS_KEY_PREFIX}feed:v2:*`)).toEqual(expectedSnapshot(p, w.env.REDIS_KEY_PREFIX, 2, w.positioned));
+  });
+
+  it('publishes each applied effect on the room\'s sharded channel, in order, and exposes consumer lag as a metric', async () => {
+    const w = await world();
+    const port = 20000 + Math.floor(Math.random() * 20000);
+    const proc = startScript('pipelines/cli.ts', ['run', '--projections', 'feed'], { ...w.env, PIPELINES_METRICS_PORT: String(port) });
+    await proc.waitForLine(/ready/);
+    const naming = { keyPrefix: w.env.REDIS_KEY_PREFIX, groupPrefix: w.env.PIPELINES_GROUP_PREFIX };
+    const sub = openRedis({ mode, url: base.redis.url, clusterNodes: base.redis.clusterNodes });
+    const got: Notification[] = [];
+    sub.on('smessage', (_ch: string, msg: string) => got.push(JSON.parse(msg) as Notification));
+    await sub.ssubscribe(notifyChannel(naming, 'hot-room'));
+    const events = mixedStream({ rooms: ['hot-room'], count: 300, seed: 5 });
+    await w.produce(events);
+    const comments = events.filter((e) => e.payload.type === 'CommentPosted').length;
+    await waitFor(() => got.flatMap((n) => n.deltas).filter((d) => d.t === 'comment').length === comments || undefined, { what: 'every comment delta', timeoutMs: 30_000 });
+    const offsets = got.map((n) => n.offset);
+    expect(offsets).toEqual([...offsets].sort((a, b) => a - b));
+    expect(got.every((n) => n.projection === 'feed' && n.version === 1 && n.room === 'hot-room')).toBe(true);
+    const ids = got.flatMap((n) => n.deltas).flatMap((d) => (d.t === 'comment' ? [d.entry.eventId] : []));
+    expect(ids).toEqual(events.filter((e) => e.payload.type === 'CommentPosted').map((e) => e.eventId));
+
+    const metrics = await (await fetch(`http://127.0.0.1:${port}/metrics`)).text();
+    const lagLines = metrics.split('\n').filter((l) => l.startsWith('danmaku_consumer_lag{'));
+    expect(lagLines.length).toBeGreaterThan(0);
+    expect(lagLines.every((l) => l.includes(groupOf(naming, 'feed', 1)))).toBe(true);
+    expect(metrics).toMatch(/danmaku_projection_events_applied_total\{projection="feed"\} \d+/);
+    sub.disconnect();
+    await proc.stop();
+    await w.producer.disconnect();
   });
 });
