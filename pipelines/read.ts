@@ -1,0 +1,120 @@
+/**
+ * Reading the projections: what gateways serve. Always reads the active
+ * version of each projection, so a rebuild's switch is seen at once.
+ *
+ * A client's place in a room is a position {offset, epoch}: the offset of the
+ * last feed item it has, and the room's epoch when it got it. A different
+ * epoch means the projection was rebuilt and the client must reload.
+ */
+import type { RedisClient } from '../core/redis.ts';
+import type { FeedItem, PinState, RoomSettings } from './projection.ts';
+import { defaultSettings } from './projections/room-state.ts';
+import type { SampledState } from './projections/sampled.ts';
+import { activeVersion, epochKey, type ProjectionNaming } from './runner.ts';
+import { roomKeys } from './projection.ts';
+
+export type View = 'ordered' | 'sampled';
+
+export interface Position {
+  offset: number;
+  epoch: number;
+}
+
+export interface FeedPage {
+  items: FeedItem[];
+  /** Position after the last item served (or the room's position when nothing is new). */
+  position: Position;
+  /**
+   * The oldest offset Redis still holds for this room (undefined when empty).
+   * A client asking for anything older needs the log, not Redis.
+   */
+  oldestOffset: number | undefined;
+  /** Sampling rate of the sampled view (1 = everything). */
+  rate: number;
+}
+
+const projectionOfView = (v: View) => (v === 'ordered' ? 'feed' : 'sampled');
+
+export async function roomEpoch(redis: RedisClient, n: ProjectionNaming, room: string): Promise<number> {
+  return Number((await redis.get(epochKey(n, room))) ?? 0);
+}
+
+export interface FeedQuery {
+  view: View;
+  /** Items strictly after this offset (resume). */
+  afterOffset?: number;
+  /** Items whose event time is within [fromMs, toMs]. */
+  fromMs?: number;
+  toMs?: number;
+  limit?: number;
+}
+
+export async function readFeed(redis: RedisClient, n: ProjectionNaming, room: string, q: FeedQuery): Promise<FeedPage> {
+  const name = projectionOfView(q.view);
+  const version = await activeVersion(redis, n, name);
+  const keys = roomKeys(n.keyPrefix, name, version, room);
+  const limit = q.limit ?? 200;
+  const min = q.afterOffset === undefined ? '-inf' : `(${q.afterOffset}`;
+  const [raw, oldest, meta, epoch] = await Promise.all([
+    redis.zrangebyscore(keys.key('z'), min, '+inf', 'LIMIT', '0', String(limit)),
+    redis.zrange(keys.key('z'), '0', '0', 'WITHSCORES'),
+    redis.hmget(keys.meta, 'fence', 'state'),
+    roomEpoch(redis, n, room),
+  ]);
+  let items = raw.map((m) => JSON.parse(m) as FeedItem);
+  if (q.fromMs !== undefined || q.toMs !== undefined) {
+    items = items.filter((i) => (q.fromMs === undefined || i.occurredAt >= q.fromMs) && (q.toMs === undefined || i.occurredAt <= q.toMs));
+  }
+  const fence = meta[0] ? Number(meta[0]) : -1;
+  const last = raw.length === limit && items.length > 0 ? items[items.length - 1]!.offset : fence;
+  const rate = name === 'sampled' && meta[1] ? (JSON.parse(meta[1]) as SampledState).rate : 1;
+  return {
+    items,
+    position: { offset: Math.max(last, q.afterOffset ?? -1), epoch },
+    oldestOffset: oldest.length === 2 ? Number(oldest[1]) : undefined,
+    rate,
+  };
+}
+
+export interface RoomSnapshotState {
+  pinned: PinState | null;
+  settings: RoomSettings;
+  tallies: { totals: Record<string, number>; lastSeconds: Record<string, Record<string, number>> };
+  muted: Record<string, { untilMs: number | null; kind: 'shadow' | 'visible'; reason: string }>;
+  epoch: number;
+}
+
+/** Pin (hidden once expired at `nowMs`), settings, tallies, muted users. */
+export async function readRoomState(redis: RedisClient, n: ProjectionNaming, room: string, nowMs: number): Promise<RoomSnapshotState> {
+  const [sv, tv] = await Promise.all([activeVersion(redis, n, 'state'), activeVersion(redis, n, 'tallies')]);
+  const sk = roomKeys(n.keyPrefix, 'state', sv, room);
+  const tk = roomKeys(n.keyPrefix, 'tallies', tv, room);
+  const [pinRaw, settingsRaw, mutedRaw, totals, secs, epoch] = await Promise.all([
+    redis.get(sk.key('pin')),
+    redis.get(sk.key('settings')),
+    redis.hgetall(sk.key('muted')),
+    redis.hgetall(tk.key('total')),
+    redis.hgetall(tk.key('sec')),
+    roomEpoch(redis, n, room),
+  ]);
+  const pin = pinRaw ? (JSON.parse(pinRaw) as PinState) : null;
+  const muted: RoomSnapshotState['muted'] = {};
+  for (const [u, v] of Object.entries(mutedRaw)) {
+    const m = JSON.parse(v) as { untilMs: number | null; kind: 'shadow' | 'visible'; reason: string };
+    if (m.untilMs === null || m.untilMs > nowMs) muted[u] = m;
+  }
+  const lastSeconds: Record<string, Record<string, number>> = {};
+  const nowSec = Math.floor(nowMs / 1000);
+  for (const [field, count] of Object.entries(secs)) {
+    const [sec, emoji] = [field.slice(0, field.indexOf(':')), field.slice(field.indexOf(':') + 1)];
+    if (Number(sec) < nowSec - 10) continue;
+    (lastSeconds[sec] ??= {})[emoji] = Number(count);
+  }
+  return {
+    pinned: pin && (pin.untilMs === null || pin.untilMs > nowMs) ? pin : null,
+    settings: settingsRaw ? (JSON.parse(settingsRaw) as RoomSettings) : defaultSettings(),
+    tallies: { totals: Object.fromEntries(Object.entries(totals).map(([k, v]) => [k, Number(v)])), lastSeconds },
+    muted,
+    epoch,
+  };
+}
