@@ -1,0 +1,102 @@
+/**
+ * Sampling is deterministic: the busiest stretch of a real chat log (from
+ * ../shared/data, when present) run twice through Kafka and two separate
+ * processors gives identical sampled feeds, at most K kept comments per second.
+ */
+import fs from 'node:fs';
+import path from 'node:path';
+import zlib from 'node:zlib';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { openRedis, type RedisClient } from '../core/redis.ts';
+import { createRegistry, EventCodec } from '../schemas/codec.ts';
+import { comment, makeEvent, type RoomEvent } from '../schemas/events.ts';
+import { subjectFor } from '../schemas/registry.ts';
+import { randomName, testConfig, waitFor } from '../test/helpers.ts';
+import { startScript } from '../test/processes.ts';
+import { redisSnapshot, SHARED_DATA } from '../test/streams.ts';
+import { logClient } from '../topics/client.ts';
+import type { LogAdmin } from '../topics/kafka.ts';
+import { applyTopics, declaredTopics } from '../topics/topics.ts';
+import { groupOf } from './runner.ts';
+import { measureLag } from './service.ts';
+
+const base = testConfig();
+const file = path.join(SHARED_DATA, 'bilibili_asoul_live.jsonl.gz');
+const hasData = fs.existsSync(file);
+
+/** The densest 3 minutes of the busiest room, as events with their original timing. */
+function busiestStretch(): RoomEvent[] {
+  const rows = zlib
+    .gunzipSync(fs.readFileSync(file))
+    .toString('utf8')
+    .split('\n')
+    .filter(Boolean)
+    .map((l) => JSON.parse(l) as { room: string; offset_ms: number; user: string | null; text: string })
+    .filter((r) => r.room === 'bili:2020.12.12 嘉然 首播' && r.offset_ms >= 0 && r.text.trim());
+  let best = 0;
+  let bestCount = 0;
+  for (let i = 0, j = 0; i < rows.length; i++) {
+    while (rows[j]!.offset_ms < rows[i]!.offset_ms - 180_000) j++;
+    if (i - j > bestCount) [best, bestCount] = [j, i - j];
+  }
+  const start = 1_767_225_600_000;
+  return rows.slice(best, best + bestCount).map((r, i) =>
+    makeEvent({
+      roomId: 'asoul',
+      eventId: `0194${String(i).padStart(4, '0')}-0000-7000-8000-${String(i).padStart(12, '0')}`,
+      actor: { userId: r.user ?? 'anon', role: 'viewer' },
+      occurredAt: start + r.offset_ms,
+      videoOffsetMs: r.offset_ms,
+      payload: comment(r.text.slice(0, 200)),
+    }),
+  );
+}
+
+describe.skipIf(!hasData)('sampled feed on a real chat log', () => {
+  const client = logClient(base, 'sampling-test');
+  let admin: LogAdmin;
+  let redis: RedisClient;
+  beforeAll(async () => {
+    admin = client.admin();
+    await admin.connect();
+    redis = openRedis({ mode: 'single', url: base.redis.url, clusterNodes: base.redis.clusterNodes });
+  });
+  afterAll(async () => {
+    await admin.disconnect();
+    await client.close();
+    redis.disconnect();
+  });
+
+  it('gives the same sample in two independent runs, within K per second', async () => {
+    const events = busiestStretch();
+    expect(events.length).toBeGreaterThan(1000);
+    const snapshots = [];
+    for (let run = 0; run < 2; run++) {
+      const id = randomName('sampling');
+      const env = { TOPIC_ROOM_EVENTS: id, TOPIC_DEAD_LETTER: `${id}.dlq`, REDIS_KEY_PREFIX: `${id}:`, PIPELINES_GROUP_PREFIX: `${id}.`, PIPELINES_METRICS_PORT: '0', SAMPLED_PER_SECOND: '3', TOPIC_PARTITIONS: '1' };
+      await applyTopics(admin, declaredTopics(testConfig(env), { roomEvents: id, deadLetter: `${id}.dlq` }));
+      const codec = new EventCodec({ registry: createRegistry(base.registry.url), subject: subjectFor(id) });
+      await codec.init();
+      const producer = client.producer();
+      await producer.connect();
+      await Promise.all(events.map((e) => producer.send({ topic: id, key: e.roomId, value: codec.encode(e) })));
+      await producer.disconnect();
+      const proc = startScript('pipelines/cli.ts', ['run', '--projections', 'sampled'], env);
+      await proc.waitForLine(/ready/);
+      const group = groupOf({ keyPrefix: env.REDIS_KEY_PREFIX, groupPrefix: env.PIPELINES_GROUP_PREFIX }, 'sampled', 1);
+      await waitFor(async () => [...(await measureLag(admin, group, id)).values()].every((n) => n === 0), { what: 'the sample', timeoutMs: 120_000, intervalMs: 300 });
+      await proc.stop();
+      const snap = await redisSnapshot(redis, `${env.REDIS_KEY_PREFIX}sampled:v1:*`);
+      snapshots.push(Object.fromEntries(Object.entries(snap).map(([k, v]) => [k.slice(env.REDIS_KEY_PREFIX.length), v])));
+    }
+    expect(snapshots[1]).toEqual(snapshots[0]);
+    const z = Object.entries(snapshots[0]!).find(([k]) => k.endsWith(':z'))![1] as [string, number][];
+    const perSecond = new Map<number, number>();
+    for (const [m] of z) {
+      const s = Math.floor((JSON.parse(m) as { occurredAt: number }).occurredAt / 1000);
+      perSecond.set(s, (perSecond.get(s) ?? 0) + 1);
+    }
+    expect(Math.max(...perSecond.values())).toBeLessThanOrEqual(3);
+    console.log(`sampled feed kept ${z.length} of ${events.length} real comments (3 minutes, K = 3/s)`);
+  });
+});
