@@ -8,6 +8,8 @@ export default defineConfig({
       {
         test: {
           name: 'unit',
+          // Pure specs first: they fail fast, before the servers are even started.
+          sequence: { groupOrder: 0 },
           include: ['**/*.unit.spec.ts'],
           exclude: ['node_modules/**', '.data/**'],
         },
@@ -15,6 +17,7 @@ export default defineConfig({
       {
         test: {
           name: 'int',
+          sequence: { groupOrder: 1 },
           include: ['**/*.int.spec.ts', '**/*.e2e.spec.ts'],
           exclude: ['node_modules/**', '.data/**'],
           globalSetup: ['test/global-setup.ts'],

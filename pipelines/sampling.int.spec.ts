@@ -73,7 +73,7 @@ describe.skipIf(!hasData)('sampled feed on a real chat log', () => {
     const snapshots = [];
     for (let run = 0; run < 2; run++) {
       const id = randomName('sampling');
-      const env = { TOPIC_ROOM_EVENTS: id, TOPIC_DEAD_LETTER: `${id}.dlq`, REDIS_KEY_PREFIX: `${id}:`, PIPELINES_GROUP_PREFIX: `${id}.`, PIPELINES_METRICS_PORT: '0', SAMPLED_PER_SECOND: '3', TOPIC_PARTITIONS: '1' };
+      const env = { TOPIC_ROOM_EVENTS: id, TOPIC_DEAD_LETTER: `${id}.dlq`, REDIS_KEY_PREFIX: `${id}:`, PIPELINES_GROUP_PREFIX: `${id}.`, PIPELINES_METRICS_PORT: '0', SAMPLED_PER_SECOND: '3', TOPIC_PARTITIONS: '1', MODERATION_ENABLED: 'false' };
       await applyTopics(admin, declaredTopics(testConfig(env), { roomEvents: id, deadLetter: `${id}.dlq` }));
       const codec = new EventCodec({ registry: createRegistry(base.registry.url), subject: subjectFor(id) });
       await codec.init();
