@@ -1,0 +1,94 @@
+/**
+ * `buildGateway(deps)` returns the fastify app; `main.ts` only listens. Write,
+ * read (polling), push (WebSocket), presence, replay and analytics are
+ * encapsulated plugins; the shared clients arrive as the `deps` decoration.
+ */
+import fastifyCompress from '@fastify/compress';
+import fastifySwagger from '@fastify/swagger';
+import fastifySwaggerUi from '@fastify/swagger-ui';
+import fastifyWebsocket from '@fastify/websocket';
+import { Ajv } from 'ajv';
+import Fastify, { type FastifyError, type FastifyInstance } from 'fastify';
+import { AppError } from '../core/errors.ts';
+import { authPlugin } from './auth.ts';
+import type { GatewayDeps } from './deps.ts';
+import { demoPlugin } from './demo/plugin.ts';
+import { opsPlugin } from './ops.ts';
+import { presencePlugin } from './presence.ts';
+import { pushPlugin } from './push/plugin.ts';
+import { readPlugin } from './read.ts';
+import { writePlugin } from './write.ts';
+
+declare module 'fastify' {
+  interface FastifyInstance {
+    deps: GatewayDeps;
+  }
+}
+
+/** Maps fastify's own error codes to the product's stable ones. */
+function toAppError(err: FastifyError): AppError {
+  if (err instanceof AppError) return err;
+  if (err.validation) {
+    return new AppError('ERR_VALIDATION', err.message, { status: 400, details: { issues: err.validation.map((v) => ({ path: v.instancePath, message: v.message })) } });
+  }
+  switch (err.code) {
+    case 'FST_ERR_CTP_INVALID_JSON_BODY':
+    case 'FST_ERR_CTP_EMPTY_JSON_BODY':
+      return new AppError('ERR_BAD_JSON', 'the body is not valid JSON', { status: 400 });
+    case 'FST_ERR_CTP_BODY_TOO_LARGE':
+      return new AppError('ERR_BODY_TOO_LARGE', err.message, { status: 400 });
+    case 'FST_ERR_CTP_INVALID_MEDIA_TYPE':
+      return new AppError('ERR_UNSUPPORTED_MEDIA_TYPE', err.message, { status: 415 });
+  }
+  if (err.statusCode && err.statusCode < 500) return new AppError(err.code ?? 'ERR_BAD_REQUEST', err.message, { status: err.statusCode });
+  return new AppError('ERR_INTERNAL', 'internal error', { status: 500, cause: err });
+}
+
+export async function buildGateway(deps: GatewayDeps, opts: { logger?: boolean } = {}): Promise<FastifyInstance> {
+  const { cfg } = deps;
+  const app = Fastify({
+    logger: opts.logger ? { level: cfg.logLevel } : false,
+    bodyLimit: cfg.gateway.bodyLimitBytes,
+    // Room ids and event ids are validated by route schemas; keep paths exact.
+    routerOptions: { ignoreTrailingSlash: true },
+    trustProxy: true,
+  });
+  app.decorate('deps', deps);
+
+  // Bodies are validated strictly: a wrong type is a 400, never silently
+  // coerced ("text": 123) and unknown fields are refused. Query strings and
+  // path parameters are text by nature and are coerced to their types.
+  const strict = new Ajv({ coerceTypes: false, removeAdditional: false, useDefaults: true, allErrors: false, strict: false });
+  const lenient = new Ajv({ coerceTypes: 'array', removeAdditional: false, useDefaults: true, allErrors: false, strict: false });
+  app.setValidatorCompiler(({ schema, httpPart }) => (httpPart === 'body' ? strict : lenient).compile(schema));
+
+  app.setErrorHandler((err: FastifyError, req, reply) => {
+    const e = toAppError(err);
+    if (e.status >= 500) req.log.error({ err }, 'request failed');
+    if (e.retriable) void reply.header('Retry-After', String(e.details?.retryAfterSec ?? 1));
+    if (e.status === 429 && e.details?.retryAfterSec !== undefined) void reply.header('Retry-After', String(e.details.retryAfterSec));
+    void reply.status(e.status).send(e.toJSON());
+  });
+  app.setNotFoundHandler((req, reply) => {
+    void reply.status(404).send({ code: 'ERR_NOT_FOUND', message: `no route ${req.method} ${req.url}` });
+  });
+
+  await app.register(fastifySwagger, {
+    openapi: {
+      info: { title: 'danmaku-live gateway', version: '1.0.0', description: 'Live comments for live streams: writes become Avro events in Kafka; reads and pushes come from Redis projections. Errors carry a stable `code`.' },
+      components: { securitySchemes: { bearer: { type: 'http', scheme: 'bearer', bearerFormat: 'JWT' } } },
+    },
+  });
+  await app.register(fastifySwaggerUi, { routePrefix: '/docs' });
+  // gzip for polling responses (weak networks); WebSocket frames are not affected.
+  await app.register(fastifyCompress, { global: true, threshold: 512, encodings: ['gzip', 'deflate'] });
+  await app.register(fastifyWebsocket, { options: { perMessageDeflate: cfg.push.deflate, maxPayload: 64 * 1024 } });
+  await app.register(authPlugin);
+  await app.register(opsPlugin);
+  await app.register(writePlugin);
+  await app.register(readPlugin);
+  await app.register(presencePlugin);
+  await app.register(pushPlugin);
+  await app.register(demoPlugin);
+  return app;
+}

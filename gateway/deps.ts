@@ -1,0 +1,59 @@
+/**
+ * The shared clients a gateway runs on, created once and handed to the app
+ * as decorations: gateways share nothing but Redis (and Kafka for writes),
+ * so any number of them can serve the same rooms.
+ */
+import type { Config } from '../core/config.ts';
+import { openRedis, redisOptions, type RedisClient } from '../core/redis.ts';
+import type { ProjectionNaming } from '../pipelines/runner.ts';
+import { createRegistry, EventCodec } from '../schemas/codec.ts';
+import { subjectFor } from '../schemas/registry.ts';
+import { logClient } from '../topics/client.ts';
+import type { LogClient, LogProducer } from '../topics/kafka.ts';
+import { topicNames, type TopicNames } from '../topics/topics.ts';
+
+export interface GatewayDeps {
+  cfg: Config;
+  /** Commands (reads, rate limits, idempotency, presence). */
+  redis: RedisClient;
+  /** A separate connection: a subscribed Redis connection can run nothing else. */
+  subscriber: RedisClient;
+  log: LogClient;
+  producer: LogProducer;
+  codec: EventCodec;
+  naming: ProjectionNaming;
+  topics: TopicNames;
+  /** The clock, injectable for tests of expiry logic. */
+  now(): number;
+  close(): Promise<void>;
+}
+
+export async function createGatewayDeps(cfg: Config): Promise<GatewayDeps> {
+  const redis = openRedis({ ...redisOptions(cfg), name: `gateway-${cfg.gateway.id}` });
+  const subscriber = openRedis({ ...redisOptions(cfg), name: `gateway-sub-${cfg.gateway.id}` });
+  const log = logClient(cfg, 'gateway');
+  const producer = log.producer();
+  const topics = topicNames(cfg);
+  const codec = new EventCodec({ registry: createRegistry(cfg.registry.url), subject: subjectFor(topics.roomEvents) });
+  await codec.init();
+  // Kafka may be down at start; the producer reconnects on the next send and
+  // writes answer 503 meanwhile, so a gateway still serves reads.
+  await producer.connect().catch(() => undefined);
+  return {
+    cfg,
+    redis,
+    subscriber,
+    log,
+    producer,
+    codec,
+    naming: { keyPrefix: cfg.redis.keyPrefix, groupPrefix: cfg.pipelines.groupPrefix },
+    topics,
+    now: () => Date.now(),
+    async close() {
+      await producer.disconnect().catch(() => undefined);
+      await log.close();
+      subscriber.disconnect();
+      redis.disconnect();
+    },
+  };
+}

@@ -1,0 +1,114 @@
+/**
+ * The client protocol: what the gateway sends over WebSocket and returns from
+ * polling. Shared by the gateway and the TypeScript client (browser + Node),
+ * so the two cannot drift. JSON, one message per WebSocket frame.
+ *
+ * Positions: a client's place in a room is {offset, epoch}. On the wire (the
+ * `since` query parameter) it is written `<epoch>.<offset>`, e.g. `0.1234`;
+ * `-1` as offset means "before anything". A different epoch than the room's
+ * means the projections were rebuilt: the client must drop what it has and
+ * take the fresh snapshot it is sent.
+ */
+import type { FeedEntry, FeedItem, PinState, RoomSettings, Tombstone } from '../pipelines/projection.ts';
+
+export type { FeedEntry, FeedItem, PinState, RoomSettings, Tombstone };
+
+export interface Position {
+  offset: number;
+  epoch: number;
+}
+
+export type View = 'ordered' | 'sampled';
+
+export function formatPosition(p: Position): string {
+  return `${p.epoch}.${p.offset}`;
+}
+
+export function parsePosition(s: string): Position | undefined {
+  const m = /^(\d+)\.(-1|\d+)$/.exec(s);
+  return m ? { epoch: Number(m[1]), offset: Number(m[2]) } : undefined;
+}
+
+export interface Tallies {
+  totals: Record<string, number>;
+  /** second (unix s) → emoji → count, for the last 10 s. */
+  lastSeconds: Record<string, Record<string, number>>;
+}
+
+/** First message on every socket (and the answer to a resync). */
+export interface SnapshotMessage {
+  type: 'snapshot';
+  room: string;
+  view: View;
+  position: Position;
+  /** Recent feed items, oldest first (comments and tombstones). */
+  items: FeedItem[];
+  pinned: PinState | null;
+  tallies: Tallies;
+  viewers: number;
+  settings: RoomSettings;
+  /** Sampling rate of the sampled view (1 = everything shown). */
+  rate: number;
+  /** Why a snapshot was sent instead of a resume: absent on a fresh connection. */
+  reason?: 'unrecoverable' | 'epoch';
+}
+
+/** Items a client missed, sent after the snapshot when it resumed (no gap, no duplicate). */
+export interface CatchUpMessage {
+  type: 'catchup';
+  room: string;
+  items: FeedItem[];
+  position: Position;
+  /** Where the items came from: Redis, or the log for positions Redis no longer holds. */
+  source: 'redis' | 'log';
+}
+
+export type PushEvent =
+  | { t: 'comment'; entry: FeedEntry }
+  | { t: 'delete'; eventId: string; offset: number; reason: string }
+  | { t: 'tally'; totals: Record<string, number>; second: number; burst: Record<string, number> }
+  | { t: 'pin'; pin: PinState | null }
+  | { t: 'settings'; settings: RoomSettings }
+  | { t: 'rate'; rate: number };
+
+/** Deltas gathered over one batch interval, in log order. */
+export interface BatchMessage {
+  type: 'batch';
+  room: string;
+  position: Position;
+  events: PushEvent[];
+}
+
+export interface ViewersMessage {
+  type: 'viewers';
+  room: string;
+  count: number;
+}
+
+/** The server changed what this socket gets because it reads too slowly. */
+export interface DegradedMessage {
+  type: 'degraded';
+  room: string;
+  mode: 'sampled' | 'tallies';
+}
+
+export type ServerMessage = SnapshotMessage | CatchUpMessage | BatchMessage | ViewersMessage | DegradedMessage;
+
+/** WebSocket close codes the gateway uses (4000–4999 are the application's). */
+export const CLOSE = {
+  slowConsumer: 4008,
+  badRequest: 4000,
+  unauthorized: 4001,
+  shuttingDown: 1001,
+} as const;
+
+/** GET /v1/rooms/:room/feed */
+export interface FeedResponse {
+  events: FeedItem[];
+  position: Position;
+  /** When to poll again: longer when the room is quiet or the gateway is loaded. */
+  nextPollMs: number;
+  rate: number;
+  /** Set when `since` was older than anything retrievable: reload with `state` and no `since`. */
+  unrecoverable?: true;
+}

@@ -1,0 +1,116 @@
+/**
+ * Reads over HTTP: room state, and the feed for clients on weak networks
+ * that poll instead of holding a WebSocket. The server tells each poller
+ * when to come back (`nextPollMs`): sooner in a busy room, later in a quiet
+ * one (sparse control) and later when this gateway is loaded (bandwidth
+ * control). Responses carry an ETag; an unchanged feed answers 304.
+ */
+import { createHash } from 'node:crypto';
+import { performance } from 'node:perf_hooks';
+import { Type, type Static } from '@sinclair/typebox';
+import fp from 'fastify-plugin';
+import type { FastifyInstance } from 'fastify';
+import type { FeedItem } from '../pipelines/projection.ts';
+import { readFeed, readRoomState } from '../pipelines/read.ts';
+import { requireReader, type User } from './auth.ts';
+import { itemsFromLog } from './gap.ts';
+import { parsePosition, type FeedResponse } from './protocol.ts';
+import { RoomParams } from './write.ts';
+
+const FeedQuery = Type.Object({
+  since: Type.Optional(Type.String({ pattern: '^\\d+\\.(-1|\\d+)$', description: 'Position `<epoch>.<offset>` of the last item the client has.' })),
+  view: Type.Optional(Type.Union([Type.Literal('ordered'), Type.Literal('sampled')], { default: 'ordered' })),
+  wait: Type.Optional(Type.Integer({ minimum: 0, maximum: 300, description: 'Long poll: hold the request up to this many seconds until something new arrives.' })),
+  limit: Type.Optional(Type.Integer({ minimum: 1, maximum: 500 })),
+});
+
+/** Shadow comments are shown to their author only. */
+export const visibleTo = (items: FeedItem[], user: User | null) => items.filter((i) => i.kind !== 'comment' || !i.shadow || i.userId === user?.id);
+
+export const readPlugin = fp(async (app: FastifyInstance) => {
+  const { deps } = app;
+  const { cfg, redis, naming } = deps;
+  let elu = performance.eventLoopUtilization();
+  let load = 0;
+  const loadTimer = setInterval(() => {
+    const next = performance.eventLoopUtilization();
+    load = performance.eventLoopUtilization(next, elu).utilization;
+    elu = next;
+  }, 1000);
+  app.addHook('onClose', async () => clearInterval(loadTimer));
+
+  /** Quiet room → long interval; busy room → short; loaded gateway → longer still. */
+  function nextPollMs(items: FeedItem[], now: number): number {
+    const recent = items.filter((i) => now - i.occurredAt < 10_000).length;
+    const base = cfg.push.pollMaxMs / (1 + recent);
+    const overload = load > 0.8 ? 3 : load > 0.5 ? 1.5 : 1;
+    return Math.round(Math.min(cfg.push.pollMaxMs, Math.max(cfg.push.pollMinMs, base) * overload));
+  }
+
+  app.get<{ Params: Static<typeof RoomParams> }>(
+    '/v1/rooms/:room/state',
+    { schema: { tags: ['read'], summary: 'Pinned comment, tallies, viewers, settings and the room position', params: RoomParams } },
+    async (req) => {
+      await requireReader(req);
+      const { room } = req.params;
+      const now = deps.now();
+      const [state, feed] = await Promise.all([readRoomState(redis, naming, room, now), readFeed(redis, naming, room, { view: 'ordered', afterOffset: Number.MAX_SAFE_INTEGER, limit: 1 })]);
+      return {
+        pinned: state.pinned,
+        tallies: state.tallies,
+        viewers: app.presence.count(room),
+        settings: state.settings,
+        position: { offset: feed.position.offset === Number.MAX_SAFE_INTEGER ? -1 : feed.position.offset, epoch: state.epoch },
+      };
+    },
+  );
+
+  app.get<{ Params: Static<typeof RoomParams>; Querystring: Static<typeof FeedQuery> }>(
+    '/v1/rooms/:room/feed',
+    { schema: { tags: ['read'], summary: 'Poll the feed since a position (short poll, or long poll with `wait`)', params: RoomParams, querystring: FeedQuery } },
+    async (req, reply) => {
+      const user = await requireReader(req);
+      const { room } = req.params;
+      const view = req.query.view ?? 'ordered';
+      const limit = req.query.limit ?? 200;
+      app.presence.touchPoller(room, user?.id ?? req.ip);
+      const since = req.query.since ? parsePosition(req.query.since) : undefined;
+      const deadline = Date.now() + Math.min(req.query.wait ?? 0, cfg.push.longPollMaxSec) * 1000;
+
+      let body: FeedResponse;
+      for (;;) {
+        const page = await readFeed(redis, naming, room, { view, afterOffset: since?.offset, limit });
+        const fresh = since === undefined || since.epoch !== page.position.epoch;
+        if (since && since.epoch !== page.position.epoch) {
+          // The projection was rebuilt: the client's positions mean nothing now.
+          const all = await readFeed(redis, naming, room, { view, limit });
+          body = { events: visibleTo(all.items, user), position: all.position, nextPollMs: cfg.push.pollMinMs, rate: all.rate, unrecoverable: true };
+          break;
+        }
+        let items = page.items;
+        if (!fresh && page.oldestOffset !== undefined && since.offset < page.oldestOffset - 1 && since.offset >= 0) {
+          // Older than Redis holds: serve the gap from the log (ordered view), or say it is gone.
+          const fromLog = view === 'ordered' ? await itemsFromLog(deps, room, since.offset, page.oldestOffset - 1) : undefined;
+          if (!fromLog) {
+            const all = await readFeed(redis, naming, room, { view, limit });
+            body = { events: visibleTo(all.items, user), position: all.position, nextPollMs: cfg.push.pollMinMs, rate: all.rate, unrecoverable: true };
+            break;
+          }
+          items = [...fromLog, ...items];
+        }
+        const visible = visibleTo(items, user);
+        if (visible.length > 0 || items.length > 0 || Date.now() >= deadline || (fresh && since === undefined)) {
+          body = { events: visible, position: page.position, nextPollMs: nextPollMs(visible, deps.now()), rate: page.rate };
+          break;
+        }
+        // Long poll: look again shortly (a cheap sorted-set range read) until the deadline.
+        await new Promise((r) => setTimeout(r, 100));
+      }
+
+      const etag = `"${createHash('sha1').update(`${view}|${req.query.since ?? ''}|${body.position.epoch}.${body.position.offset}|${body.events.length}|${user?.id ?? ''}`).digest('base64url')}"`;
+      void reply.header('ETag', etag).header('Cache-Control', 'no-cache');
+      if (req.headers['if-none-match'] === etag) return reply.status(304).send();
+      return body;
+    },
+  );
+});
