@@ -113,6 +113,7 @@ export function kafkaService(cfg: Config, p: Paths): Service {
     async command() {
       const logDirs = path.join(dataDir, 'log');
       fs.mkdirSync(logDirs, { recursive: true });
+      fs.mkdirSync(p.logs, { recursive: true }); // the format step below logs there before the broker starts
       // Written on every start so port changes take effect; the data stays.
       fs.writeFileSync(
         propsFile,
