@@ -48,6 +48,8 @@ export async function buildGateway(deps: GatewayDeps, opts: { logger?: boolean }
   const { cfg } = deps;
   const app = Fastify({
     logger: opts.logger ? { level: cfg.logLevel } : false,
+    // One line per request would drown everything else at demo rates; errors are still logged, metrics count requests.
+    disableRequestLogging: true,
     bodyLimit: cfg.gateway.bodyLimitBytes,
     // Room ids and event ids are validated by route schemas; keep paths exact.
     routerOptions: { ignoreTrailingSlash: true },

@@ -11,7 +11,7 @@ import { Type, type Static } from '@sinclair/typebox';
 import fp from 'fastify-plugin';
 import type { FastifyInstance } from 'fastify';
 import type { FeedItem } from '../pipelines/projection.ts';
-import { readFeed, readRoomState } from '../pipelines/read.ts';
+import { readFeed, readRoomState, roomPosition } from '../pipelines/read.ts';
 import { requireReader, type User } from './auth.ts';
 import { itemsFromLog } from './gap.ts';
 import { parsePosition, type FeedResponse } from './protocol.ts';
@@ -54,13 +54,13 @@ export const readPlugin = fp(async (app: FastifyInstance) => {
       await requireReader(req);
       const { room } = req.params;
       const now = deps.now();
-      const [state, feed] = await Promise.all([readRoomState(redis, naming, room, now), readFeed(redis, naming, room, { view: 'ordered', afterOffset: Number.MAX_SAFE_INTEGER, limit: 1 })]);
+      const [state, position] = await Promise.all([readRoomState(redis, naming, room, now), roomPosition(redis, naming, room)]);
       return {
         pinned: state.pinned,
         tallies: state.tallies,
         viewers: app.presence.count(room),
         settings: state.settings,
-        position: { offset: feed.position.offset === Number.MAX_SAFE_INTEGER ? -1 : feed.position.offset, epoch: state.epoch },
+        position,
       };
     },
   );

@@ -39,6 +39,14 @@ export async function roomEpoch(redis: RedisClient, n: ProjectionNaming, room: s
   return Number((await redis.get(epochKey(n, room))) ?? 0);
 }
 
+/** The room's position in a view: the last offset its projection applied (-1 before any), and the epoch. */
+export async function roomPosition(redis: RedisClient, n: ProjectionNaming, room: string, view: View = 'ordered'): Promise<Position> {
+  const name = projectionOfView(view);
+  const keys = roomKeys(n.keyPrefix, name, await activeVersion(redis, n, name), room);
+  const [fence, epoch] = await Promise.all([redis.hget(keys.meta, 'fence'), roomEpoch(redis, n, room)]);
+  return { offset: fence === null ? -1 : Number(fence), epoch };
+}
+
 export interface FeedQuery {
   view: View;
   /** Items strictly after this offset (resume). */

@@ -1,0 +1,578 @@
+/**
+ * DanmakuClient: the small TypeScript client of a room, for browsers and Node.
+ *
+ *   const c = new DanmakuClient({ baseUrl: 'http://127.0.0.1:8080', room: 'demo', WebSocket: ws });
+ *   c.on('comment', (e) => show(e));
+ *   await c.post('hello', { mode: 'top', color: 0xff0000 });
+ *
+ * It connects over WebSocket and keeps its last position. When the socket
+ * drops it reconnects with jittered exponential backoff and resumes with
+ * `since=<last position>`, so its `items` have no gap and no duplicate (the
+ * reducer in state.ts dedupes by offset). After a few consecutive failed
+ * WebSocket attempts (a proxy that blocks upgrades, a flaky network) it falls
+ * back to polling `/feed?since=` at the pace the server asks (`nextPollMs`)
+ * and tries WebSocket again now and then.
+ *
+ * Node 20 has no global WebSocket: pass `ws`'s (`import WebSocket from 'ws'`).
+ */
+import { CLOSE, formatPosition, type FeedEntry, type FeedResponse, type PinState, type Position, type RoomSettings, type ServerMessage, type Tallies, type View } from '../protocol.ts';
+import {
+  backoffDelay,
+  initialState,
+  needsResync,
+  reduce,
+  snapshotFromHttp,
+  type BackoffOptions,
+  type ClientEvent,
+  type ClientInput,
+  type ClientState,
+  type RoomStateResponse,
+  type Transport,
+} from './state.ts';
+
+export type { ClientState, RoomStateResponse, Transport } from './state.ts';
+export { backoffDelay, recentBurst } from './state.ts';
+
+/** The part of the WebSocket API the client uses (the browser's and `ws`'s both fit). */
+export interface WebSocketLike {
+  readonly readyState: number;
+  // eslint-disable-next-line @typescript-eslint/no-explicit-any
+  onopen: ((ev: any) => void) | null;
+  // eslint-disable-next-line @typescript-eslint/no-explicit-any
+  onmessage: ((ev: any) => void) | null;
+  // eslint-disable-next-line @typescript-eslint/no-explicit-any
+  onclose: ((ev: any) => void) | null;
+  // eslint-disable-next-line @typescript-eslint/no-explicit-any
+  onerror: ((ev: any) => void) | null;
+  close(code?: number, reason?: string): void;
+}
+export type WebSocketConstructor = new (url: string) => WebSocketLike;
+
+export interface ModeInfo {
+  /** How the client is receiving right now. */
+  transport: Transport;
+  view: View;
+  /** Set when the server degraded the socket (the client reads too slowly). */
+  degraded: 'sampled' | 'tallies' | null;
+  /** Sampling rate of the sampled view: below 1, "chat is moving fast". */
+  rate: number;
+  /** Consecutive WebSocket attempts that failed. */
+  wsFailures: number;
+}
+
+export interface SnapshotInfo {
+  reason: 'fresh' | 'resume' | 'unrecoverable' | 'epoch';
+  items: readonly FeedEntry[];
+  pinned: PinState | null;
+  tallies: Tallies;
+  viewers: number;
+  settings: RoomSettings;
+  rate: number;
+}
+
+export interface ClientEvents {
+  comment: FeedEntry;
+  delete: { eventId: string; offset: number; reason: string };
+  tally: Tallies;
+  pin: PinState | null;
+  viewers: number;
+  settings: RoomSettings;
+  snapshot: SnapshotInfo;
+  mode: ModeInfo;
+  /** Something went wrong that the client will not fix by itself (a bad token, a rejected request). */
+  error: DanmakuError;
+}
+
+export interface PostOptions {
+  mode?: 'scroll' | 'top' | 'bottom';
+  color?: number;
+  size?: 'small' | 'medium' | 'large';
+  videoOffsetMs?: number;
+  /** Idempotency key; generated when absent (a retried post returns the first result). */
+  clientMsgId?: string;
+}
+
+export interface PostResult {
+  eventId: string;
+  position: Position;
+  /** Set when the clientMsgId was seen before: this is the first result again. */
+  duplicate?: boolean;
+}
+
+export interface DanmakuClientOptions {
+  /** Gateway base URL, e.g. `http://127.0.0.1:8080` (a browser page may pass `location.origin`). */
+  baseUrl: string;
+  room: string;
+  view?: View;
+  /** Bearer JWT: needed to post and react; optional for reading when the gateway allows anonymous reads. */
+  token?: string;
+  /** WebSocket constructor; default `globalThis.WebSocket`. In Node 20 pass `ws`'s. */
+  WebSocket?: WebSocketConstructor;
+  fetch?: typeof fetch;
+  /** Base URL of the WebSocket endpoint when it differs from `baseUrl` (default: baseUrl with http→ws). */
+  wsUrl?: string;
+  /** Start connecting in the constructor (default true); otherwise call `connect()`. */
+  autoConnect?: boolean;
+  backoff?: BackoffOptions;
+  /** Consecutive failed WebSocket attempts before falling back to polling (default 3). */
+  wsFailuresBeforePolling?: number;
+  /** While polling, how often WebSocket is tried again (jittered; default 30 s). */
+  wsRetryMs?: number;
+  /** A WebSocket that has not delivered its snapshot by then counts as failed (default 10 s). */
+  connectTimeoutMs?: number;
+  /** Bounds on the server's `nextPollMs` (defaults 250 ms and 30 s). */
+  minPollMs?: number;
+  maxPollMs?: number;
+  /** Long-poll: ask the server to hold the poll up to this many seconds (default 0: plain polls). */
+  pollWaitSec?: number;
+  /** Comments kept in `items` (default 500). */
+  maxItems?: number;
+  /** Retries of a post/react answered 503 or failing on the network (default 2; the clientMsgId keeps them idempotent). */
+  writeRetries?: number;
+  random?: () => number;
+}
+
+/** An error answer of the gateway (`{code, message}`) or a transport failure (`code` ERR_NETWORK). */
+export class DanmakuError extends Error {
+  constructor(
+    readonly code: string,
+    message: string,
+    readonly status: number,
+    readonly retryAfterMs?: number,
+  ) {
+    super(message);
+    this.name = 'DanmakuError';
+  }
+}
+
+type Listener<K extends keyof ClientEvents> = (payload: ClientEvents[K]) => void;
+
+/** Items per feed page (the gateway's default limit). */
+const FEED_PAGE = 200;
+
+function randomId(random: () => number): string {
+  const c = (globalThis as { crypto?: { randomUUID?: () => string } }).crypto;
+  // randomUUID exists only in secure contexts in browsers (https or localhost).
+  if (c?.randomUUID) return c.randomUUID();
+  return Array.from({ length: 4 }, () => Math.floor(random() * 0x100000000).toString(16).padStart(8, '0')).join('-');
+}
+
+function retryAfterMs(res: Response): number | undefined {
+  const h = res.headers.get('retry-after');
+  if (!h) return undefined;
+  const n = Number(h);
+  return Number.isFinite(n) ? n * 1000 : undefined;
+}
+
+async function errorOf(res: Response): Promise<DanmakuError> {
+  let code = `ERR_HTTP_${res.status}`;
+  let message = res.statusText;
+  try {
+    const body = (await res.json()) as { code?: string; message?: string };
+    if (body.code) code = body.code;
+    if (body.message) message = body.message;
+  } catch {
+    /* not JSON */
+  }
+  return new DanmakuError(code, message, res.status, retryAfterMs(res));
+}
+
+function textOf(data: unknown): string {
+  if (typeof data === 'string') return data;
+  if (data instanceof ArrayBuffer) return new TextDecoder().decode(data);
+  if (ArrayBuffer.isView(data)) return new TextDecoder().decode(data);
+  if (Array.isArray(data)) return data.map(textOf).join(''); // ws: fragmented Buffer[]
+  return String(data);
+}
+
+export class DanmakuClient {
+  private state: ClientState;
+  private readonly listeners = new Map<keyof ClientEvents, Set<(p: never) => void>>();
+  private readonly opts: DanmakuClientOptions;
+  private readonly WS: WebSocketConstructor | undefined;
+  private readonly fetchImpl: typeof fetch;
+  private readonly random: () => number;
+  private token: string | undefined;
+
+  private transport: Transport = 'connecting';
+  private closed = false;
+  private started = false;
+  private wsFailures = 0;
+  private socket: WebSocketLike | null = null;
+  private reconnectTimer: ReturnType<typeof setTimeout> | undefined;
+  private wsRetryTimer: ReturnType<typeof setTimeout> | undefined;
+  private pollTimer: ReturnType<typeof setTimeout> | undefined;
+  private pollAbort: AbortController | null = null;
+  private pollGeneration = 0;
+  private pollFailures = 0;
+  private lastPollMs = 1000;
+  private readyResolve!: () => void;
+  /** Resolves once the client has its first snapshot (over WebSocket or polling). */
+  readonly ready: Promise<void>;
+
+  constructor(opts: DanmakuClientOptions) {
+    this.opts = opts;
+    this.token = opts.token;
+    this.random = opts.random ?? Math.random;
+    this.WS = opts.WebSocket ?? (globalThis as { WebSocket?: WebSocketConstructor }).WebSocket;
+    const f = opts.fetch ?? globalThis.fetch;
+    this.fetchImpl = (input, init) => f(input, init); // unbound window.fetch throws "Illegal invocation"
+    this.state = initialState(opts.room, opts.view ?? 'ordered');
+    this.ready = new Promise((r) => (this.readyResolve = r));
+    if (opts.autoConnect !== false) queueMicrotask(() => this.connect());
+  }
+
+  // ---- public surface -------------------------------------------------------
+
+  /** Visible comments, oldest first (no gap, no duplicate, deleted ones removed). */
+  get items(): readonly FeedEntry[] {
+    return this.state.items;
+  }
+
+  /** The last position received (resume point), or null before the first snapshot. */
+  get position(): Position | null {
+    return this.state.position;
+  }
+
+  get snapshot(): Readonly<ClientState> {
+    return this.state;
+  }
+
+  get mode(): ModeInfo {
+    return { transport: this.transport, view: this.state.view, degraded: this.state.degraded, rate: this.state.rate, wsFailures: this.wsFailures };
+  }
+
+  /** Changes the bearer token used for writes (and for the next WebSocket connection). */
+  setToken(token: string | undefined): void {
+    this.token = token;
+  }
+
+  on<K extends keyof ClientEvents>(event: K, cb: Listener<K>): () => void {
+    let set = this.listeners.get(event);
+    if (!set) this.listeners.set(event, (set = new Set()));
+    set.add(cb as (p: never) => void);
+    return () => this.off(event, cb);
+  }
+
+  off<K extends keyof ClientEvents>(event: K, cb: Listener<K>): void {
+    this.listeners.get(event)?.delete(cb as (p: never) => void);
+  }
+
+  /** Starts receiving (idempotent). */
+  connect(): void {
+    if (this.started || this.closed) return;
+    this.started = true;
+    if (this.WS) this.openSocket(false);
+    else this.startPolling(); // no WebSocket at all in this runtime
+  }
+
+  async post(text: string, opts: PostOptions = {}): Promise<PostResult> {
+    const body = { text, ...opts, clientMsgId: opts.clientMsgId ?? randomId(this.random) };
+    return (await this.write(`/v1/rooms/${encodeURIComponent(this.opts.room)}/comments`, body)) as PostResult;
+  }
+
+  async react(emoji: string, count = 1): Promise<unknown> {
+    return this.write(`/v1/rooms/${encodeURIComponent(this.opts.room)}/reactions`, { emoji, count });
+  }
+
+  /** GET /state: pinned comment, tallies, viewers, settings, position. */
+  async roomState(signal?: AbortSignal): Promise<RoomStateResponse> {
+    const st = (await this.getJson(`/v1/rooms/${encodeURIComponent(this.opts.room)}/state`, signal)) as RoomStateResponse | undefined;
+    if (!st) throw new DanmakuError('ERR_NOT_MODIFIED', 'the state answered 304 to a request without a validator', 304);
+    return st;
+  }
+
+  close(): void {
+    if (this.closed) return;
+    this.closed = true;
+    clearTimeout(this.reconnectTimer);
+    clearTimeout(this.wsRetryTimer);
+    this.stopPolling();
+    const s = this.socket;
+    this.socket = null;
+    if (s) this.closeQuietly(s, 1000);
+    this.setTransport('closed');
+  }
+
+  // ---- events ---------------------------------------------------------------
+
+  private emit<K extends keyof ClientEvents>(event: K, payload: ClientEvents[K]): void {
+    for (const cb of this.listeners.get(event) ?? []) {
+      try {
+        (cb as Listener<K>)(payload);
+      } catch (err) {
+        // A listener's bug must not break the client's state machine.
+        queueMicrotask(() => {
+          throw err;
+        });
+      }
+    }
+  }
+
+  private emitMode(): void {
+    this.emit('mode', this.mode);
+  }
+
+  private setTransport(t: Transport): void {
+    if (this.transport === t) return;
+    this.transport = t;
+    this.emitMode();
+  }
+
+  private apply(input: ClientInput): void {
+    const step = reduce(this.state, input, { maxItems: this.opts.maxItems });
+    this.state = step.state;
+    for (const e of step.events) this.dispatch(e);
+  }
+
+  private dispatch(e: ClientEvent): void {
+    switch (e.type) {
+      case 'comment':
+        return this.emit('comment', e.entry);
+      case 'delete':
+        return this.emit('delete', { eventId: e.eventId, offset: e.offset, reason: e.reason });
+      case 'tally':
+        return this.emit('tally', e.tallies);
+      case 'pin':
+        return this.emit('pin', e.pin);
+      case 'viewers':
+        return this.emit('viewers', e.count);
+      case 'settings':
+        return this.emit('settings', e.settings);
+      case 'rate':
+      case 'degraded':
+        return this.emitMode();
+      case 'snapshot': {
+        const s = this.state;
+        this.emit('snapshot', { reason: e.reason, items: e.items, pinned: s.pinned, tallies: s.tallies, viewers: s.viewers, settings: s.settings, rate: s.rate });
+        this.readyResolve();
+        return;
+      }
+    }
+  }
+
+  // ---- WebSocket ------------------------------------------------------------
+
+  private wsUrlFor(): string {
+    const base = (this.opts.wsUrl ?? this.opts.baseUrl.replace(/^http/, 'ws')).replace(/\/$/, '');
+    const q = new URLSearchParams({ view: this.state.view });
+    if (this.state.position) q.set('since', formatPosition(this.state.position));
+    if (this.token) q.set('token', this.token);
+    return `${base}/v1/rooms/${encodeURIComponent(this.opts.room)}/ws?${q}`;
+  }
+
+  private closeQuietly(s: WebSocketLike, code: number): void {
+    // No-ops, not null: `ws` emits 'error' when a connecting socket is closed, and an
+    // EventEmitter 'error' without a listener would crash a Node process.
+    const noop = () => undefined;
+    s.onopen = s.onmessage = s.onclose = s.onerror = noop;
+    try {
+      s.close(code);
+    } catch {
+      /* closing a socket that never opened may throw */
+    }
+  }
+
+  /**
+   * Opens a socket. `trial`: a probe while polling — polling goes on until
+   * the socket delivers its snapshot, and a failure only schedules the next probe.
+   */
+  private openSocket(trial: boolean): void {
+    if (this.closed || !this.WS) return;
+    if (!trial) this.setTransport('connecting');
+    let s: WebSocketLike;
+    try {
+      s = new this.WS(this.wsUrlFor());
+    } catch {
+      this.socketFailed(trial, false);
+      return;
+    }
+    this.socket = s;
+    let gotSnapshot = false;
+    let finished = false;
+    const timeout = setTimeout(() => {
+      if (!gotSnapshot) fail(undefined);
+    }, this.opts.connectTimeoutMs ?? 10_000);
+    const fail = (code: number | undefined) => {
+      if (finished) return;
+      finished = true;
+      clearTimeout(timeout);
+      if (this.socket === s) this.socket = null;
+      this.closeQuietly(s, 1000);
+      if (this.closed) return;
+      if (code === CLOSE.unauthorized || code === CLOSE.badRequest) {
+        this.emit('error', new DanmakuError(code === CLOSE.unauthorized ? 'ERR_AUTH_INVALID' : 'ERR_BAD_REQUEST', `the gateway closed the socket (${code})`, 0));
+        // A token that expired must not stop reading: carry on anonymously.
+        if (code === CLOSE.unauthorized) this.token = undefined;
+      }
+      this.socketFailed(trial, gotSnapshot);
+    };
+    s.onmessage = (ev: { data: unknown }) => {
+      let msg: ServerMessage;
+      try {
+        msg = JSON.parse(textOf(ev.data)) as ServerMessage;
+      } catch {
+        return;
+      }
+      if (msg.type === 'snapshot' && !gotSnapshot) {
+        gotSnapshot = true;
+        clearTimeout(timeout);
+        this.wsFailures = 0;
+        if (this.transport === 'polling') this.stopPolling();
+        clearTimeout(this.wsRetryTimer);
+        this.transport = 'ws';
+        this.apply(msg);
+        this.emitMode();
+        return;
+      }
+      if (!gotSnapshot) return;
+      this.apply(msg);
+    };
+    s.onclose = (ev: { code?: number }) => fail(ev?.code);
+    s.onerror = () => fail(undefined);
+  }
+
+  private socketFailed(trial: boolean, hadSnapshot: boolean): void {
+    if (this.closed) return;
+    if (trial && this.transport === 'polling') {
+      this.scheduleWsRetry();
+      return;
+    }
+    this.wsFailures = hadSnapshot ? 0 : this.wsFailures + 1;
+    if (this.wsFailures >= (this.opts.wsFailuresBeforePolling ?? 3)) {
+      this.startPolling();
+      return;
+    }
+    if (this.transport === 'connecting') this.emitMode(); // wsFailures changed
+    else this.setTransport('connecting');
+    clearTimeout(this.reconnectTimer);
+    this.reconnectTimer = setTimeout(() => this.openSocket(false), backoffDelay(this.wsFailures, this.opts.backoff, this.random));
+  }
+
+  private scheduleWsRetry(): void {
+    if (this.closed || !this.WS) return;
+    clearTimeout(this.wsRetryTimer);
+    const every = this.opts.wsRetryMs ?? 30_000;
+    this.wsRetryTimer = setTimeout(() => {
+      if (this.transport === 'polling' && !this.socket) this.openSocket(true);
+    }, every / 2 + this.random() * every);
+  }
+
+  // ---- polling --------------------------------------------------------------
+
+  private startPolling(): void {
+    if (this.closed || this.transport === 'polling') return;
+    this.setTransport('polling');
+    this.pollFailures = 0;
+    const gen = ++this.pollGeneration;
+    void this.pollOnce(gen);
+    this.scheduleWsRetry();
+  }
+
+  private stopPolling(): void {
+    this.pollGeneration++;
+    clearTimeout(this.pollTimer);
+    this.pollAbort?.abort();
+    this.pollAbort = null;
+  }
+
+  private async getJson(path: string, signal?: AbortSignal): Promise<unknown> {
+    const headers: Record<string, string> = { accept: 'application/json' };
+    if (this.token) headers.authorization = `Bearer ${this.token}`;
+    let res: Response;
+    try {
+      res = await this.fetchImpl(`${this.opts.baseUrl.replace(/\/$/, '')}${path}`, { headers, signal });
+    } catch (err) {
+      if ((err as Error).name === 'AbortError') throw err;
+      throw new DanmakuError('ERR_NETWORK', (err as Error).message, 0);
+    }
+    if (res.status === 304) return undefined;
+    if (!res.ok) throw await errorOf(res);
+    return res.json();
+  }
+
+  private feedPath(since: Position | null): string {
+    const q = new URLSearchParams({ view: this.state.view });
+    if (since) q.set('since', formatPosition(since));
+    if (this.opts.pollWaitSec) q.set('wait', String(this.opts.pollWaitSec));
+    return `/v1/rooms/${encodeURIComponent(this.opts.room)}/feed?${q}`;
+  }
+
+  /**
+   * Reloads from scratch over HTTP: the state, and the feed without `since`
+   * (or the page the server already sent with `unrecoverable`).
+   */
+  private async resyncOverHttp(signal: AbortSignal, reason?: 'unrecoverable' | 'epoch', page?: FeedResponse): Promise<FeedResponse> {
+    const [st, feed] = await Promise.all([this.roomState(signal), page ?? this.getFeed(null, signal)]);
+    this.apply(snapshotFromHttp(this.opts.room, this.state.view, st, feed, reason));
+    return feed;
+  }
+
+  private async getFeed(since: Position | null, signal: AbortSignal): Promise<FeedResponse> {
+    const res = (await this.getJson(this.feedPath(since), signal)) as FeedResponse | undefined;
+    // 304: nothing new since the same question was last answered.
+    return res ?? { events: [], position: since ?? { epoch: 0, offset: -1 }, nextPollMs: this.lastPollMs, rate: this.state.rate };
+  }
+
+  private async pollOnce(gen: number): Promise<void> {
+    if (this.closed || gen !== this.pollGeneration) return;
+    const abort = new AbortController();
+    this.pollAbort = abort;
+    let nextMs: number;
+    try {
+      let feed: FeedResponse;
+      if (!this.state.position) {
+        feed = await this.resyncOverHttp(abort.signal);
+      } else {
+        const [page, st] = await Promise.all([
+          this.getFeed(this.state.position, abort.signal),
+          // Tallies, pin, viewers and settings are not in the feed: the state endpoint brings them.
+          this.roomState(abort.signal).catch(() => undefined),
+        ]);
+        if (gen !== this.pollGeneration) return; // WebSocket took over meanwhile
+        if (needsResync(this.state, page)) {
+          feed = await this.resyncOverHttp(abort.signal, page.unrecoverable ? 'unrecoverable' : 'epoch', page.unrecoverable ? page : undefined);
+        } else {
+          feed = page;
+          this.apply({ type: 'feed', response: page });
+          if (st) this.apply({ type: 'state', state: st });
+        }
+      }
+      this.pollFailures = 0;
+      this.lastPollMs = feed.nextPollMs;
+      // A full page means more is waiting: fetch it at once.
+      nextMs = feed.events.length >= FEED_PAGE ? 0 : Math.min(this.opts.maxPollMs ?? 30_000, Math.max(this.opts.minPollMs ?? 250, feed.nextPollMs));
+    } catch (err) {
+      if (this.closed || gen !== this.pollGeneration) return;
+      const e = err instanceof DanmakuError ? err : new DanmakuError('ERR_NETWORK', (err as Error).message, 0);
+      if (e.status === 400 || e.status === 401 || e.status === 403 || e.status === 404) this.emit('error', e);
+      nextMs = e.retryAfterMs ?? backoffDelay(this.pollFailures++, this.opts.backoff, this.random);
+    } finally {
+      if (this.pollAbort === abort) this.pollAbort = null;
+    }
+    if (this.closed || gen !== this.pollGeneration) return;
+    this.pollTimer = setTimeout(() => void this.pollOnce(gen), nextMs);
+  }
+
+  // ---- writes ---------------------------------------------------------------
+
+  private async write(path: string, body: unknown): Promise<unknown> {
+    const retries = this.opts.writeRetries ?? 2;
+    for (let attempt = 0; ; attempt++) {
+      const headers: Record<string, string> = { 'content-type': 'application/json', accept: 'application/json' };
+      if (this.token) headers.authorization = `Bearer ${this.token}`;
+      let err: DanmakuError;
+      try {
+        const res = await this.fetchImpl(`${this.opts.baseUrl.replace(/\/$/, '')}${path}`, { method: 'POST', headers, body: JSON.stringify(body) });
+        if (res.ok) return await res.json();
+        err = await errorOf(res);
+        if (res.status !== 503) throw err; // 4xx (429 included) are the caller's to handle
+      } catch (e) {
+        if (e instanceof DanmakuError && e.status !== 503) throw e;
+        err = e instanceof DanmakuError ? e : new DanmakuError('ERR_NETWORK', (e as Error).message, 0);
+      }
+      if (attempt >= retries || this.closed) throw err;
+      await new Promise((r) => setTimeout(r, err.retryAfterMs ?? backoffDelay(attempt, this.opts.backoff, this.random)));
+    }
+  }
+}

@@ -1,0 +1,123 @@
+/**
+ * The demo page in a real browser (Debian's chromium through playwright-core)
+ * against the running system: a comment typed in the composer flies over the
+ * stage and lands in the chat list; a reaction click raises the tally. Leaves
+ * a screenshot at .data/demo-screenshot.png.
+ */
+import fs from 'node:fs';
+import path from 'node:path';
+import { chromium, type Browser } from 'playwright-core';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { REPO_ROOT } from '../../core/config.ts';
+import { randomName, waitFor } from '../../test/helpers.ts';
+import { startSystem, type System } from '../../test/system.ts';
+
+const CHROMIUM = '/usr/bin/chromium';
+const hasChromium = fs.existsSync(CHROMIUM);
+const SCREENSHOT = path.join(REPO_ROOT, '.data', 'demo-screenshot.png');
+
+if (!hasChromium) {
+  console.warn(`[demo.e2e] skipped: ${CHROMIUM} is missing (install it with: apt-get install -y chromium)`);
+}
+
+describe.skipIf(!hasChromium)('demo page (chromium)', () => {
+  let sys: System;
+  let browser: Browser;
+
+  beforeAll(async () => {
+    [sys, browser] = await Promise.all([
+      startSystem({ env: { LIMIT_COMMENTS: '1000', MODERATION_ENABLED: 'false', POLL_MIN_MS: '100' } }),
+      chromium.launch({
+        executablePath: CHROMIUM,
+        args: ['--no-sandbox', '--disable-gpu', '--disable-quic', '--no-first-run', '--disable-background-networking', '--disable-component-update', '--disable-sync'],
+      }),
+    ]);
+  });
+  afterAll(async () => {
+    await browser?.close();
+    await sys?.stop();
+  });
+
+  async function post(room: string, user: string, body: Record<string, unknown>): Promise<void> {
+    const res = await fetch(`${sys.url}/v1/rooms/${room}/comments`, {
+      method: 'POST',
+      headers: { 'content-type': 'application/json', authorization: `Bearer ${sys.token(user)}` },
+      body: JSON.stringify(body),
+    });
+    expect(res.status).toBe(202);
+  }
+
+  it('a comment from the composer flies over the stage and lands in the chat; a reaction raises its tally', async () => {
+    const room = randomName('demo');
+    const page = await browser.newPage({ viewport: { width: 1360, height: 820 } });
+    const pageErrors: string[] = [];
+    page.on('pageerror', (e) => pageErrors.push(e.message));
+
+    await page.goto(`${sys.url}/?room=${room}`);
+    await expect.poll(() => page.locator('#conn').textContent(), { timeout: 20_000 }).toBe('live');
+    expect(await page.locator('#room-name').textContent()).toBe(room);
+
+    // Some company in the room first, in every mode, colour and size. The page shows the sampled
+    // view (at most SAMPLED_PER_SECOND = 5 comments a second): with these four and ours, all five are kept.
+    const others: Record<string, unknown>[] = [
+      { text: '来了来了 good evening everyone', mode: 'scroll', color: 0x69c0ff },
+      { text: '前方高能!!', mode: 'top', color: 0xff4d4f, size: 'large' },
+      { text: 'this song is great', mode: 'scroll', color: 0xffd666, size: 'small' },
+      { text: '8888888', mode: 'bottom', color: 0x95de64 },
+    ];
+    for (const [i, body] of others.entries()) await post(room, `viewer-${i}`, body);
+
+    const mine = `hello-${Date.now().toString(36)}`;
+    await page.fill('#name', 'alice');
+    await page.fill('#text', mine);
+    await page.selectOption('#color', 'ff85c0');
+    await page.click('#send');
+
+    const flying = page.locator('#layer .danmaku', { hasText: mine });
+    await flying.first().waitFor({ state: 'attached', timeout: 20_000 });
+    expect(await flying.first().evaluate((el) => getComputedStyle(el).color)).toBe('rgb(255, 133, 192)');
+    expect(await flying.first().getAttribute('class')).toContain('own');
+    const row = page.locator('#chat-list li', { hasText: mine });
+    await row.waitFor({ state: 'visible', timeout: 20_000 });
+    expect(await row.locator('.who').textContent()).toBe('alice');
+    await expect.poll(() => page.locator('#chat-list li').count(), { timeout: 20_000 }).toBe(others.length + 1);
+    expect(await page.inputValue('#text')).toBe('');
+
+    const heart = page.locator('button[data-emoji="heart"]');
+    const before = Number(await heart.locator('.count').textContent());
+    for (let i = 0; i < 3; i++) await heart.click();
+    await expect.poll(async () => Number(await heart.locator('.count').textContent()), { timeout: 20_000 }).toBeGreaterThanOrEqual(before + 3);
+    await expect.poll(() => heart.locator('.burst').textContent(), { timeout: 10_000 }).toMatch(/^\+\d+$/);
+
+    // While the comments are still on the stage.
+    await waitFor(async () => (await page.locator('#layer .danmaku').count()) >= 3, { what: 'danmaku on the stage' });
+    fs.mkdirSync(path.dirname(SCREENSHOT), { recursive: true });
+    await page.screenshot({ path: SCREENSHOT });
+    expect(fs.statSync(SCREENSHOT).size).toBeGreaterThan(10_000);
+    expect(pageErrors).toEqual([]);
+    await page.close();
+  });
+
+  it('serves a dev token, never an admin one', async () => {
+    const ok = await fetch(`${sys.url}/v1/dev/token?user=bob&role=moderator`);
+    expect(ok.status).toBe(200);
+    const { token } = (await ok.json()) as { token: string };
+    const claims = JSON.parse(Buffer.from(token.split('.')[1]!, 'base64url').toString('utf8')) as { sub: string; role: string };
+    expect([claims.sub, claims.role]).toEqual(['bob', 'moderator']);
+    // The token is accepted by the write API.
+    const room = randomName('demo');
+    const res = await fetch(`${sys.url}/v1/rooms/${room}/reactions`, {
+      method: 'POST',
+      headers: { 'content-type': 'application/json', authorization: `Bearer ${token}` },
+      body: JSON.stringify({ emoji: 'clap' }),
+    });
+    expect(res.status).toBe(202);
+
+    const admin = await fetch(`${sys.url}/v1/dev/token?user=eve&role=admin`);
+    expect([admin.status, ((await admin.json()) as { code: string }).code]).toEqual([403, 'ERR_FORBIDDEN']);
+    expect((await fetch(`${sys.url}/v1/dev/token?user=eve&role=root`)).status).toBe(400);
+
+    const js = await fetch(`${sys.url}/demo.js`);
+    expect([js.status, js.headers.get('content-type')]).toEqual([200, 'text/javascript; charset=utf-8']);
+  });
+});
