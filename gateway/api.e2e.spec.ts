@@ -221,3 +221,17 @@ describe('limits', () => {
     }
   });
 });
+
+describe('operations', () => {
+  it('serves health, readiness, Prometheus metrics and the OpenAPI description', async () => {
+    expect((await call('GET', '/healthz')).body).toEqual({ status: 'ok' });
+    expect((await call('GET', '/readyz')).body).toMatchObject({ status: 'ready', checks: { redis: 'ok', kafka: 'ok' } });
+    const metrics = await (await fetch(`${sys.url}/metrics`)).text();
+    expect(metrics).toMatch(/danmaku_http_requests_total\{method="GET",route="\/healthz",status="200"\} \d+/);
+    const doc = (await call('GET', '/docs/json')).body!;
+    for (const p of ['/v1/rooms/{room}/comments', '/v1/rooms/{room}/reactions', '/v1/rooms/{room}/feed', '/v1/rooms/{room}/state', '/v1/rooms/{room}/pin', '/v1/rooms/{room}/settings']) {
+      expect(Object.keys(doc.paths), p).toContain(p);
+    }
+    expect(doc.paths['/v1/rooms/{room}/comments'].post.responses).toHaveProperty('429');
+  });
+});
