@@ -184,6 +184,21 @@ export const schema = {
       path.join(dataDirOf(e), 'chdb'),
     ),
   },
+  archive: {
+    batchRows: int('ARCHIVER_BATCH_ROWS', 5000, 'Most events in one ClickHouse insert; a larger fetched batch is split into several inserts.', 1, 1_000_000),
+    batchMs: int(
+      'ARCHIVER_BATCH_MS',
+      1000,
+      'Inserts of one partition are at least this far apart unless the batch is full (Kafka buffers meanwhile), so parts stay few at low traffic; an event waits about this long plus one fetch.',
+      0,
+      600_000,
+    ),
+    maxBackoffMs: int('ARCHIVER_MAX_BACKOFF_MS', 30_000, 'Cap of the jittered exponential backoff while ClickHouse (or the registry) is unavailable; nothing is committed meanwhile.', 100, 3_600_000),
+    metricsPort: int('ARCHIVER_METRICS_PORT', 9465, 'Port of the archiver\'s Prometheus /metrics endpoint (0 = off).', 0, 65535),
+    replayPageItems: int('REPLAY_PAGE_ITEMS', 500, 'Items per JSON page of the replay API when the request sets no limit.', 1, 100_000),
+    replayMaxPageItems: int('REPLAY_MAX_PAGE_ITEMS', 5000, 'Largest `limit` a replay page may ask for (ndjson streams the whole range instead).', 1, 1_000_000),
+    replayChunkRows: int('REPLAY_CHUNK_ROWS', 5000, 'Rows the replay reads from ClickHouse per query: what bounds the memory of a streamed replay.', 100, 1_000_000),
+  },
   infra: {
     startTimeoutSec: int('INFRA_START_TIMEOUT_SEC', 180, 'How long `infra up` waits for each service to become healthy.', 5, 3600),
     java: str('JAVA_BIN', 'java', 'Java 17+ executable used for Kafka and the registry.'),
@@ -191,6 +206,7 @@ export const schema = {
     redisServer: str('REDIS_SERVER_BIN', 'redis-server', 'redis-server executable (installed with apt when absent).'),
   },
   test: {
+    containers: oneOf('TEST_CONTAINERS', ['never', 'auto', 'always'] as const, 'auto', 'Start Kafka, the registry and Redis with testcontainers instead of local processes (auto: when a Docker engine is reachable).'),
     externalServices: bool('TEST_EXTERNAL_SERVICES', false, 'Tests use the endpoints above as they are and start nothing (e.g. servers run elsewhere).'),
     redisModes: str('TEST_REDIS_MODES', 'single,cluster', 'Which Redis topologies the projection int tests run against (comma-separated: single, cluster).'),
     keepServices: bool('TEST_KEEP_SERVICES', false, 'Tests leave running the servers they started (faster reruns while developing).'),

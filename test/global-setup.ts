@@ -5,11 +5,19 @@
  * Cluster is started too, whatever REDIS_MODE says.
  */
 import { loadConfig } from '../core/config.ts';
+import { dockerReachable, startContainers } from './containers.ts';
 import { selectServices, status, up, down } from '../infra/stack.ts';
 
 export default async function setup(): Promise<() => Promise<void>> {
   const cfg = loadConfig();
   const log = (m: string) => console.log(`[global-setup] ${m}`);
+  if (cfg.test.containers === 'always' || (cfg.test.containers === 'auto' && dockerReachable())) {
+    const stack = await startContainers(cfg.kafka.version, cfg.registry.version);
+    // Workers start after this and inherit the environment: they see the containers' endpoints.
+    Object.assign(process.env, stack.env);
+    log(`servers from containers: ${JSON.stringify(stack.env)}`);
+    return () => stack.stop();
+  }
   if (cfg.test.externalServices) {
     const rows = await status(cfg);
     const bad = rows.filter((r) => r.health !== 'ok');
