@@ -15,6 +15,7 @@
  *   the effects of the records before it are durable.
  */
 import { Kafka, logLevel as KafkaLogLevel, CompressionTypes, Partitioners, type Consumer, type Producer, type Admin, type IHeaders } from 'kafkajs';
+import { randomUUID } from 'node:crypto';
 import { AppError, UnavailableError } from '../core/errors.ts';
 
 export interface LogRecord {
@@ -353,6 +354,16 @@ export class LogAdmin {
     const o = await this.admin.fetchTopicOffsets(topic);
     return new Map(o.map((p) => [p.partition, p.high]));
   }
+  /** Deletes a partition's records below `offset` (what retention does; for tests and operators). */
+  async deleteRecordsBefore(topic: string, partition: number, offset: string): Promise<void> {
+    try {
+      // kafkajs finds partition leaders only for topics already in the admin's metadata.
+      await this.admin.fetchTopicMetadata({ topics: [topic] });
+      await this.admin.deleteTopicRecords({ topic, partitions: [{ partition, offset }] });
+    } catch (err) {
+      throw kafkaError(err, `deleting records of ${topic}/${partition} below ${offset}`);
+    }
+  }
   /** Committed offsets of a group per partition ('-1' when none). */
   async committedOffsets(groupId: string, topic: string): Promise<Map<number, string>> {
     const res = await this.admin.fetchOffsets({ groupId, topics: [topic] });
@@ -407,9 +418,132 @@ export class LogClient {
     return n;
   }
 
+  private rangeAdminReady: Promise<Admin> | undefined;
+
+  /** An admin for offset look-ups, connected once and shared (the metadata one when it exists). */
+  private async offsetsAdmin(): Promise<Admin> {
+    if (this.metaAdmin) return this.metaAdmin;
+    this.rangeAdminReady ??= (async () => {
+      const a = this.kafka.admin();
+      try {
+        await a.connect();
+      } catch (err) {
+        this.rangeAdminReady = undefined;
+        throw kafkaError(err, 'admin connect');
+      }
+      return a;
+    })();
+    return this.rangeAdminReady;
+  }
+
+  /** Low watermark (first offset still held) and high watermark (next offset to be written) of one partition. */
+  async watermarks(topic: string, partition: number): Promise<{ low: string; high: string }> {
+    const admin = await this.offsetsAdmin();
+    let offsets: { partition: number; low: string; high: string }[];
+    try {
+      offsets = await admin.fetchTopicOffsets(topic);
+    } catch (err) {
+      throw kafkaError(err, `offsets of ${topic}`);
+    }
+    const p = offsets.find((o) => o.partition === partition);
+    if (!p) throw new AppError('ERR_KAFKA_REJECTED', `topic ${topic} has no partition ${partition}`);
+    return { low: p.low, high: p.high };
+  }
+
+  /** The first offset the partition still holds (older ones were deleted by retention). */
+  async lowWatermark(topic: string, partition: number): Promise<string> {
+    return (await this.watermarks(topic, partition)).low;
+  }
+
+  /**
+   * Reads the records of one partition from `fromOffset` to `toOffsetInclusive`
+   * (clamped to what the partition holds), in offset order. A throwaway
+   * consumer group with a random id is joined and seeks to the start: kafkajs
+   * has no assign(), so the group is how partitions are reached; nothing is
+   * ever committed. Rejects with ERR_KAFKA_UNAVAILABLE after `timeoutMs`.
+   */
+  async readRange(topic: string, partition: number, fromOffset: string | number, toOffsetInclusive: string | number, opts: { timeoutMs?: number } = {}): Promise<LogRecord[]> {
+    const from = BigInt(fromOffset);
+    let to = BigInt(toOffsetInclusive);
+    if (to < from) return [];
+    const { low, high } = await this.watermarks(topic, partition);
+    if (from < BigInt(low)) throw new AppError('ERR_LOG_OFFSET_GONE', `${topic}/${partition} no longer holds offset ${from} (low watermark ${low})`);
+    if (to > BigInt(high) - 1n) to = BigInt(high) - 1n;
+    if (to < from) return [];
+
+    const timeoutMs = opts.timeoutMs ?? 20_000;
+    const consumer = this.kafka.consumer({
+      groupId: `${this.opts.clientId}.range.${randomUUID()}`,
+      allowAutoTopicCreation: false,
+      sessionTimeout: 10_000,
+      heartbeatInterval: 1000,
+      maxBytesPerPartition: 4 * 1024 * 1024,
+      maxWaitTimeInMs: 100,
+      retry: { retries: 3 },
+    });
+    const out: LogRecord[] = [];
+    let timer: NodeJS.Timeout | undefined;
+    try {
+      await consumer.connect();
+      await consumer.subscribe({ topic, fromBeginning: false });
+      await new Promise<void>((resolve, reject) => {
+        let settled = false;
+        const finish = (err?: unknown) => {
+          if (settled) return;
+          settled = true;
+          if (err) reject(err);
+          else resolve();
+        };
+        timer = setTimeout(
+          () => finish(new UnavailableError('ERR_KAFKA_UNAVAILABLE', `reading ${topic}/${partition} offsets ${from}..${to}: not done within ${timeoutMs} ms (${out.length} records read)`)),
+          timeoutMs,
+        );
+        consumer.on(consumer.events.CRASH, (e) => {
+          if (!e.payload.restart) finish(kafkaError(e.payload.error, `reading ${topic}/${partition}`));
+        });
+        // Records of the range seen so far; until the first one, a fetch may still come from before the seek.
+        let started = false;
+        let last = from - 1n;
+        consumer
+          .run({
+            autoCommit: false,
+            eachBatchAutoResolve: false,
+            eachBatch: async ({ batch }) => {
+              if (settled || batch.topic !== topic || batch.partition !== partition) return;
+              for (const m of batch.messages) {
+                const o = BigInt(m.offset);
+                if (o < from || o <= last) continue;
+                if (o > to) {
+                  if (started) return finish();
+                  continue; // fetched before the seek took effect
+                }
+                started = true;
+                last = o;
+                out.push({ topic: batch.topic, partition: batch.partition, offset: m.offset, key: m.key, value: m.value, headers: headersOf(m.headers), timestamp: Number(m.timestamp) });
+                if (o >= to) return finish();
+              }
+              // Offsets may skip (control records): the partition's end also ends the range.
+              if (started && BigInt(batch.highWatermark) - 1n <= last) finish();
+            },
+          })
+          .then(() => consumer.seek({ topic, partition, offset: String(from) }))
+          .catch((err: unknown) => finish(kafkaError(err, `reading ${topic}/${partition}`)));
+      });
+    } catch (err) {
+      throw kafkaError(err, `reading ${topic}/${partition}`);
+    } finally {
+      if (timer) clearTimeout(timer);
+      await consumer.disconnect().catch(() => {});
+    }
+    return out;
+  }
+
   async close(): Promise<void> {
     await this.metaAdmin?.disconnect().catch(() => {});
     this.metaAdmin = undefined;
+    const ranged = this.rangeAdminReady;
+    this.rangeAdminReady = undefined;
+    if (ranged) await (await ranged.catch(() => undefined))?.disconnect().catch(() => {});
   }
 }
 

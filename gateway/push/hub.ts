@@ -1,0 +1,614 @@
+/**
+ * The push hub: one per gateway process. A room with at least one socket
+ * has ONE sharded subscription to its notification channel (SSUBSCRIBE on
+ * the separate subscriber connection), released when its last socket leaves.
+ *
+ * Notifications (one per effect a processor applied, in apply order) become
+ * PushEvents, gathered per room and stream:
+ *   ordered  — feed comments/deletions + tallies + pin/settings
+ *   sampled  — sampled comments/deletions/rate + tallies + pin/settings
+ *   tallies  — tallies + pin/settings only (sockets degraded for slowness)
+ * Every `push.batchMs` a room's buffer is flushed: ONE BatchMessage per
+ * stream, serialized once, and the same Buffer written to every socket of the
+ * room on that stream. Shadow comments (author shadow-muted) never enter the
+ * shared bytes: they go, as a separate small batch, only to the author's
+ * sockets.
+ *
+ * A socket joins "pending": batches it would get are held (as objects) while
+ * the plugin reads its snapshot or catch-up, then `release(floor)` sends them
+ * minus the items at or below `floor` (already in the snapshot/catch-up) —
+ * no gap (it was registered, and subscribed, before the reads) and no
+ * duplicate. Until the room's notifications have passed that floor and the
+ * position the socket was given, the socket gets its own filtered copy;
+ * after that, the shared bytes.
+ *
+ * A notification with `resync: true`, or of another projection version than
+ * the room was serving, gives every socket of the room a fresh snapshot
+ * (reason 'epoch').
+ *
+ * Slow consumers: on each flush a socket's `bufferedAmount` is checked. Above
+ * sampledAboveBytes for slowForMs → sampled stream; above talliesOnlyAboveBytes
+ * for slowForMs → tallies only; above closeAboveBytes → closed with 4008.
+ * Nothing is ever queued per socket beyond ws's own buffer, which those
+ * thresholds bound.
+ */
+import type { FastifyBaseLogger } from 'fastify';
+import type { WebSocket } from 'ws';
+import type { FeedItem } from '../../pipelines/projection.ts';
+import { roomEpoch } from '../../pipelines/read.ts';
+import { activeVersion, notifyChannel, type Notification } from '../../pipelines/runner.ts';
+import type { GatewayDeps } from '../deps.ts';
+import type { Presence } from '../presence.ts';
+import { CLOSE, type BatchMessage, type DegradedMessage, type Position, type PushEvent, type ServerMessage, type SnapshotMessage, type View, type ViewersMessage } from '../protocol.ts';
+import { pushMetrics } from './metrics.ts';
+
+/** What a socket is sent: its view, or a lighter stream once degraded. */
+export type Mode = 'ordered' | 'sampled' | 'tallies';
+const MODES: readonly Mode[] = ['ordered', 'sampled', 'tallies'];
+const PROJECTIONS = ['feed', 'sampled', 'tallies', 'state'] as const;
+
+/** Items a snapshot shows. */
+export const SNAPSHOT_ITEMS = 200;
+/** Events held for one pending socket before it is given a fresh snapshot instead. */
+export const MAX_PENDING_EVENTS = 20_000;
+
+/** Can `userId` see this item? Shadow comments are shown to their author only. */
+export function visibleTo(item: FeedItem, userId: string | null): boolean {
+  return item.kind !== 'comment' || item.shadow !== true || item.userId === userId;
+}
+
+/** The snapshot as `userId` sees it: others' shadow comments left out, the newest SNAPSHOT_ITEMS items. */
+export function snapshotFor(base: SnapshotMessage, userId: string | null): SnapshotMessage {
+  const items = base.items.some((i) => i.kind === 'comment' && i.shadow) ? base.items.filter((i) => visibleTo(i, userId)) : base.items;
+  return { ...base, items: items.length > SNAPSHOT_ITEMS ? items.slice(-SNAPSHOT_ITEMS) : items };
+}
+
+/**
+ * A snapshot as read from Redis: `msg.items` holds every item read (all
+ * users' shadow comments included; `snapshotFor` personalizes), `floor` the
+ * highest item offset read (batch items at or below it are in the snapshot).
+ */
+export interface SnapshotBase {
+  msg: SnapshotMessage;
+  floor: number;
+}
+export type SnapshotSource = (room: string, view: View, reason?: SnapshotMessage['reason']) => Promise<SnapshotBase>;
+
+interface Buffered {
+  ev: PushEvent;
+  /** Offset of the item (comment/deletion); -1 for cumulative events (tally, pin, settings, rate). */
+  offset: number;
+  /** Set for a shadow comment: only this user's sockets get it. */
+  forUser?: string;
+}
+
+interface HeldBatch {
+  offset: number;
+  items: Buffered[];
+}
+
+export interface HubClient {
+  readonly ws: WebSocket;
+  readonly room: string;
+  readonly view: View;
+  readonly userId: string | null;
+  mode: Mode;
+  /** Batches held until the snapshot/catch-up is sent; null once live. */
+  pending: HeldBatch[] | null;
+  pendingEvents: number;
+  overflow: boolean;
+  /** Items at or below this offset are already with the client (per-socket filtering until the stream passes it). */
+  floor: number | undefined;
+  /** The position offset last told to the client: positions sent never go below it. */
+  sentOffset: number;
+  /** Per-socket serialization until the room's stream position reaches this. */
+  minPos: number | undefined;
+  /** The plugin's first snapshot is being read; a resync asked meanwhile runs after it. */
+  connecting: boolean;
+  resyncWanted: SnapshotMessage['reason'] | undefined;
+  /** Bumped per resync asked: only the newest one sends its snapshot. */
+  resyncGen: number;
+  closing: boolean;
+  removed: boolean;
+  alive: boolean;
+  slowSince: { sampled: number | undefined; tallies: number | undefined };
+}
+
+interface Room {
+  id: string;
+  channel: string;
+  clients: Set<HubClient>;
+  byUser: Map<string, number>;
+  modeCount: Record<Mode, number>;
+  ready: Promise<void>;
+  epoch: number;
+  versions: Map<string, number>;
+  /** Offset of the last notification received per feed projection: the stream position. */
+  offset: { feed: number; sampled: number };
+  buf: Record<Mode, Buffered[]>;
+  timer: NodeJS.Timeout | undefined;
+  viewers: number | undefined;
+  resyncs: Promise<void>;
+  gone: boolean;
+}
+
+export interface HubOptions {
+  snapshots: SnapshotSource;
+  presence?: Presence;
+  log?: FastifyBaseLogger;
+}
+
+export interface HubStats {
+  rooms: number;
+  sockets: number;
+  byRoom: Record<string, { sockets: number; modes: Record<Mode, number>; offset: { feed: number; sampled: number }; epoch: number }>;
+}
+
+const messageType = (m: ServerMessage) => m.type;
+
+export class RoomHub {
+  private readonly rooms = new Map<string, Room>();
+  private readonly byChannel = new Map<string, Room>();
+  private readonly heartbeat: NodeJS.Timeout;
+  private closed = false;
+  private readonly onSMessage = (channel: string, message: string) => this.onMessage(channel, message);
+
+  constructor(
+    private readonly deps: GatewayDeps,
+    private readonly o: HubOptions,
+  ) {
+    deps.subscriber.on('smessage', this.onSMessage);
+    o.presence?.onUpdate((room, count) => this.onViewers(room, count));
+    this.heartbeat = setInterval(() => this.beat(), deps.cfg.push.heartbeatSec * 1000);
+    this.heartbeat.unref();
+  }
+
+  // ---------------------------------------------------------------- sockets
+
+  /**
+   * Registers a socket, pending (batches held for it), once the room's
+   * subscription is active: everything applied from now on reaches it.
+   */
+  async add(ws: WebSocket, roomId: string, view: View, userId: string | null): Promise<HubClient> {
+    if (this.closed) throw new Error('the push hub is closed');
+    let room = this.rooms.get(roomId);
+    if (!room) room = this.openRoom(roomId);
+    const c: HubClient = {
+      ws,
+      room: roomId,
+      view,
+      userId,
+      mode: view,
+      pending: [],
+      pendingEvents: 0,
+      overflow: false,
+      floor: undefined,
+      sentOffset: -1,
+      minPos: undefined,
+      connecting: true,
+      resyncWanted: undefined,
+      resyncGen: 0,
+      closing: false,
+      removed: false,
+      alive: true,
+      slowSince: { sampled: undefined, tallies: undefined },
+    };
+    room.clients.add(c);
+    room.modeCount[c.mode]++;
+    if (userId !== null) room.byUser.set(userId, (room.byUser.get(userId) ?? 0) + 1);
+    pushMetrics.socketsOpen.inc();
+    ws.on('pong', () => (c.alive = true));
+    try {
+      await room.ready;
+    } catch (err) {
+      this.remove(c);
+      throw err;
+    }
+    return c;
+  }
+
+  /**
+   * The snapshot (or snapshot + catch-up) was sent: held batches go out minus
+   * items at or below `floor`, and the socket joins the live stream.
+   * `position` is what the client was told; later positions never go below it.
+   */
+  release(c: HubClient, floor: number, position: Position): void {
+    const room = this.rooms.get(c.room);
+    if (!room || c.removed || c.closing) return;
+    const held = c.pending ?? [];
+    c.pending = null;
+    c.pendingEvents = 0;
+    c.connecting = false;
+    if (position.epoch > room.epoch) room.epoch = position.epoch;
+    c.sentOffset = Math.max(c.sentOffset, position.offset);
+    if (c.overflow || c.resyncWanted) {
+      const reason = c.resyncWanted ?? 'unrecoverable';
+      c.overflow = false;
+      c.resyncWanted = undefined;
+      this.resync(room, [c], reason);
+      return;
+    }
+    for (const b of held) {
+      const events = b.items.filter((x) => !(x.offset >= 0 && x.offset <= floor)).map((x) => x.ev);
+      if (events.length === 0) continue;
+      this.send(c, this.batchMessage(room, Math.max(b.offset, c.sentOffset), events));
+    }
+    c.floor = floor;
+    c.minPos = c.sentOffset;
+  }
+
+  remove(c: HubClient): void {
+    if (c.removed) return;
+    c.removed = true;
+    c.closing = true;
+    pushMetrics.socketsOpen.dec();
+    const room = this.rooms.get(c.room);
+    if (!room || !room.clients.delete(c)) return;
+    room.modeCount[c.mode]--;
+    if (c.userId !== null) {
+      const n = (room.byUser.get(c.userId) ?? 1) - 1;
+      if (n > 0) room.byUser.set(c.userId, n);
+      else room.byUser.delete(c.userId);
+    }
+    if (room.clients.size === 0) this.closeRoom(room);
+  }
+
+  /** Serializes and writes one message to one socket. */
+  send(c: HubClient, msg: ServerMessage): void {
+    if ('position' in msg) c.sentOffset = Math.max(c.sentOffset, msg.position.offset);
+    this.write(c, Buffer.from(JSON.stringify(msg)), messageType(msg));
+  }
+
+  /** Closes every socket with 1001 and drops every subscription (app shutdown). */
+  async close(): Promise<void> {
+    if (this.closed) return;
+    this.closed = true;
+    clearInterval(this.heartbeat);
+    this.deps.subscriber.off('smessage', this.onSMessage);
+    const channels: string[] = [];
+    for (const room of this.rooms.values()) {
+      for (const c of room.clients) {
+        c.closing = true;
+        if (c.ws.readyState === c.ws.OPEN || c.ws.readyState === c.ws.CONNECTING) c.ws.close(CLOSE.shuttingDown, 'server shutting down');
+      }
+      if (room.timer) clearTimeout(room.timer);
+      room.gone = true;
+      channels.push(room.channel);
+    }
+    this.rooms.clear();
+    this.byChannel.clear();
+    pushMetrics.roomsSubscribed.set(0);
+    // One channel per call: in a cluster, channels of different rooms live on different shards.
+    await Promise.all(channels.map((ch) => Promise.resolve(this.deps.subscriber.sunsubscribe(ch)).catch(() => undefined)));
+  }
+
+  stats(): HubStats {
+    const byRoom: HubStats['byRoom'] = {};
+    let sockets = 0;
+    for (const r of this.rooms.values()) {
+      sockets += r.clients.size;
+      byRoom[r.id] = { sockets: r.clients.size, modes: { ...r.modeCount }, offset: { ...r.offset }, epoch: r.epoch };
+    }
+    return { rooms: this.rooms.size, sockets, byRoom };
+  }
+
+  /** The hub's record of the sockets of a room (tests and ops). */
+  clientsOf(room: string): HubClient[] {
+    return [...(this.rooms.get(room)?.clients ?? [])];
+  }
+
+  // ---------------------------------------------------------------- rooms
+
+  private openRoom(id: string): Room {
+    const { redis, naming, subscriber } = this.deps;
+    const room: Room = {
+      id,
+      channel: notifyChannel(naming, id),
+      clients: new Set(),
+      byUser: new Map(),
+      modeCount: { ordered: 0, sampled: 0, tallies: 0 },
+      ready: Promise.resolve(),
+      epoch: 0,
+      versions: new Map(),
+      offset: { feed: -1, sampled: -1 },
+      buf: { ordered: [], sampled: [], tallies: [] },
+      timer: undefined,
+      viewers: undefined,
+      resyncs: Promise.resolve(),
+      gone: false,
+    };
+    this.rooms.set(id, room);
+    this.byChannel.set(room.channel, room);
+    pushMetrics.roomsSubscribed.inc();
+    room.ready = (async () => {
+      // Versions and epoch first, then subscribe: a switch in between shows up as a version mismatch (a resync), never as silence.
+      const [epoch, ...versions] = await Promise.all([roomEpoch(redis, naming, id), ...PROJECTIONS.map((p) => activeVersion(redis, naming, p))]);
+      room.epoch = Math.max(room.epoch, epoch);
+      PROJECTIONS.forEach((p, i) => {
+        if (!room.versions.has(p)) room.versions.set(p, versions[i]!);
+      });
+      if (room.gone) return; // everyone left meanwhile: never subscribe
+      await subscriber.ssubscribe(room.channel);
+    })();
+    room.ready.catch((err: unknown) => {
+      this.o.log?.warn({ err, room: id }, 'push: subscribing to the room failed');
+    });
+    return room;
+  }
+
+  private closeRoom(room: Room): void {
+    room.gone = true;
+    if (room.timer) clearTimeout(room.timer);
+    room.timer = undefined;
+    if (this.rooms.get(room.id) === room) this.rooms.delete(room.id);
+    if (this.byChannel.get(room.channel) === room) this.byChannel.delete(room.channel);
+    pushMetrics.roomsSubscribed.dec();
+    // Commands on the subscriber connection run in order: an SSUBSCRIBE of a
+    // room reopened later is sent after this (it first reads versions).
+    void room.ready
+      .then(() => (this.rooms.get(room.id) ? undefined : this.deps.subscriber.sunsubscribe(room.channel)))
+      .catch(() => undefined);
+  }
+
+  // ---------------------------------------------------------------- notifications
+
+  private onMessage(channel: string, message: string): void {
+    const room = this.byChannel.get(channel);
+    if (!room || room.gone) return;
+    let n: Notification & { resync?: boolean };
+    try {
+      n = JSON.parse(message) as Notification & { resync?: boolean };
+    } catch {
+      return;
+    }
+    const known = room.versions.get(n.projection);
+    room.versions.set(n.projection, n.version);
+    if (n.resync === true || (known !== undefined && known !== n.version)) {
+      // The fresh snapshot is read after this message was published: it covers these deltas.
+      this.resync(room, [...room.clients], 'epoch');
+      return;
+    }
+    const b = room.buf;
+    const has = room.modeCount;
+    switch (n.projection) {
+      case 'feed':
+      case 'sampled': {
+        const mode: Mode = n.projection === 'feed' ? 'ordered' : 'sampled';
+        if (n.offset > room.offset[n.projection]) room.offset[n.projection] = n.offset;
+        if (has[mode] === 0) break;
+        for (const d of n.deltas) {
+          if (d.t === 'comment') {
+            const forUser = d.entry.shadow === true ? d.entry.userId : undefined;
+            if (forUser !== undefined && !room.byUser.has(forUser)) continue; // its author is not here
+            b[mode].push(forUser === undefined ? { ev: d, offset: d.entry.offset } : { ev: d, offset: d.entry.offset, forUser });
+          } else if (d.t === 'delete') b[mode].push({ ev: d, offset: d.offset });
+          else if (d.t === 'rate' && mode === 'sampled') b[mode].push({ ev: d, offset: -1 });
+        }
+        break;
+      }
+      case 'tallies':
+      case 'state':
+        for (const d of n.deltas) {
+          if (d.t !== 'tally' && d.t !== 'pin' && d.t !== 'settings') continue; // 'mute' is not for clients
+          const item: Buffered = { ev: d, offset: -1 };
+          for (const m of MODES) if (has[m] > 0) b[m].push(item);
+        }
+        break;
+      default:
+        return;
+    }
+    if (!room.timer && (b.ordered.length > 0 || b.sampled.length > 0 || b.tallies.length > 0)) {
+      room.timer = setTimeout(() => this.flush(room), this.deps.cfg.push.batchMs);
+    }
+  }
+
+  private flush(room: Room): void {
+    room.timer = undefined;
+    if (room.gone) return;
+    const now = Date.now();
+    for (const c of room.clients) if (c.pending === null && !c.closing) this.checkSlow(room, c, now);
+    for (const mode of MODES) {
+      const list = room.buf[mode];
+      if (list.length === 0) continue;
+      room.buf[mode] = [];
+      this.distribute(room, mode, list);
+    }
+  }
+
+  private streamOffset(room: Room, mode: Mode): number {
+    return mode === 'sampled' ? room.offset.sampled : room.offset.feed;
+  }
+
+  private batchMessage(room: Room, offset: number, events: PushEvent[]): BatchMessage {
+    return { type: 'batch', room: room.id, position: { offset, epoch: room.epoch }, events };
+  }
+
+  /** One flush of one stream: serialized once per distinct position, written to every socket of the stream. */
+  private distribute(room: Room, mode: Mode, list: Buffered[]): void {
+    const streamAt = this.streamOffset(room, mode);
+    const shared = list.filter((b) => b.forUser === undefined);
+    const hasPrivate = shared.length !== list.length;
+    const sharedEvents = shared.map((b) => b.ev);
+    // Normally one entry (the stream position); sockets that joined at a later position than the stream has reached get their own.
+    const bytesAt = new Map<number, Buffer>();
+    const sharedBytes = (offset: number) => {
+      let bytes = bytesAt.get(offset);
+      if (!bytes) {
+        bytes = Buffer.from(JSON.stringify(this.batchMessage(room, offset, sharedEvents)));
+        bytesAt.set(offset, bytes);
+        pushMetrics.batchesSent.inc({ mode });
+      }
+      return bytes;
+    };
+    const privateBytes = new Map<string, Buffer | null>();
+    for (const c of room.clients) {
+      if (c.mode !== mode || c.closing) continue;
+      if (c.pending !== null) {
+        this.hold(c, { offset: streamAt, items: hasPrivate ? list.filter((b) => b.forUser === undefined || b.forUser === c.userId) : list });
+        continue;
+      }
+      if (c.minPos !== undefined && streamAt >= c.minPos) c.minPos = undefined;
+      const offset = Math.max(streamAt, c.minPos ?? -1);
+      if (c.floor !== undefined) {
+        // Just released: items at or below the floor came with its snapshot/catch-up.
+        const floor = c.floor;
+        if (streamAt > floor || mode === 'tallies') c.floor = undefined;
+        const mine = list.filter((b) => (b.forUser === undefined || b.forUser === c.userId) && !(b.offset >= 0 && b.offset <= floor));
+        if (mine.length === shared.length && !mine.some((b) => b.forUser !== undefined)) {
+          if (shared.length > 0) this.write(c, sharedBytes(offset), 'batch');
+        } else if (mine.length > 0) this.send(c, this.batchMessage(room, offset, mine.map((b) => b.ev)));
+        c.sentOffset = Math.max(c.sentOffset, offset);
+        continue;
+      }
+      if (shared.length > 0) {
+        this.write(c, sharedBytes(offset), 'batch');
+        c.sentOffset = Math.max(c.sentOffset, offset);
+      }
+      if (hasPrivate && c.userId !== null) {
+        let own = privateBytes.get(c.userId);
+        if (own === undefined) {
+          const events = list.filter((b) => b.forUser === c.userId).map((b) => b.ev);
+          own = events.length > 0 ? Buffer.from(JSON.stringify(this.batchMessage(room, offset, events))) : null;
+          privateBytes.set(c.userId, own);
+        }
+        if (own) this.write(c, own, 'batch');
+      }
+    }
+  }
+
+  private hold(c: HubClient, batch: HeldBatch): void {
+    if (c.pending === null || c.overflow || batch.items.length === 0) return;
+    c.pendingEvents += batch.items.length;
+    if (c.pendingEvents > MAX_PENDING_EVENTS) {
+      // Bounded: past this, the socket gets a fresh snapshot when released instead.
+      c.overflow = true;
+      c.pending = [];
+      c.pendingEvents = 0;
+      return;
+    }
+    c.pending.push(batch);
+  }
+
+  // ---------------------------------------------------------------- resync
+
+  /** Fresh snapshots for `clients`, read once per view, serialized once per distinct content. */
+  private resync(room: Room, clients: HubClient[], reason: NonNullable<SnapshotMessage['reason']>): void {
+    const targets = new Map<HubClient, number>();
+    for (const c of clients) {
+      if (c.closing || c.removed) continue;
+      if (c.connecting) {
+        c.resyncWanted = reason; // its first snapshot is being read: resync right after it
+        continue;
+      }
+      c.pending = [];
+      c.pendingEvents = 0;
+      c.overflow = false;
+      c.floor = undefined;
+      c.minPos = undefined;
+      c.sentOffset = -1; // the client drops what it has: the fresh snapshot's position is its position
+      targets.set(c, ++c.resyncGen);
+    }
+    if (targets.size === 0) return;
+    const job = async () => {
+      const views = new Map<View, HubClient[]>();
+      for (const [c, gen] of targets) {
+        if (c.closing || !room.clients.has(c) || c.resyncGen !== gen) continue;
+        const list = views.get(c.view);
+        if (list) list.push(c);
+        else views.set(c.view, [c]);
+      }
+      for (const [view, list] of views) {
+        let base: SnapshotBase;
+        try {
+          base = await this.o.snapshots(room.id, view, reason);
+        } catch (err) {
+          this.o.log?.warn({ err, room: room.id }, 'push: resync snapshot failed; closing the sockets');
+          for (const c of list) if (!c.closing) c.ws.close(1011, 'resync failed');
+          continue;
+        }
+        if (base.msg.position.epoch > room.epoch) room.epoch = base.msg.position.epoch;
+        const bytes = new Map<string, Buffer>();
+        const personal = base.msg.items.some((i) => i.kind === 'comment' && i.shadow);
+        for (const c of list) {
+          if (c.closing || !room.clients.has(c) || c.pending === null || c.resyncGen !== targets.get(c)) continue;
+          const key = personal && c.userId !== null && base.msg.items.some((i) => i.kind === 'comment' && i.shadow && i.userId === c.userId) ? `u:${c.userId}` : '';
+          let b = bytes.get(key);
+          if (!b) bytes.set(key, (b = Buffer.from(JSON.stringify(snapshotFor(base.msg, c.userId)))));
+          this.write(c, b, 'snapshot');
+          pushMetrics.resyncs.inc({ reason });
+          this.release(c, base.floor, base.msg.position);
+        }
+      }
+    };
+    room.resyncs = room.resyncs.then(job).catch((err: unknown) => this.o.log?.error({ err, room: room.id }, 'push: resync failed'));
+  }
+
+  // ---------------------------------------------------------------- slow consumers, heartbeat, viewers
+
+  private checkSlow(room: Room, c: HubClient, now: number): void {
+    const p = this.deps.cfg.push;
+    const buffered = c.ws.bufferedAmount;
+    if (buffered > p.closeAboveBytes) {
+      c.closing = true;
+      pushMetrics.slowCloses.inc();
+      this.o.log?.info({ room: room.id, buffered }, 'push: closing a slow consumer');
+      c.ws.close(CLOSE.slowConsumer, 'slow consumer');
+      return;
+    }
+    if (buffered > p.talliesOnlyAboveBytes) {
+      c.slowSince.tallies ??= now;
+      if (c.mode !== 'tallies' && now - c.slowSince.tallies >= p.slowForMs) this.degrade(room, c, 'tallies');
+    } else c.slowSince.tallies = undefined;
+    if (buffered > p.sampledAboveBytes) {
+      c.slowSince.sampled ??= now;
+      if (c.mode === 'ordered' && now - c.slowSince.sampled >= p.slowForMs) this.degrade(room, c, 'sampled');
+    } else c.slowSince.sampled = undefined;
+  }
+
+  private degrade(room: Room, c: HubClient, mode: 'sampled' | 'tallies'): void {
+    room.modeCount[c.mode]--;
+    room.modeCount[mode]++;
+    c.mode = mode;
+    // Items it already has stay out of the new stream; positions never go back.
+    c.floor = c.sentOffset;
+    c.minPos = c.sentOffset;
+    pushMetrics.degradations.inc({ mode });
+    const msg: DegradedMessage = { type: 'degraded', room: room.id, mode };
+    this.send(c, msg);
+  }
+
+  private beat(): void {
+    for (const room of this.rooms.values()) {
+      for (const c of room.clients) {
+        if (!c.alive) {
+          pushMetrics.reaped.inc();
+          c.closing = true;
+          c.ws.terminate(); // 'close' follows; the plugin removes it
+          continue;
+        }
+        c.alive = false;
+        try {
+          c.ws.ping();
+        } catch {
+          // not open (yet/anymore)
+        }
+      }
+    }
+  }
+
+  private onViewers(roomId: string, count: number): void {
+    const room = this.rooms.get(roomId);
+    if (!room || room.gone || room.viewers === count) return;
+    room.viewers = count;
+    const msg: ViewersMessage = { type: 'viewers', room: roomId, count };
+    const bytes = Buffer.from(JSON.stringify(msg));
+    for (const c of room.clients) if (c.pending === null && !c.closing) this.write(c, bytes, 'viewers');
+  }
+
+  private write(c: HubClient, bytes: Buffer, type: string): void {
+    if (c.ws.readyState !== c.ws.OPEN) return;
+    c.ws.send(bytes, { binary: false });
+    pushMetrics.framesSent.inc({ type });
+    pushMetrics.bytesSent.inc(bytes.length);
+  }
+}

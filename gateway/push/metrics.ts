@@ -1,0 +1,32 @@
+/**
+ * Push metrics, on a registry of their own so the ops endpoint can merge it
+ * with others (`Registry.merge([...])`) and tests can read it in process.
+ * Counters are per process: several gateways built in one process (tests)
+ * add up.
+ */
+import { Counter, Gauge, Registry } from 'prom-client';
+
+export const pushRegistry = new Registry();
+
+export const pushMetrics = {
+  socketsOpen: new Gauge({ name: 'danmaku_push_sockets_open', help: 'WebSockets currently registered with the push hub.', registers: [pushRegistry] }),
+  roomsSubscribed: new Gauge({ name: 'danmaku_push_rooms_subscribed', help: 'Rooms with at least one socket (one sharded subscription each).', registers: [pushRegistry] }),
+  batchesSent: new Counter({
+    name: 'danmaku_push_batches_total',
+    help: 'Batch messages serialized (once per room, view and interval; written to every socket of that room and view).',
+    labelNames: ['mode'] as const,
+    registers: [pushRegistry],
+  }),
+  framesSent: new Counter({ name: 'danmaku_push_frames_sent_total', help: 'WebSocket messages written, per message type.', labelNames: ['type'] as const, registers: [pushRegistry] }),
+  bytesSent: new Counter({ name: 'danmaku_push_bytes_sent_total', help: 'Payload bytes written to WebSockets (before permessage-deflate).', registers: [pushRegistry] }),
+  degradations: new Counter({
+    name: 'danmaku_push_slow_degradations_total',
+    help: 'Sockets switched to a lighter stream because their send buffer stayed above a threshold.',
+    labelNames: ['mode'] as const,
+    registers: [pushRegistry],
+  }),
+  slowCloses: new Counter({ name: 'danmaku_push_slow_closes_total', help: 'Sockets closed with 4008 because their send buffer grew past the close threshold.', registers: [pushRegistry] }),
+  reaped: new Counter({ name: 'danmaku_push_reaped_total', help: 'Sockets terminated because they missed a heartbeat pong.', registers: [pushRegistry] }),
+  resyncs: new Counter({ name: 'danmaku_push_resyncs_total', help: 'Fresh snapshots sent to live sockets (epoch change, rebuilt projection, overflow).', labelNames: ['reason'] as const, registers: [pushRegistry] }),
+  catchUps: new Counter({ name: 'danmaku_push_catchups_total', help: 'Resumes served with a catch-up, by source.', labelNames: ['source'] as const, registers: [pushRegistry] }),
+};

@@ -1,0 +1,194 @@
+/**
+ * GET /v1/rooms/:room/ws — live pushes over WebSocket.
+ *
+ * Query: `since` (a position `<epoch>.<offset>` to resume from), `view`
+ * (`ordered`, the default, or `sampled`), `token` (browsers cannot set an
+ * Authorization header on a WebSocket).
+ *
+ * On connect the socket is registered with the hub first (its batches are
+ * held), then the room is read, then it is sent:
+ * - no `since`: a snapshot (the newest items, pin, tallies, viewers, settings,
+ *   sampling rate, position);
+ * - `since` of the room's epoch: a snapshot without items, then a catch-up of
+ *   every item after `since` — from Redis when Redis still holds everything
+ *   after it, else from the log (gap.ts); when the log no longer has it
+ *   either, a full snapshot with reason 'unrecoverable';
+ * - `since` of another epoch (projections were rebuilt): a full snapshot with
+ *   reason 'epoch'.
+ * Then the held batches, minus what the snapshot or catch-up already had:
+ * no gap, no duplicate.
+ */
+import fp from 'fastify-plugin';
+import type { FastifyInstance, FastifyRequest } from 'fastify';
+import type { WebSocket } from 'ws';
+import { readFeed, readRoomState, type FeedPage } from '../../pipelines/read.ts';
+import type { FeedItem } from '../../pipelines/projection.ts';
+import { requireReader, type User } from '../auth.ts';
+import type { GatewayDeps } from '../deps.ts';
+import { itemsFromLog } from '../gap.ts';
+import type { Presence } from '../presence.ts';
+import { CLOSE, parsePosition, type CatchUpMessage, type Position, type SnapshotMessage, type View } from '../protocol.ts';
+import { RoomHub, SNAPSHOT_ITEMS, snapshotFor, visibleTo, type HubClient, type SnapshotBase } from './hub.ts';
+import { extraRegistries } from '../ops.ts';
+import { pushMetrics, pushRegistry } from './metrics.ts';
+
+declare module 'fastify' {
+  interface FastifyInstance {
+    pushHub: RoomHub;
+  }
+}
+
+export const ROOM_ID = /^[A-Za-z0-9][A-Za-z0-9_.:-]{0,63}$/;
+
+interface RoomRead extends SnapshotBase {
+  /** Oldest offset Redis holds for the room's view (undefined when it holds nothing). */
+  oldestOffset: number | undefined;
+}
+
+/**
+ * Everything Redis holds for the room's view, plus the room state. The feed
+ * is read in pages until exhausted (Redis keeps at most FEED_MAX_ITEMS, so
+ * normally one page), so the newest items are all there.
+ */
+export async function readRoom(deps: GatewayDeps, presence: Presence, room: string, view: View, reason?: SnapshotMessage['reason']): Promise<RoomRead> {
+  const { redis, naming, cfg } = deps;
+  const limit = Math.max(SNAPSHOT_ITEMS, cfg.pipelines.feedMaxItems + 1);
+  const [state, first] = await Promise.all([readRoomState(redis, naming, room, deps.now()), readFeed(redis, naming, room, { view, limit })]);
+  const items: FeedItem[] = [...first.items];
+  let page: FeedPage = first;
+  while (page.items.length >= limit) {
+    page = await readFeed(redis, naming, room, { view, limit, afterOffset: page.position.offset });
+    items.push(...page.items);
+  }
+  const msg: SnapshotMessage = {
+    type: 'snapshot',
+    room,
+    view,
+    position: { offset: page.position.offset, epoch: first.position.epoch },
+    items,
+    pinned: state.pinned,
+    tallies: state.tallies,
+    viewers: presence.count(room),
+    settings: state.settings,
+    rate: page.rate,
+    ...(reason ? { reason } : {}),
+  };
+  return { msg, floor: items.length > 0 ? items[items.length - 1]!.offset : -1, oldestOffset: first.oldestOffset };
+}
+
+/** A close reason is at most 123 bytes. */
+function reasonText(s: string): string {
+  const b = Buffer.from(s);
+  return b.length <= 120 ? s : `${b.subarray(0, 117).toString('utf8').replace(/\uFFFD+$/, '')}...`;
+}
+
+export const pushPlugin = fp(async (app: FastifyInstance) => {
+  const deps = app.deps;
+  const hub = new RoomHub(deps, {
+    snapshots: (room, view, reason) => readRoom(deps, app.presence, room, view, reason),
+    presence: app.presence,
+    log: app.log,
+  });
+  app.decorate('pushHub', hub);
+  if (!extraRegistries.includes(pushRegistry)) extraRegistries.push(pushRegistry); // served on /metrics
+  // @fastify/websocket closes its clients in preClose (with no code); ours are
+  // made to say 1001 there (see below), and whatever is left goes here.
+  app.addHook('onClose', async () => hub.close());
+
+  async function serve(socket: WebSocket, req: FastifyRequest): Promise<void> {
+    // @fastify/websocket closes every socket without a code in its preClose,
+    // which runs before any hook of ours: a server-side close without a code
+    // is that shutdown, and says "going away". (ws also calls close() without
+    // a code to echo a peer's code-less close frame: that one stays as is.)
+    const closeWith = socket.close.bind(socket);
+    socket.close = (code?: number, data?: string | Buffer) => {
+      const echo = (socket as unknown as { _closeFrameReceived?: boolean })._closeFrameReceived === true;
+      if (code === undefined && !echo) closeWith(CLOSE.shuttingDown, 'server shutting down');
+      else closeWith(code, data);
+    };
+
+    let closed = false;
+    let client: HubClient | undefined;
+    let leave: (() => void) | undefined;
+    socket.on('close', () => {
+      closed = true;
+      leave?.();
+      if (client) hub.remove(client);
+    });
+    socket.on('error', (err) => req.log.debug({ err }, 'push: socket error'));
+    const fail = (code: number, why: string) => {
+      if (socket.readyState === socket.OPEN) socket.close(code, reasonText(why));
+    };
+
+    const { room } = req.params as { room: string };
+    const q = (req.query ?? {}) as Record<string, unknown>;
+    if (!ROOM_ID.test(room)) return fail(CLOSE.badRequest, 'room id must match ^[A-Za-z0-9][A-Za-z0-9_.:-]{0,63}$');
+    const view = q.view === undefined || q.view === '' ? 'ordered' : q.view;
+    if (view !== 'ordered' && view !== 'sampled') return fail(CLOSE.badRequest, 'view must be ordered or sampled');
+    let since: Position | undefined;
+    if (q.since !== undefined && q.since !== '') {
+      since = typeof q.since === 'string' ? parsePosition(q.since) : undefined;
+      if (!since) return fail(CLOSE.badRequest, 'since must be a position <epoch>.<offset>, e.g. 0.1234');
+    }
+    let user: User | null;
+    try {
+      user = await requireReader(req);
+    } catch (err) {
+      return fail(CLOSE.unauthorized, (err as Error).message);
+    }
+    if (closed) return;
+    const userId = user?.id ?? null;
+
+    try {
+      leave = app.presence.join(room);
+      client = await hub.add(socket, room, view, userId);
+      if (closed) {
+        hub.remove(client);
+        return;
+      }
+      // Registered (batches held) and subscribed: now read.
+      const base = await readRoom(deps, app.presence, room, view);
+      if (closed) return;
+      const position = base.msg.position;
+      let floor = base.floor;
+      if (since && since.epoch === position.epoch) {
+        const oldest = base.oldestOffset;
+        let catchUp: CatchUpMessage | undefined;
+        if (oldest === undefined || since.offset >= oldest - 1) {
+          // Redis holds everything after `since`: the items just read.
+          const after = since.offset;
+          catchUp = { type: 'catchup', room, items: base.msg.items.filter((i) => i.offset > after && visibleTo(i, userId)), position, source: 'redis' };
+        } else if (view === 'ordered') {
+          const fromLog = await itemsFromLog(deps, room, since.offset, position.offset).catch((err: unknown) => {
+            req.log.warn({ err, room }, 'push: reading the gap from the log failed');
+            return undefined;
+          });
+          if (closed) return;
+          if (fromLog) {
+            // The log covers everything up to the position read: held items up to it are duplicates.
+            floor = Math.max(floor, position.offset);
+            catchUp = { type: 'catchup', room, items: fromLog.filter((i) => visibleTo(i, userId)), position, source: 'log' };
+          }
+        }
+        if (catchUp) {
+          hub.send(client, { ...base.msg, items: [] });
+          hub.send(client, catchUp);
+          pushMetrics.catchUps.inc({ source: catchUp.source });
+        } else {
+          // Older than Redis and the log (or a sampled view, which the log cannot rebuild).
+          hub.send(client, snapshotFor({ ...base.msg, reason: 'unrecoverable' }, userId));
+        }
+      } else {
+        hub.send(client, snapshotFor(since ? { ...base.msg, reason: 'epoch' } : base.msg, userId));
+      }
+      hub.release(client, floor, position);
+    } catch (err) {
+      req.log.error({ err, room }, 'push: connecting a socket failed');
+      fail(1011, 'internal error');
+    }
+  }
+
+  app.get('/v1/rooms/:room/ws', { websocket: true }, (socket: WebSocket, req: FastifyRequest) => {
+    void serve(socket, req);
+  });
+});
