@@ -186,6 +186,11 @@ describe('writes', () => {
     expect(long.body!.events.map((e: { text: string }) => e.text)).toEqual(['two']);
     expect(Date.now() - t0).toBeLessThan(10_000);
     expect(long.body!.nextPollMs).toBeGreaterThanOrEqual(100);
+    // Weak networks: large poll answers are gzipped.
+    for (let i = 0; i < 20; i++) await call('POST', `/v1/rooms/${r}/comments`, { token, body: { text: `padding comment number ${i} with some length to it` } });
+    await waitFor(async () => comments(await feed(r)).length >= 22 || undefined, { what: 'padding comments' });
+    const zipped = await fetch(`${sys.url}/v1/rooms/${r}/feed`, { headers: { 'accept-encoding': 'gzip' } });
+    expect(zipped.headers.get('content-encoding')).toBe('gzip');
   });
 });
 
@@ -223,6 +228,15 @@ describe('limits', () => {
 });
 
 describe('operations', () => {
+  it('prints a dev token that the gateway accepts (npm run token)', async () => {
+    const { execFile } = await import('node:child_process');
+    const token = await new Promise<string>((resolve, reject) =>
+      execFile(process.execPath, ['--import', 'tsx', 'gateway/token-cli.ts', '--user', 'cli-user', '--role', 'moderator'], { env: { ...process.env, ...sys.env } }, (err, out) => (err ? reject(err) : resolve(out.trim()))),
+    );
+    const r = await call('PATCH', `/v1/rooms/${room()}/settings`, { token, body: { slowModeSec: 1 } });
+    expect(r.status).toBe(202);
+  });
+
   it('serves health, readiness, Prometheus metrics and the OpenAPI description', async () => {
     expect((await call('GET', '/healthz')).body).toEqual({ status: 'ok' });
     expect((await call('GET', '/readyz')).body).toMatchObject({ status: 'ready', checks: { redis: 'ok', kafka: 'ok' } });
