@@ -17,6 +17,7 @@ import { opsPlugin } from './ops.ts';
 import { presencePlugin } from './presence.ts';
 import { pushPlugin } from './push/plugin.ts';
 import { readPlugin } from './read.ts';
+import { replayPlugin } from './replay.ts';
 import { writePlugin } from './write.ts';
 
 declare module 'fastify' {
@@ -47,9 +48,10 @@ function toAppError(err: FastifyError): AppError {
 export async function buildGateway(deps: GatewayDeps, opts: { logger?: boolean } = {}): Promise<FastifyInstance> {
   const { cfg } = deps;
   const app = Fastify({
-    logger: opts.logger ? { level: cfg.logLevel } : false,
-    // One line per request would drown everything else at demo rates; errors are still logged, metrics count requests.
-    disableRequestLogging: true,
+    // Requests are logged at info; at the default level only warnings and errors
+    // show, since one line per request would drown everything at demo rates
+    // (metrics count requests).
+    logger: opts.logger ? { level: cfg.logLevel === 'info' ? 'warn' : cfg.logLevel } : false,
     bodyLimit: cfg.gateway.bodyLimitBytes,
     // Room ids and event ids are validated by route schemas; keep paths exact.
     routerOptions: { ignoreTrailingSlash: true },
@@ -91,6 +93,7 @@ export async function buildGateway(deps: GatewayDeps, opts: { logger?: boolean }
   await app.register(readPlugin);
   await app.register(presencePlugin);
   await app.register(pushPlugin);
+  await app.register(replayPlugin);
   await app.register(demoPlugin);
   return app;
 }

@@ -3,6 +3,7 @@
  * as decorations: gateways share nothing but Redis (and Kafka for writes),
  * so any number of them can serve the same rooms.
  */
+import type { ClickHouse } from '../core/clickhouse.ts';
 import type { Config } from '../core/config.ts';
 import { openRedis, redisOptions, type RedisClient } from '../core/redis.ts';
 import type { ProjectionNaming } from '../pipelines/runner.ts';
@@ -25,6 +26,12 @@ export interface GatewayDeps {
   topics: TopicNames;
   /** The clock, injectable for tests of expiry logic. */
   now(): number;
+  /**
+   * The archive for replay and analytics. Absent: those routes answer 503
+   * ERR_ARCHIVE_UNAVAILABLE. In embedded mode only the process holding the
+   * data directory has it (`npm run archiver -- run --gateway`).
+   */
+  clickhouse?: ClickHouse;
   close(): Promise<void>;
 }
 

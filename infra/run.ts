@@ -1,8 +1,8 @@
 /**
  * `npm start`: the whole system on this machine, with a live demo room.
  * Starts the servers (installing what is missing), declares the topics,
- * registers the schemas, then runs the processors and the gateway as child
- * processes and a chatter bot that keeps the demo room alive. Ctrl-C stops
+ * registers the schemas, then runs the processors, the archiver and the
+ * gateway as child processes and a chatter bot that keeps the demo room alive. Ctrl-C stops
  * the children (the servers keep running; `npm run infra -- down` stops them).
  */
 import { spawn, type ChildProcess } from 'node:child_process';
@@ -74,7 +74,15 @@ process.once('SIGINT', () => void stop());
 process.once('SIGTERM', () => void stop());
 
 await child('pipelines', 'pipelines/cli.ts', ['run']);
-await child('gateway', 'gateway/main.ts');
+if (cfg.clickhouse.url) {
+  // A ClickHouse server: the archiver and the gateway may run apart.
+  await child('archiver', 'archive/cli.ts', ['run']);
+  await child('gateway', 'gateway/main.ts');
+} else {
+  // Embedded ClickHouse: one process per data directory, so the archiver and the
+  // gateway (whose replay and stats routes read the archive) share one process.
+  await child('gateway+archiver', 'archive/cli.ts', ['run', '--gateway']);
+}
 const base = cfg.gateway.publicUrl ?? `http://${cfg.gateway.host}:${cfg.gateway.port}`;
 const sign = createSigner({ key: cfg.auth.jwtSecret, algorithm: 'HS256', expiresIn: cfg.auth.devTokenTtlSec * 1000 });
 void runChatter({ baseUrl: base, room: 'demo', rate: 3, signal: ac.signal, token: (user) => sign({ sub: user, role: 'viewer' }) }).catch((err) => log(`chatter stopped: ${(err as Error).message}`));
@@ -82,4 +90,5 @@ void runChatter({ baseUrl: base, room: 'demo', rate: 3, signal: ac.signal, token
 log('');
 log(`the demo room is live: open ${base}/?room=demo`);
 log(`API docs: ${base}/docs   metrics: ${base}/metrics`);
+log(`replay: ${base}/v1/rooms/demo/replay?view=live&format=ndjson   stats: ${base}/v1/rooms/demo/stats`);
 log('Ctrl-C stops the gateway and processors (servers keep running: npm run infra -- down)');

@@ -1,0 +1,539 @@
+/**
+ * The archive against the real Kafka and registry and a real (embedded)
+ * ClickHouse, in process: ClickHouse failing and recovering, a restart between
+ * insert and commit, replay over HTTP against the hand-worked views, stats
+ * against counts from the raw log, the documented SQL, and the same queries
+ * through the server code path (a client bound to a database by parameter,
+ * 64-bit integers quoted, no session state) with the embedded connection
+ * plugged into it.
+ *
+ * One embedded data directory for the file (one engine per process); each
+ * test has its own database, topic and consumer group.
+ */
+import { randomBytes } from 'node:crypto';
+import fs from 'node:fs';
+import zlib from 'node:zlib';
+import { mkdtemp, rm } from 'node:fs/promises';
+import os from 'node:os';
+import path from 'node:path';
+import { createClient, type ClickHouseClient, type ClickHouseClientConfigOptions } from '@clickhouse/client';
+import Fastify, { type FastifyError, type FastifyInstance } from 'fastify';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { openClickHouse, type ClickHouse } from '../core/clickhouse.ts';
+import { REPO_ROOT } from '../core/config.ts';
+import { AppError } from '../core/errors.ts';
+import type { GatewayDeps } from '../gateway/deps.ts';
+import { replayPlugin } from '../gateway/replay.ts';
+import { measureLag } from '../pipelines/service.ts';
+import { createRegistry, EventCodec } from '../schemas/codec.ts';
+import type { RoomEvent } from '../schemas/events.ts';
+import { subjectFor } from '../schemas/registry.ts';
+import { randomName, testConfig, waitFor } from '../test/helpers.ts';
+import { startScript } from '../test/processes.ts';
+import { mixedStream, SHARED_DATA } from '../test/streams.ts';
+import { logClient } from '../topics/client.ts';
+import type { LogAdmin } from '../topics/kafka.ts';
+import { applyTopics, declaredTopics } from '../topics/topics.ts';
+import { Archiver, archiverGroup } from './archiver.ts';
+import { describeItem, EXPECTED_LIVE, EXPECTED_MODERATED, EXPECTED_SAMPLED, NOW, scenario, T0 } from './fixtures.ts';
+import { readChatLines, roomIdFor } from './import.ts';
+import { migrate } from './migrate.ts';
+import { ClickHouseReplaySource, replay, type ReplayItem } from './replay.ts';
+import { runSql } from './sql.ts';
+import { floorMinute, roomStats, type RoomStats } from './stats.ts';
+
+const base = testConfig();
+const client = logClient(base, 'archive-test');
+let admin: LogAdmin;
+let dataDir: string;
+
+beforeAll(async () => {
+  admin = client.admin();
+  await admin.connect();
+  dataDir = await mkdtemp(path.join(os.tmpdir(), `danmaku-archive-${randomBytes(4).toString('hex')}-`));
+});
+afterAll(async () => {
+  await admin.disconnect();
+  await client.close();
+  await rm(dataDir, { recursive: true, force: true });
+});
+
+interface World {
+  id: string;
+  cfg: ReturnType<typeof testConfig>;
+  ch: ClickHouse;
+  codec: EventCodec;
+  groupId: string;
+  produce(events: RoomEvent[]): Promise<void>;
+  produced: RoomEvent[];
+  archiver(opts?: { ch?: ClickHouse; batchRows?: number }): Archiver & { logs: string[] };
+  caughtUp(): Promise<boolean>;
+  close(): Promise<void>;
+}
+
+async function world(): Promise<World> {
+  const id = randomName('arch');
+  const env = { TOPIC_ROOM_EVENTS: id, TOPIC_DEAD_LETTER: `${id}.dlq`, PIPELINES_GROUP_PREFIX: `${id}.`, TOPIC_PARTITIONS: '3', CLICKHOUSE_DATABASE: id.replace(/-/g, '_') };
+  const cfg = testConfig(env);
+  await applyTopics(admin, declaredTopics(cfg, { roomEvents: id, deadLetter: `${id}.dlq` }));
+  const codec = new EventCodec({ registry: createRegistry(cfg.registry.url), subject: subjectFor(id) });
+  await codec.init();
+  const ch = await openClickHouse({ dataDir, database: cfg.clickhouse.database });
+  await migrate(ch);
+  const producer = client.producer();
+  await producer.connect();
+  const produced: RoomEvent[] = [];
+  const groupId = archiverGroup(cfg.pipelines.groupPrefix);
+  const running: Archiver[] = [];
+  return {
+    id,
+    cfg,
+    ch,
+    codec,
+    groupId,
+    produced,
+    async produce(events) {
+      await Promise.all(events.map((e) => producer.send({ topic: id, key: e.roomId, value: codec.encode(e) })));
+      produced.push(...events);
+    },
+    archiver(opts = {}) {
+      const logs: string[] = [];
+      const a = new Archiver({
+        client,
+        codec,
+        ch: opts.ch ?? ch,
+        topic: id,
+        deadLetterTopic: `${id}.dlq`,
+        groupId,
+        batchRows: opts.batchRows ?? 500,
+        batchMs: 20,
+        maxBackoffMs: 300,
+        log: (m) => logs.push(m),
+      }) as Archiver & { logs: string[] };
+      a.logs = logs;
+      running.push(a);
+      return a;
+    },
+    async caughtUp() {
+      const lag = await measureLag(admin, groupId, id);
+      return [...lag.values()].every((n) => n === 0);
+    },
+    async close() {
+      for (const a of running) await a.stop();
+      await producer.disconnect();
+      await ch.close();
+    },
+  };
+}
+
+const num = async (ch: ClickHouse, query: string): Promise<number> => {
+  const rs = await ch.client.query({ query, format: 'JSONEachRow' });
+  const [row] = await rs.json<Record<string, unknown>>();
+  return Number(Object.values(row ?? {})[0]);
+};
+
+/** Wraps a handle so that inserts into `events` fail as the test says (before or after they land). */
+function flaky(ch: ClickHouse, plan: (n: number) => 'ok' | 'refuse' | 'lose-ack' | 'lose-ack-and-stop', onStop?: () => void): ClickHouse {
+  let n = 0;
+  const insert: ClickHouseClient['insert'] = async (params) => {
+    if (!String(params.table).endsWith('.`events`') && !String(params.table).endsWith('.events')) return ch.client.insert(params);
+    const what = plan(++n);
+    if (what === 'refuse') throw new Error('connect ECONNREFUSED 127.0.0.1:8123');
+    const r = await ch.client.insert(params);
+    if (what === 'lose-ack') throw new Error('socket hang up');
+    if (what === 'lose-ack-and-stop') {
+      onStop?.();
+      throw new Error('socket hang up (and the process died)');
+    }
+    return r;
+  };
+  return { ...ch, client: new Proxy(ch.client, { get: (t, k) => (k === 'insert' ? insert : Reflect.get(t, k, t)) }) };
+}
+
+async function appWith(deps: Partial<GatewayDeps>): Promise<FastifyInstance> {
+  const app = Fastify();
+  app.decorate('deps', { cfg: base, now: () => NOW, ...deps } as GatewayDeps);
+  app.setErrorHandler((err: FastifyError, _req, reply) => {
+    const e = err instanceof AppError ? err : err.validation ? new AppError('ERR_VALIDATION', err.message, { status: 400 }) : new AppError('ERR_INTERNAL', err.message, { status: 500 });
+    void reply.status(e.status).send(e.toJSON());
+  });
+  await app.register(replayPlugin);
+  return app;
+}
+
+describe('the archiver', () => {
+  it('backs off while ClickHouse refuses inserts or loses their acknowledgement, then catches up: nothing lost, nothing doubled', async () => {
+    const w = await world();
+    const events = mixedStream({ rooms: ['r1', 'r2', 'r3', 'r4', 'r5'], count: 3000, seed: 21 });
+    // Down for the first three attempts; the 4th lands but its answer is lost; the 6th likewise.
+    const a = w.archiver({ ch: flaky(w.ch, (n) => (n <= 3 ? 'refuse' : n === 4 || n === 6 ? 'lose-ack' : 'ok')) });
+    await a.start();
+    await w.produce(events);
+    await waitFor(() => w.caughtUp(), { what: 'the archiver to catch up', timeoutMs: 60_000, intervalMs: 200 });
+    await a.stop();
+    expect(a.failures).toBeGreaterThanOrEqual(5);
+    expect(a.logs.join('\n')).toMatch(/insert failed \(attempt 1\): connect ECONNREFUSED.*retrying in \d+ ms/);
+    // Not even before merges is a row doubled: the retried blocks carried the same token.
+    expect(await num(w.ch, `SELECT count() FROM ${w.ch.database}.events`)).toBe(events.length);
+    expect(await num(w.ch, `SELECT uniqExact(event_id) FROM ${w.ch.database}.events`)).toBe(events.length);
+    expect(await num(w.ch, `SELECT sum(events) FROM ${w.ch.database}.room_minute`)).toBe(events.length);
+    await w.close();
+  });
+
+  it('a restart between insert and commit re-sends the same block: the tables and views each keep it once', async () => {
+    const w = await world();
+    const events = mixedStream({ rooms: ['r1', 'r2', 'r3', 'r4'], count: 2500, seed: 5 });
+    await w.produce(events);
+    // The 3rd insert lands, then the process "dies" before committing.
+    let first: (Archiver & { logs: string[] }) | undefined = undefined;
+    first = w.archiver({ ch: flaky(w.ch, (n) => (n === 3 ? 'lose-ack-and-stop' : 'ok'), () => void first!.stop()) });
+    await first.start();
+    await waitFor(() => first!.logs.some((l) => /insert failed.*process died/.test(l)), { what: 'the simulated crash', timeoutMs: 30_000 });
+    await first.stop();
+    const landed = await num(w.ch, `SELECT count() FROM ${w.ch.database}.events`);
+    expect(landed).toBeLessThan(events.length);
+    const second = w.archiver();
+    await second.start();
+    await waitFor(() => w.caughtUp(), { what: 'the restarted archiver to catch up', timeoutMs: 60_000, intervalMs: 200 });
+    await second.stop();
+    expect(second.logs.join('\n')).toMatch(/re-sending the insert of offsets \d+-\d+ begun before a restart/);
+    expect(await num(w.ch, `SELECT count() FROM ${w.ch.database}.events`)).toBe(events.length);
+    const comments = events.filter((e) => e.payload.type === 'CommentPosted').length;
+    const reactions = events.reduce((a, e) => a + (e.payload.type === 'ReactionAdded' ? e.payload.count : 0), 0);
+    expect(await num(w.ch, `SELECT sum(comments) FROM ${w.ch.database}.room_minute`)).toBe(comments);
+    expect(await num(w.ch, `SELECT sum(reactions) FROM ${w.ch.database}.room_minute_reactions`)).toBe(reactions);
+    expect(await num(w.ch, `SELECT sum(comments) FROM ${w.ch.database}.chatter_hour`)).toBe(comments);
+    await w.close();
+  });
+});
+
+describe('replay over HTTP', () => {
+  let w: World;
+  let app: FastifyInstance;
+  const room = 'scene-1';
+  beforeAll(async () => {
+    w = await world();
+    await w.produce(scenario(room));
+    await w.produce(mixedStream({ rooms: ['other-room'], count: 300, seed: 2 }));
+    const a = w.archiver();
+    await a.start();
+    await waitFor(() => w.caughtUp(), { what: 'the archive', timeoutMs: 60_000, intervalMs: 200 });
+    await a.stop();
+    app = await appWith({ clickhouse: w.ch });
+  });
+  afterAll(async () => {
+    await app?.close();
+    await w?.close();
+  });
+
+  async function pages(query: string, limit: number): Promise<{ items: ReplayItem[]; pages: number }> {
+    const items: ReplayItem[] = [];
+    let cursor = '';
+    for (let pages = 1; ; pages++) {
+      const res = await app.inject({ url: `/v1/rooms/${room}/replay?${query}&limit=${limit}${cursor ? `&cursor=${cursor}` : ''}` });
+      expect(res.statusCode, res.body).toBe(200);
+      const body = res.json<{ items: ReplayItem[]; nextCursor: string | null }>();
+      items.push(...body.items);
+      if (!body.nextCursor) return { items, pages };
+      cursor = body.nextCursor;
+    }
+  }
+
+  it.each([
+    ['live', EXPECTED_LIVE],
+    ['moderated', EXPECTED_MODERATED],
+    ['sampled', EXPECTED_SAMPLED],
+  ] as const)('%s view, in JSON pages with a cursor and as NDJSON, equals the hand-worked timeline', async (view, expected) => {
+    const paged = await pages(`view=${view}`, 4);
+    expect(paged.items.map(describeItem)).toEqual(expected);
+    expect(paged.pages).toBe(Math.ceil(expected.length / 4));
+    const res = await app.inject({ url: `/v1/rooms/${room}/replay?view=${view}&format=ndjson` });
+    expect(res.headers['content-type']).toMatch(/application\/x-ndjson/);
+    const lines = res.body.trim().split('\n').map((l) => JSON.parse(l) as ReplayItem | { kind: 'end'; items: number; nextCursor: null });
+    expect(lines.at(-1)).toEqual({ kind: 'end', items: expected.length, nextCursor: null });
+    expect((lines.slice(0, -1) as ReplayItem[]).map(describeItem)).toEqual(expected);
+  });
+
+  it('a range of the video timeline, and the live items as they were shown', async () => {
+    const { items } = await pages('view=live&fromMs=2500&toMs=8000', 100);
+    expect(items.map(describeItem)).toEqual(['2500 comment c4', '3000 comment c3', '3500 pin c3', '4000 delete c2', '5500 delete c4']);
+    expect(items[1]).toMatchObject({ kind: 'comment', eventId: 'c3', text: 'hi all', mode: 'top', color: 0xff0000, userId: 'carol', occurredAt: T0 + 3000, videoOffsetMs: 3000, at: 3000 });
+    expect(items[4]).toMatchObject({ kind: 'delete', eventId: 'c4', deletionId: 'hold-c4', reason: 'moderation:hold:links' });
+  });
+
+  it('answers errors with a code: bad cursor, cursor of another view, bad range, no archive', async () => {
+    const bad = await app.inject({ url: `/v1/rooms/${room}/replay?cursor=bm9wZQ` });
+    expect([bad.statusCode, bad.json().code]).toEqual([400, 'ERR_CURSOR_INVALID']);
+    const first = (await app.inject({ url: `/v1/rooms/${room}/replay?view=live&limit=2` })).json<{ nextCursor: string }>();
+    const other = await app.inject({ url: `/v1/rooms/${room}/replay?view=sampled&limit=2&cursor=${first.nextCursor}` });
+    expect([other.statusCode, other.json().code]).toEqual([400, 'ERR_CURSOR_MISMATCH']);
+    const range = await app.inject({ url: `/v1/rooms/${room}/replay?fromMs=10&toMs=5` });
+    expect([range.statusCode, range.json().code]).toEqual([400, 'ERR_RANGE_INVALID']);
+    const none = await appWith({});
+    // A server that does not answer: the real HTTP client fails to connect.
+    const down = await appWith({ cfg: testConfig({ CLICKHOUSE_URL: 'http://127.0.0.1:1' }) });
+    for (const a of [none, down]) {
+      for (const url of [`/v1/rooms/${room}/replay`, `/v1/rooms/${room}/stats`]) {
+        const res = await a.inject({ url });
+        expect([res.statusCode, res.json().code], res.body).toEqual([503, 'ERR_ARCHIVE_UNAVAILABLE']);
+      }
+      await a.close();
+    }
+  });
+});
+
+/** Stats computed from the produced events themselves (the raw log), the way the API defines them. */
+function statsFromLog(events: RoomEvent[], room: string, fromMs?: number, toMs?: number): Omit<RoomStats, 'topChatters' | 'totals'> & { totals: Omit<RoomStats['totals'], 'commentsPerMinute'> } {
+  const from = fromMs === undefined ? -Infinity : floorMinute(fromMs);
+  const to = toMs === undefined ? Infinity : Math.ceil(toMs / 60_000) * 60_000;
+  const inRange = events.filter((e) => e.roomId === room && e.occurredAt >= from && e.occurredAt < to);
+  const minutes = new Map<number, { comments: number; reactions: number; chatters: Set<string> }>();
+  const emojis = new Map<string, number>();
+  const m = { deleted: 0, held: 0, decisions: 0, muted: 0 };
+  for (const e of inRange) {
+    const minute = floorMinute(e.occurredAt);
+    const b = minutes.get(minute) ?? { comments: 0, reactions: 0, chatters: new Set<string>() };
+    minutes.set(minute, b);
+    const p = e.payload;
+    if (p.type === 'CommentPosted') {
+      b.comments++;
+      b.chatters.add(e.actor.userId);
+    } else if (p.type === 'ReactionAdded') {
+      b.reactions += p.count;
+      emojis.set(p.emoji, (emojis.get(p.emoji) ?? 0) + p.count);
+    } else if (p.type === 'CommentDeleted') m.deleted++;
+    else if (p.type === 'ModerationDecided') {
+      m.decisions++;
+      if (p.verdict === 'hold') m.held++;
+    } else if (p.type === 'UserMuted') m.muted++;
+  }
+  const sorted = [...minutes].sort((a, b) => a[0] - b[0]);
+  const comments = sorted.reduce((a, [, b]) => a + b.comments, 0);
+  return {
+    room,
+    fromMs: fromMs === undefined ? (sorted[0]?.[0] ?? null) : from,
+    toMs: toMs === undefined ? (sorted.length ? sorted[sorted.length - 1]![0] + 60_000 : null) : to,
+    minutes: sorted.map(([minute, b]) => ({ minute, comments: b.comments, reactions: b.reactions, chatters: b.chatters.size })),
+    totals: {
+      events: inRange.length,
+      comments,
+      reactions: sorted.reduce((a, [, b]) => a + b.reactions, 0),
+      uniqueChatters: new Set(inRange.filter((e) => e.payload.type === 'CommentPosted').map((e) => e.actor.userId)).size,
+    },
+    topEmojis: [...emojis].map(([emoji, count]) => ({ emoji, count })).sort((a, b) => b.count - a.count || (a.emoji < b.emoji ? -1 : 1)).slice(0, 10),
+    moderation: { ...m, rate: comments > 0 ? (m.deleted + m.held) / comments : 0 },
+  };
+}
+
+/** A stream with every kind of moderation action, over several minutes and rooms. */
+function statsStream(rooms: string[]): RoomEvent[] {
+  const events = mixedStream({ rooms, count: 4000, seed: 77, startMs: T0 });
+  const extra: RoomEvent[] = [];
+  events.forEach((e, i) => {
+    if (e.payload.type === 'CommentPosted' && i % 23 === 0) {
+      extra.push({ ...e, eventId: `${e.eventId}-v`, actor: { userId: 'moderation', role: 'system' }, occurredAt: e.occurredAt + 50, videoOffsetMs: null, payload: { type: 'ModerationDecided', targetEventId: e.eventId, targetUserId: e.actor.userId, verdict: i % 2 ? 'hold' : 'allow', labels: [], score: 0.5, rule: i % 2 ? 'links' : '' } });
+    }
+  });
+  return [...events, ...extra].sort((a, b) => a.occurredAt - b.occurredAt);
+}
+
+describe('stats and documented SQL', () => {
+  let w: World;
+  let events: RoomEvent[];
+  const rooms = ['demo', 'stats-a', 'stats-b'];
+  beforeAll(async () => {
+    w = await world();
+    events = statsStream(rooms);
+    await w.produce([...events, ...scenario('demo')]);
+    const a = w.archiver({ batchRows: 700 });
+    await a.start();
+    await waitFor(() => w.caughtUp(), { what: 'the archive', timeoutMs: 60_000, intervalMs: 200 });
+    await a.stop();
+  });
+  afterAll(async () => {
+    await w?.close();
+  });
+
+  it('stats equal the counts computed from the raw log, whole and for a range', async () => {
+    const all = [...events, ...scenario('demo')];
+    for (const room of rooms) {
+      const s = await roomStats(w.ch, room);
+      const { commentsPerMinute, ...totals } = s.totals;
+      expect({ ...s, totals, topChatters: undefined }).toEqual({ ...statsFromLog(all, room), topChatters: undefined });
+      expect(commentsPerMinute).toBeCloseTo(totals.comments / ((s.toMs! - s.fromMs!) / 60_000), 6);
+      expect(s.moderation.held).toBeGreaterThan(0);
+      expect(s.moderation.deleted).toBeGreaterThan(0);
+    }
+    const fromMs = T0 + 61_234;
+    const toMs = T0 + 150_000;
+    const s = await roomStats(w.ch, 'stats-a', { fromMs, toMs });
+    const { commentsPerMinute: _c, ...totals } = s.totals;
+    expect({ ...s, totals, topChatters: undefined }).toEqual({ ...statsFromLog(all, 'stats-a', fromMs, toMs), topChatters: undefined });
+    // Top chatters: exact over the widened range.
+    const counts = new Map<string, number>();
+    for (const e of all) if (e.roomId === 'stats-a' && e.payload.type === 'CommentPosted' && e.occurredAt >= s.fromMs! && e.occurredAt < s.toMs!) counts.set(e.actor.userId, (counts.get(e.actor.userId) ?? 0) + 1);
+    const top = [...counts].map(([userId, comments]) => ({ userId, comments })).sort((a, b) => b.comments - a.comments || (a.userId < b.userId ? -1 : 1)).slice(0, 10);
+    expect(s.topChatters).toEqual(top);
+  });
+
+  it('the stats route answers the same over HTTP', async () => {
+    const app = await appWith({ clickhouse: w.ch });
+    const res = await app.inject({ url: `/v1/rooms/stats-b/stats?fromMs=${T0}&toMs=${T0 + 120_000}` });
+    expect(res.statusCode, res.body).toBe(200);
+    expect(res.json()).toEqual(JSON.parse(JSON.stringify(await roomStats(w.ch, 'stats-b', { fromMs: T0, toMs: T0 + 120_000 }))));
+    await app.close();
+  });
+
+  it('every query in docs/analytics.md runs (against room demo)', async () => {
+    const doc = fs.readFileSync(path.join(REPO_ROOT, 'docs', 'analytics.md'), 'utf8');
+    const queries = [...doc.matchAll(/```sql\n([\s\S]*?)```/g)].map((m) => m[1]!);
+    expect(queries.length).toBeGreaterThanOrEqual(10);
+    let withRows = 0;
+    for (const q of queries) {
+      const r = await runSql(w.ch, q).catch((err: Error) => {
+        throw new Error(`docs query failed: ${err.message}\n${q}`);
+      });
+      expect(r.returnsRows, q).toBe(true);
+      if (r.rows.length > 0) withRows++;
+    }
+    // All but "today" (the test data is in 2026-01-01) return rows.
+    expect(withRows).toBeGreaterThanOrEqual(queries.length - 1);
+  });
+
+  it('the same queries through the embedded handle and the server code path give the same answers', async () => {
+    // The server path: database bound by parameter (the embedded engine ignores it, so
+    // every statement must name its database), 64-bit integers quoted in JSON as a server
+    // does, no session state shared with the embedded handle.
+    const { createChdbConnection } = await import('chdb/connection');
+    // (Typed as in core/clickhouse.ts: chDB declares the connection against its own copy of client-common.)
+    const connection = createChdbConnection({ path: path.resolve(dataDir) }) as unknown as NonNullable<ClickHouseClientConfigOptions['connection']>;
+    const serverClient = createClient({ connection, database: w.ch.database, clickhouse_settings: { output_format_json_quote_64bit_integers: 1 } });
+    const server: ClickHouse = { client: serverClient, mode: 'server', database: w.ch.database, close: () => serverClient.close() };
+    expect((await (await serverClient.query({ query: 'SELECT currentDatabase() AS db, toUInt64(1) AS one', format: 'JSONEachRow' })).json())[0]).toEqual({ db: 'default', one: '1' });
+
+    for (const room of rooms) expect(await roomStats(server, room, { fromMs: T0, toMs: T0 + 600_000 })).toEqual(await roomStats(w.ch, room, { fromMs: T0, toMs: T0 + 600_000 }));
+    for (const view of ['live', 'moderated', 'sampled'] as const) {
+      const run = async (ch: ClickHouse) => {
+        const out = [];
+        for await (const o of replay(new ClickHouseReplaySource(ch), { room: 'demo', view, limit: 300, perSecond: 5, maxItems: 500, nowMs: NOW, chunkRows: 400 })) out.push(o);
+        return out;
+      };
+      expect(await run(server)).toEqual(await run(w.ch));
+    }
+
+    // And the archiver itself through the server path: more events, inserted over it, read over both.
+    const more = mixedStream({ rooms: ['via-server'], count: 800, seed: 8, startMs: T0 + 3_600_000 });
+    await w.produce(more);
+    const a = w.archiver({ ch: server });
+    await a.start();
+    await waitFor(() => w.caughtUp(), { what: 'the archiver on the server path', timeoutMs: 60_000, intervalMs: 200 });
+    await a.stop();
+    expect(await roomStats(w.ch, 'via-server')).toEqual(await roomStats(server, 'via-server'));
+    expect((await roomStats(w.ch, 'via-server')).totals.events).toBe(more.length);
+    await server.close();
+  });
+});
+
+describe('import', () => {
+  /** Runs `npm run import` as a process against the world's topic. */
+  async function importCli(w: World, args: string[]): Promise<string[]> {
+    const env = { TOPIC_ROOM_EVENTS: w.id, TOPIC_DEAD_LETTER: `${w.id}.dlq` };
+    const p = startScript('archive/import-cli.ts', args, env);
+    expect(await p.exited, p.output.join('\n')).toBe(0);
+    return p.output;
+  }
+
+  async function archiveAll(w: World): Promise<void> {
+    const a = w.archiver({ batchRows: 5000 });
+    await a.start();
+    await waitFor(() => w.caughtUp(), { what: 'the archive', timeoutMs: 60_000, intervalMs: 200 });
+    await a.stop();
+  }
+
+  async function timeline(ch: ClickHouse, room: string): Promise<ReplayItem[]> {
+    const items: ReplayItem[] = [];
+    for await (const o of replay(new ClickHouseReplaySource(ch), { room, view: 'live', perSecond: 5, maxItems: 500, nowMs: Date.now(), chunkRows: 1000 })) if (o.type === 'item') items.push(o.item);
+    return items;
+  }
+
+  it('simulates a live stream at 3x speed from a JSON Lines file, every room on one clock', async () => {
+    const w = await world();
+    const file = path.join(dataDir, `chat-${w.id}.jsonl.gz`);
+    const lines = [];
+    for (let i = 0; i < 60; i++) {
+      lines.push({ room: 'Room A 一', offset_ms: i * 25, ts: null, user: `a${i % 7}`, text: `a-${i} 弾幕`, kind: 'comment', extra: { pos: i % 2 ? 'ue' : 'naka', size: 'big', color: 'red' } });
+      lines.push({ room: 'nico:x1', offset_ms: 12 + i * 25, ts: 1_657_817_647_000 + i, user: null, text: `b-${i}`, kind: 'comment', extra: { mode: 4, size: 18, color: '#00ff00' } });
+    }
+    fs.writeFileSync(file, zlib.gzipSync(lines.map((l) => JSON.stringify(l)).join('\n') + '\n'));
+    const out = await importCli(w, [file, '--speed', '3']);
+    expect(out.join('\n')).toMatch(/Room A 一 → room Room-A-[0-9a-f]{8}: 60 comments/);
+    expect(out.join('\n')).toMatch(/import \[.*\] \d+% \| \d+\/124 events/); // the progress bar
+    expect(out.join('\n')).toMatch(/done: 124 events/);
+    await archiveAll(w);
+
+    const roomA = roomIdFor('Room A 一');
+    const a = await timeline(w.ch, roomA);
+    expect(a.map((i) => (i.kind === 'comment' ? [i.at, i.text, i.mode, i.size, i.color, i.userId] : i.kind))).toEqual(
+      lines.filter((l) => l.room === 'Room A 一').map((l, i) => [l.offset_ms, l.text, i % 2 ? 'top' : 'scroll', 'large', 0xff0000, l.user]),
+    );
+    // Paced by offset_ms at 3x: the 59 x 25 ms of the file took about 1475 / 3 ms of event time.
+    const times = a.map((i) => i.occurredAt);
+    expect(times[times.length - 1]! - times[0]!).toBeGreaterThanOrEqual(1475 / 3 - 50);
+    expect(times[times.length - 1]! - times[0]!).toBeLessThan(1475);
+    const b = await timeline(w.ch, 'nico:x1');
+    expect(b.map((i) => (i.kind === 'comment' ? [i.at, i.mode, i.size, i.color, i.userId] : i.kind))).toEqual(
+      lines.filter((l) => l.room === 'nico:x1').map((l) => [l.offset_ms, 'bottom', 'small', 0x00ff00, 'anonymous']),
+    );
+    await w.close();
+  });
+
+  const real = path.join(SHARED_DATA, 'bilibili_asoul_live.jsonl.gz');
+  it.skipIf(!fs.existsSync(real))('loads a recorded stream as fast as possible; importing it twice keeps one copy of each event in the archive (skipped without ../shared/data)', async () => {
+    const w = await world();
+    const source = 'bili:2020.12.15 嘉然 今天和嘉然一起画画吧~';
+    const args = [real, '--room', 'drawing', '--from-room', source, '--limit', '3000', '--as-fast-as-possible'];
+    await importCli(w, args);
+    await importCli(w, args);
+    await archiveAll(w);
+    const expected = (await readChatLines(real)).filter((l) => l.room === source).sort((x, y) => x.offset_ms - y.offset_ms).slice(0, 3000);
+    const items = await timeline(w.ch, 'drawing');
+    expect(items.map((i) => (i.kind === 'comment' ? [i.at, i.text] : i.kind))).toEqual(expected.map((l) => [l.offset_ms, l.text]));
+    expect(await num(w.ch, `SELECT count() FROM ${w.ch.database}.events FINAL WHERE room_id = 'drawing'`)).toBe(3002);
+    expect((await roomStats(w.ch, 'drawing')).totals.uniqueChatters).toBe(1); // this recording has no user ids: all "anonymous"
+    await w.close();
+  });
+});
+
+describe('commands', () => {
+  it('npm run archiver -- migrate applies the migrations once; npm run sql prints a table, and says who holds a busy directory', async () => {
+    const dir = path.join(dataDir, 'cli');
+    const run = async (script: string, args: string[], env: Record<string, string> = { CLICKHOUSE_DATA_DIR: dir }) => {
+      const p = startScript(script, args, env);
+      return { code: await p.exited, out: p.output.join('\n') };
+    };
+    const first = await run('archive/cli.ts', ['migrate']);
+    expect(first.code, first.out).toBe(0);
+    expect(first.out).toMatch(/applied: 0001_events, 0002_views; already applied: none \(embedded, database danmaku\)/);
+    const again = await run('archive/cli.ts', ['migrate']);
+    expect(again.out).toMatch(/applied: none; already applied: 0001_events, 0002_views/);
+
+    const sql = await run('archive/sql-cli.ts', ["SELECT name, engine FROM system.tables WHERE database = currentDatabase() AND name LIKE 'room_minute%' ORDER BY name"]);
+    expect(sql.code, sql.out).toBe(0);
+    expect(sql.out).toMatch(/│ name\s+│ engine\s+│/);
+    expect(sql.out).toMatch(/│ room_minute\s+│ AggregatingMergeTree\s+│/);
+    expect(sql.out).toMatch(/│ room_minute_reactions_mv\s+│ MaterializedView\s+│/);
+    expect(sql.out).toMatch(/4 rows in [\d.]+ s \(embedded, database danmaku\)/);
+    const cjk = await run('archive/sql-cli.ts', ['--json', "SELECT '弹幕' AS text, toUInt64(7) AS n"]);
+    expect(cjk.out).toMatch(/\{"text":"弹幕","n":(7|"7")\}/);
+
+    // While this test process holds a data directory, another process cannot open it.
+    const holder = await openClickHouse({ dataDir, database: 'held' });
+    try {
+      const held = await run('archive/sql-cli.ts', ['SELECT 1'], { CLICKHOUSE_DATA_DIR: dataDir });
+      expect(held.code).toBe(1);
+      expect(held.out).toMatch(new RegExp(`held by another process \\(pid ${process.pid}`));
+    } finally {
+      await holder.close();
+    }
+  });
+});

@@ -1,0 +1,144 @@
+/**
+ * The archiver process: opens ClickHouse (embedded or server, one code path),
+ * applies the migrations, runs the archiver, measures its lag and serves
+ * Prometheus metrics. Lifecycle `start(signal)` / `stop()` like every
+ * long-running part. In embedded mode the data directory belongs to this one
+ * process, so the replay and analytics routes use `clickhouse` from here (see
+ * `npm run archiver -- run --gateway`); with a server they may run anywhere.
+ */
+import http from 'node:http';
+import client from 'prom-client';
+import type { ClickHouse } from '../core/clickhouse.ts';
+import type { Config } from '../core/config.ts';
+import { measureLag } from '../pipelines/service.ts';
+import { createRegistry, EventCodec } from '../schemas/codec.ts';
+import { subjectFor } from '../schemas/registry.ts';
+import { logClient } from '../topics/client.ts';
+import type { LogAdmin, LogClient } from '../topics/kafka.ts';
+import { topicNames } from '../topics/topics.ts';
+import { Archiver, archiverGroup } from './archiver.ts';
+import { openArchive } from './connect.ts';
+import { migrate } from './migrate.ts';
+
+export const archiveMetrics = new client.Registry();
+const insertedRows = new client.Counter({ name: 'danmaku_archiver_rows_inserted_total', help: 'Events inserted into ClickHouse.', registers: [archiveMetrics] });
+const insertSeconds = new client.Histogram({
+  name: 'danmaku_archiver_insert_seconds',
+  help: 'Duration of one batch insert (journal + rows).',
+  buckets: [0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10],
+  registers: [archiveMetrics],
+});
+const batchRows = new client.Histogram({ name: 'danmaku_archiver_batch_rows', help: 'Rows per insert.', buckets: [1, 10, 100, 500, 1000, 2500, 5000, 10000, 50000], registers: [archiveMetrics] });
+const failures = new client.Counter({ name: 'danmaku_archiver_failures_total', help: 'Failed attempts (ClickHouse or registry unavailable), retried with backoff.', labelNames: ['what'], registers: [archiveMetrics] });
+const deadLettered = new client.Counter({ name: 'danmaku_archiver_dead_lettered_total', help: 'Undecodable records sent to the dead-letter topic.', registers: [archiveMetrics] });
+const recoveries = new client.Counter({ name: 'danmaku_archiver_recoveries_total', help: 'Inserts begun before a restart and re-sent with their token (exact = the same range).', labelNames: ['exact'], registers: [archiveMetrics] });
+const lagGauge = new client.Gauge({ name: 'danmaku_archiver_lag', help: 'Records in the log not yet archived, per partition.', labelNames: ['partition'], registers: [archiveMetrics] });
+
+export interface ArchiveServiceOptions {
+  cfg: Config;
+  log?: (m: string) => void;
+  /** Share a handle opened elsewhere (the caller closes it). */
+  clickhouse?: ClickHouse;
+}
+
+export class ArchiveService {
+  private ch: ClickHouse | undefined;
+  private ownsClickHouse = false;
+  private client: LogClient | undefined;
+  private admin: LogAdmin | undefined;
+  private archiver: Archiver | undefined;
+  private server: http.Server | undefined;
+  private timer: NodeJS.Timeout | undefined;
+  private stopped = false;
+  readonly groupId: string;
+  /** Resolves when the consumer stops for good on its own (the process should exit). */
+  readonly crashed: Promise<Error>;
+  private crash!: (err: Error) => void;
+
+  constructor(private readonly o: ArchiveServiceOptions) {
+    this.groupId = archiverGroup(o.cfg.pipelines.groupPrefix);
+    this.crashed = new Promise((resolve) => (this.crash = resolve));
+  }
+
+  get clickhouse(): ClickHouse {
+    if (!this.ch) throw new Error('archive service not started');
+    return this.ch;
+  }
+
+  get stats(): { inserted: number; inserts: number; failures: number } {
+    return { inserted: this.archiver?.inserted ?? 0, inserts: this.archiver?.inserts ?? 0, failures: this.archiver?.failures ?? 0 };
+  }
+
+  async start(signal?: AbortSignal): Promise<void> {
+    const { cfg } = this.o;
+    const log = (m: string) => this.o.log?.(m);
+    signal?.addEventListener('abort', () => void this.stop(), { once: true });
+    if (this.o.clickhouse) {
+      this.ch = this.o.clickhouse;
+      await migrate(this.ch, { log });
+    } else {
+      this.ch = await openArchive(cfg, { log, signal });
+      this.ownsClickHouse = true;
+    }
+    log(`ClickHouse ${this.ch.mode}${this.ch.mode === 'embedded' ? ` (${cfg.clickhouse.dataDir})` : ` (${cfg.clickhouse.url})`}, database ${this.ch.database}`);
+    const topics = topicNames(cfg);
+    this.client = logClient(cfg, 'archiver');
+    this.admin = this.client.admin();
+    await this.admin.connect();
+    const codec = new EventCodec({ registry: createRegistry(cfg.registry.url), subject: subjectFor(topics.roomEvents) });
+    await codec.init();
+    this.archiver = new Archiver({
+      client: this.client,
+      codec,
+      ch: this.ch,
+      topic: topics.roomEvents,
+      deadLetterTopic: topics.deadLetter,
+      groupId: this.groupId,
+      batchRows: cfg.archive.batchRows,
+      batchMs: cfg.archive.batchMs,
+      maxBackoffMs: cfg.archive.maxBackoffMs,
+      log,
+      onInserted: (rows, seconds) => {
+        insertedRows.inc(rows);
+        insertSeconds.observe(seconds);
+        batchRows.observe(rows);
+      },
+      onFailure: (what) => failures.inc({ what }),
+      onDeadLettered: (n) => deadLettered.inc(n),
+      onRecovered: (_p, exact) => recoveries.inc({ exact: String(exact) }),
+      onCrash: (err) => this.crash(err),
+    });
+    await this.archiver.start();
+    this.timer = setInterval(() => void this.updateLag(), cfg.pipelines.lagIntervalMs);
+    if (cfg.archive.metricsPort > 0) {
+      this.server = http.createServer(async (req, res) => {
+        if (req.url !== '/metrics') return void res.writeHead(404).end();
+        await this.updateLag();
+        res.writeHead(200, { 'Content-Type': archiveMetrics.contentType });
+        res.end(await archiveMetrics.metrics());
+      });
+      await new Promise<void>((resolve, reject) => {
+        this.server!.once('error', reject);
+        this.server!.listen(cfg.archive.metricsPort, '127.0.0.1', () => resolve());
+      });
+    }
+  }
+
+  async updateLag(): Promise<Map<number, number> | undefined> {
+    if (!this.admin) return undefined;
+    const lag = await measureLag(this.admin, this.groupId, topicNames(this.o.cfg).roomEvents).catch(() => undefined);
+    for (const [p, n] of lag ?? []) lagGauge.set({ partition: String(p) }, n);
+    return lag;
+  }
+
+  async stop(): Promise<void> {
+    if (this.stopped) return;
+    this.stopped = true;
+    if (this.timer) clearInterval(this.timer);
+    await this.archiver?.stop();
+    await new Promise<void>((r) => (this.server ? this.server.close(() => r()) : r()));
+    await this.admin?.disconnect();
+    await this.client?.close();
+    if (this.ownsClickHouse) await this.ch?.close();
+  }
+}

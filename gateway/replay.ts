@@ -1,0 +1,213 @@
+/**
+ * Replay and analytics, from the ClickHouse archive:
+ * - GET /v1/rooms/:room/replay — the timeline of a room in video-offset order,
+ *   as viewers saw it live, moderated as of now, or sampled like live; pages
+ *   of JSON with a cursor, or the whole range as NDJSON streamed in constant
+ *   memory (rows are read in chunks and written as the client takes them).
+ * - GET /v1/rooms/:room/stats — comments per minute, top emojis, unique
+ *   chatters, moderation rate, from the materialized views.
+ *
+ * The archive is `deps.clickhouse`, or with CLICKHOUSE_URL a server handle
+ * opened on first use; otherwise both answer 503 ERR_ARCHIVE_UNAVAILABLE (in
+ * embedded mode only the process holding the data directory has one:
+ * `npm run archiver -- run --gateway`).
+ */
+import { Readable } from 'node:stream';
+import { Type, type Static } from '@sinclair/typebox';
+import fp from 'fastify-plugin';
+import type { FastifyInstance } from 'fastify';
+import { openClickHouse, type ClickHouse } from '../core/clickhouse.ts';
+import { AppError, UnavailableError } from '../core/errors.ts';
+import { ClickHouseReplaySource, decodeCursor, encodeCursor, REPLAY_VIEWS, replay, type ReplayOutput, type ReplayRequest, type ReplayView } from '../archive/replay.ts';
+import { clickhouseOptions } from '../archive/connect.ts';
+import { roomStats } from '../archive/stats.ts';
+import { requireReader } from './auth.ts';
+import { RoomParams } from './write.ts';
+
+const ErrorBody = Type.Object({ code: Type.String(), message: Type.String(), details: Type.Optional(Type.Unknown()) });
+const errors = { 400: ErrorBody, 401: ErrorBody, 503: ErrorBody };
+
+const ReplayQuery = Type.Object({
+  fromMs: Type.Optional(Type.Integer({ description: 'Start of the range on the video timeline (ms since the stream started), inclusive.' })),
+  toMs: Type.Optional(Type.Integer({ description: 'End of the range on the video timeline, exclusive.' })),
+  view: Type.Optional(
+    Type.Unsafe<ReplayView>({ type: 'string', enum: [...REPLAY_VIEWS], default: 'live', description: 'live: as viewers saw it; moderated: deleted, held and muted comments removed as of now; sampled: the live sample.' }),
+  ),
+  format: Type.Optional(
+    Type.Unsafe<'json' | 'ndjson'>({ type: 'string', enum: ['json', 'ndjson'], default: 'json', description: 'json: one page; ndjson: the whole range (or `limit` items), streamed, ending with an `end` line.' }),
+  ),
+  limit: Type.Optional(Type.Integer({ minimum: 1, description: 'Items per page (json default REPLAY_PAGE_ITEMS, at most REPLAY_MAX_PAGE_ITEMS); ndjson: unbounded unless set.' })),
+  cursor: Type.Optional(Type.String({ minLength: 1, maxLength: 65536, pattern: '^[A-Za-z0-9_-]+$', description: '`nextCursor` of the previous page (same view and range).' })),
+});
+
+const ReplayPage = Type.Object({
+  room: Type.String(),
+  view: Type.String(),
+  fromMs: Type.Union([Type.Integer(), Type.Null()]),
+  toMs: Type.Union([Type.Integer(), Type.Null()]),
+  items: Type.Array(Type.Unknown(), {
+    description:
+      'In (at, log position) order. `kind: comment` (a FeedEntry: eventId, userId, role, text, mode, color, size, occurredAt, videoOffsetMs, replyTo, offset), ' +
+      '`kind: delete` (a tombstone: eventId of the removed comment, deletionId, reason) and `kind: pin` (pin: the pinned comment, or null when unpinned). ' +
+      'Each has `at`: its place on the video timeline in ms.',
+  }),
+  nextCursor: Type.Union([Type.String(), Type.Null()], { description: 'Pass as `cursor` for the next page; null at the end.' }),
+});
+
+const StatsQuery = Type.Object({
+  fromMs: Type.Optional(Type.Integer({ description: 'Event time (ms since the epoch), widened down to the minute.' })),
+  toMs: Type.Optional(Type.Integer({ description: 'Event time, exclusive, widened up to the minute.' })),
+});
+
+const Stats = Type.Object({
+  room: Type.String(),
+  fromMs: Type.Union([Type.Integer(), Type.Null()]),
+  toMs: Type.Union([Type.Integer(), Type.Null()]),
+  minutes: Type.Array(Type.Object({ minute: Type.Integer(), comments: Type.Integer(), reactions: Type.Integer(), chatters: Type.Integer() })),
+  totals: Type.Object({ events: Type.Integer(), comments: Type.Integer(), reactions: Type.Integer(), uniqueChatters: Type.Integer(), commentsPerMinute: Type.Number() }),
+  topEmojis: Type.Array(Type.Object({ emoji: Type.String(), count: Type.Integer() })),
+  topChatters: Type.Array(Type.Object({ userId: Type.String(), comments: Type.Integer() })),
+  moderation: Type.Object({ deleted: Type.Integer(), held: Type.Integer(), decisions: Type.Integer(), muted: Type.Integer(), rate: Type.Number() }),
+});
+
+/** A ClickHouse that does not answer is the archive being unavailable; anything else is ours. */
+function archiveError(err: unknown): unknown {
+  if (err instanceof AppError) return err;
+  const msg = (err as Error)?.message ?? String(err);
+  if (/ECONNREFUSED|ECONNRESET|EHOSTUNREACH|ETIMEDOUT|socket hang up|Timeout error|closed/i.test(msg)) {
+    return new UnavailableError('ERR_ARCHIVE_UNAVAILABLE', `the archive (ClickHouse) is not answering: ${msg}`, { cause: err });
+  }
+  return err;
+}
+
+const NO_ARCHIVE =
+  'replay and analytics need the ClickHouse archive: set CLICKHOUSE_URL, or in embedded mode serve from the archiver process (`npm run archiver -- run --gateway`)';
+
+function checkRange(fromMs: number | undefined, toMs: number | undefined): void {
+  if (fromMs !== undefined && toMs !== undefined && toMs <= fromMs) throw new AppError('ERR_RANGE_INVALID', `toMs (${toMs}) must be greater than fromMs (${fromMs})`, { status: 400 });
+}
+
+export const replayPlugin = fp(async (app: FastifyInstance) => {
+  const { cfg } = app.deps;
+
+  // A server can be shared by any number of gateways: without a handle in deps, open one
+  // on first use. The embedded engine never is: its directory belongs to the archiver process.
+  let opened: Promise<ClickHouse> | undefined;
+  app.addHook('onClose', async () => {
+    const ch = await opened?.catch(() => undefined);
+    await ch?.close();
+  });
+  async function archive(): Promise<ClickHouse> {
+    if (app.deps.clickhouse) return app.deps.clickhouse;
+    if (!cfg.clickhouse.url) throw new UnavailableError('ERR_ARCHIVE_UNAVAILABLE', NO_ARCHIVE, { details: { retryAfterSec: 30 } });
+    opened ??= openClickHouse(clickhouseOptions(cfg)).catch((err: unknown) => {
+      opened = undefined;
+      throw archiveError(err);
+    });
+    return opened;
+  }
+
+  app.get<{ Params: Static<typeof RoomParams>; Querystring: Static<typeof ReplayQuery> }>(
+    '/v1/rooms/:room/replay',
+    {
+      schema: {
+        tags: ['replay'],
+        summary: 'The timeline of a room from the archive, in video-offset order (live, moderated or sampled view)',
+        params: RoomParams,
+        querystring: ReplayQuery,
+        response: { 200: ReplayPage, ...errors },
+      },
+    },
+    async (req, reply) => {
+      await requireReader(req);
+      const ch = await archive();
+      const q = req.query;
+      checkRange(q.fromMs, q.toMs);
+      const format = q.format ?? 'json';
+      if (format === 'json' && q.limit !== undefined && q.limit > cfg.archive.replayMaxPageItems) {
+        throw new AppError('ERR_LIMIT_TOO_LARGE', `limit may be at most ${cfg.archive.replayMaxPageItems} (use format=ndjson to stream a long range)`, { status: 400 });
+      }
+      const request: ReplayRequest = {
+        room: req.params.room,
+        view: q.view ?? 'live',
+        fromMs: q.fromMs,
+        toMs: q.toMs,
+        limit: format === 'json' ? (q.limit ?? cfg.archive.replayPageItems) : q.limit,
+        cursor: q.cursor ? decodeCursor(q.cursor) : undefined,
+        perSecond: cfg.pipelines.sampledPerSecond,
+        maxItems: cfg.pipelines.feedMaxItems,
+        nowMs: app.deps.now(),
+        chunkRows: cfg.archive.replayChunkRows,
+      };
+      const outputs = replay(new ClickHouseReplaySource(ch), request);
+      // The first output is awaited before anything is sent, so a bad cursor or
+      // an unavailable archive still gets its proper status.
+      let first: IteratorResult<ReplayOutput>;
+      try {
+        first = await outputs.next();
+      } catch (err) {
+        throw archiveError(err);
+      }
+
+      if (format === 'json') {
+        const items: unknown[] = [];
+        let next: string | null = null;
+        try {
+          for (let o = first; !o.done; o = await outputs.next()) {
+            if (o.value.type === 'item') items.push(o.value.item);
+            else next = o.value.next ? encodeCursor(o.value.next) : null;
+          }
+        } catch (err) {
+          throw archiveError(err);
+        }
+        return { room: request.room, view: request.view, fromMs: q.fromMs ?? null, toMs: q.toMs ?? null, items, nextCursor: next };
+      }
+
+      async function* lines(): AsyncGenerator<Buffer> {
+        // Lines are grouped into writes of ~16 KB; the stream is pulled, so a slow client slows the reads.
+        let buf = '';
+        try {
+          for (let o = first; !o.done; o = await outputs.next()) {
+            const v = o.value;
+            buf += JSON.stringify(v.type === 'item' ? v.item : { kind: 'end', items: v.items, nextCursor: v.next ? encodeCursor(v.next) : null }) + '\n';
+            if (buf.length >= 16_384) {
+              yield Buffer.from(buf);
+              buf = '';
+            }
+          }
+        } catch (err) {
+          const e = archiveError(err);
+          const body = e instanceof AppError ? e.toJSON() : { code: 'ERR_INTERNAL', message: 'replay failed' };
+          req.log.error({ err }, 'replay stream failed');
+          buf += JSON.stringify({ kind: 'error', ...body }) + '\n';
+        }
+        if (buf) yield Buffer.from(buf);
+      }
+      void reply.header('content-type', 'application/x-ndjson; charset=utf-8');
+      return reply.send(Readable.from(lines()));
+    },
+  );
+
+  app.get<{ Params: Static<typeof RoomParams>; Querystring: Static<typeof StatsQuery> }>(
+    '/v1/rooms/:room/stats',
+    {
+      schema: {
+        tags: ['analytics'],
+        summary: 'Comments per minute, top emojis, unique chatters and moderation rate of a room (event time, whole UTC minutes)',
+        params: RoomParams,
+        querystring: StatsQuery,
+        response: { 200: Stats, ...errors },
+      },
+    },
+    async (req) => {
+      await requireReader(req);
+      const ch = await archive();
+      checkRange(req.query.fromMs, req.query.toMs);
+      try {
+        return await roomStats(ch, req.params.room, { fromMs: req.query.fromMs, toMs: req.query.toMs });
+      } catch (err) {
+        throw archiveError(err);
+      }
+    },
+  );
+});
