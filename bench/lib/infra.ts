@@ -1,0 +1,28 @@
+/** The shared local servers (Kafka, registry, Redis) as the bench sees them: pids for CPU accounting, and a health check. */
+import type { Config } from '../../core/config.ts';
+import { status } from '../../infra/stack.ts';
+
+export interface InfraPids {
+  kafka?: number;
+  redis?: number;
+  registry?: number;
+}
+
+export async function infraPids(cfg: Config): Promise<InfraPids> {
+  const rows = await status(cfg);
+  const pid = (n: string) => rows.find((r) => r.name === n && r.health === 'ok')?.pid;
+  return { kafka: pid('kafka'), redis: pid('redis'), registry: pid('registry') };
+}
+
+/** Throws a readable error when a server the bench needs is not healthy. */
+export async function requireInfra(cfg: Config, names: ('kafka' | 'redis' | 'registry')[], waitMs = 60_000): Promise<void> {
+  // A busy machine can make one health probe time out: retry for a while before giving up.
+  const deadline = Date.now() + waitMs;
+  for (;;) {
+    const rows = await status(cfg);
+    const bad = names.filter((n) => rows.find((r) => r.name === n)?.health !== 'ok');
+    if (bad.length === 0) return;
+    if (Date.now() > deadline) throw new Error(`not healthy: ${bad.map((n) => `${n} (${rows.find((r) => r.name === n)?.health.split('\n')[0]})`).join(', ')} — start the servers with \`npm run infra -- up\``);
+    await new Promise((r) => setTimeout(r, 2000));
+  }
+}
