@@ -21,7 +21,7 @@ export default defineConfig({
           include: ['**/*.int.spec.ts', '**/*.e2e.spec.ts'],
           exclude: ['node_modules/**', '.data/**'],
           globalSetup: ['test/global-setup.ts'],
-          testTimeout: 60_000,
+          testTimeout: 120_000,
           hookTimeout: 180_000,
           // Two cores run Kafka, the registry and Redis too: cap parallel files.
           maxWorkers: 2,

@@ -5,6 +5,8 @@
  *   ingest       step the write rate up until p99 write→projection > 1 s or errors; raw kafkajs beside it
  *   rebuild      events/s of `npm run pipelines -- rebuild feed` over a log of N events
  *   connections  most idle WebSockets one gateway holds with heartbeats; memory per connection
+ *   archive      events/s into ClickHouse through the archiver vs a raw insert of the same rows
+ *   replay       one room of M archived events: first-page latency of 10-min windows, NDJSON stream rate
  *   all          every scenario above, in that order
  *
  * Options:
@@ -12,7 +14,8 @@
  *   --quick               shorter holds (ingest) and smaller logs (rebuild)
  *   --viewers N --rate R --seconds T --systems ours,socketio,centrifugo     (fanout)
  *   --hold S --rates a,b,c --max-rate R --raw-max-rate R                     (ingest)
- *   --events N --rooms N                                                     (rebuild)
+ *   --events N --rooms N                                                     (rebuild, archive)
+ *   --events N --windows N                                                   (replay)
  *   --max N --step N --heartbeat S                                           (connections)
  *   --no-build            never build a missing peer (Centrifugo)
  *   --charts DIR          where the SVG charts go (default docs/bench; bench/results with --ci)
@@ -31,8 +34,10 @@ import { connectionsChart, connectionsTable, runConnections } from './scenarios/
 import { fanoutChart, fanoutTable, runFanout } from './scenarios/fanout.ts';
 import { ingestChart, ingestTable, ladder, runIngest } from './scenarios/ingest.ts';
 import { rebuildChart, rebuildTable, runRebuild } from './scenarios/rebuild.ts';
+import { archiveChart, archiveTable, runArchive } from './scenarios/archive.ts';
+import { replayChart, replayTable, runReplay } from './scenarios/replay.ts';
 
-const SCENARIOS = ['fanout', 'ingest', 'rebuild', 'connections'] as const;
+const SCENARIOS = ['fanout', 'ingest', 'rebuild', 'connections', 'archive', 'replay'] as const;
 type Scenario = (typeof SCENARIOS)[number];
 
 const { positionals, values } = parseArgs({
@@ -53,6 +58,7 @@ const { positionals, values } = parseArgs({
     max: { type: 'string' },
     step: { type: 'string' },
     heartbeat: { type: 'string' },
+    windows: { type: 'string' },
     'no-build': { type: 'boolean', default: false },
     charts: { type: 'string' },
     help: { type: 'boolean', short: 'h' },
@@ -123,6 +129,14 @@ async function runOne(s: Scenario): Promise<Outcome> {
         log,
       });
       return finish(s, started, r, connectionsTable(r), connectionsChart(r, machineLine(m)), r.maxHeld > 0);
+    }
+    case 'archive': {
+      const r = await runArchive({ events: num(values.events, ci ? 5000 : values.quick ? 50_000 : 200_000), rooms: num(values.rooms, ci ? 5 : 100), log });
+      return finish(s, started, r, archiveTable(r), archiveChart(r, machineLine(m)), r.archiver.eventsPerSec > 0 && r.raw.rowsInTable === r.params.events);
+    }
+    case 'replay': {
+      const r = await runReplay({ events: num(values.events, ci ? 5000 : values.quick ? 100_000 : 1_000_000), windows: num(values.windows, ci ? 10 : 50), log });
+      return finish(s, started, r, replayTable(r), replayChart(r, machineLine(m)), r.firstPage.count > 0 && r.firstPage.errors === 0 && r.stream.endLine && r.stream.items > 0);
     }
   }
 }

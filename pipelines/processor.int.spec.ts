@@ -115,7 +115,7 @@ describe.each(modes)('processors on %s Redis', (mode) => {
     await second.stop();
     await w.producer.disconnect();
     await w.compare();
-  });
+  }, 240_000);
 
   it('two instances in one group split the partitions and together equal one', async () => {
     const w = await world();
@@ -135,7 +135,7 @@ describe.each(modes)('processors on %s Redis', (mode) => {
     await Promise.all([a.stop(), b.stop()]);
     await w.producer.disconnect();
     await w.compare();
-  });
+  }, 240_000);
 
   it('rebuilds a projection beside the live one, switches readers, bumps epochs, and equals live', async () => {
     const w = await world();
@@ -175,7 +175,7 @@ describe.each(modes)('processors on %s Redis', (mode) => {
     await w.producer.disconnect();
     const p = projectionsOf(w.cfg).feed;
     expect(await redisSnapshot(redis, `${w.env.REDIS_KEY_PREFIX}feed:v2:*`)).toEqual(expectedSnapshot(p, w.env.REDIS_KEY_PREFIX, 2, w.positioned));
-  });
+  }, 240_000);
 
   it('publishes each applied effect on the room\'s sharded channel, in order, and exposes consumer lag as a metric', async () => {
     const w = await world();
