@@ -9,6 +9,7 @@ import { parseArgs } from 'node:util';
 import { openClickHouse } from '../core/clickhouse.ts';
 import { loadConfig } from '../core/config.ts';
 import { AppError } from '../core/errors.ts';
+import { shutdownSignal, untilAborted } from '../core/lifecycle.ts';
 import { measureLag } from '../pipelines/service.ts';
 import { logClient } from '../topics/client.ts';
 import { topicNames } from '../topics/topics.ts';
@@ -23,14 +24,8 @@ const log = (m: string) => console.log(`[archiver] ${new Date().toISOString()} $
 
 async function run(): Promise<void> {
   const svc = new ArchiveService({ cfg, log });
-  const ac = new AbortController();
-  for (const sig of ['SIGINT', 'SIGTERM'] as const) {
-    process.once(sig, () => {
-      log(`${sig}: stopping gracefully`);
-      ac.abort();
-    });
-  }
-  await svc.start(ac.signal);
+  const signal = shutdownSignal(log);
+  await svc.start(signal);
   let closeGateway = async () => {};
   if (values.gateway) {
     // One process holds the embedded data directory, so the routes reading it live here too.
@@ -48,7 +43,7 @@ async function run(): Promise<void> {
   }
   log(`ready (group ${svc.groupId}, batches of up to ${cfg.archive.batchRows} rows / ${cfg.archive.batchMs} ms)`);
   const crashed = await Promise.race([
-    new Promise<undefined>((resolve) => ac.signal.addEventListener('abort', () => resolve(undefined), { once: true })),
+    untilAborted(signal).then(() => undefined),
     svc.crashed,
   ]);
   await closeGateway();

@@ -6,6 +6,7 @@
 import { parseArgs } from 'node:util';
 import { loadConfig } from '../core/config.ts';
 import { AppError } from '../core/errors.ts';
+import { shutdownSignal, untilAborted } from '../core/lifecycle.ts';
 import { PROJECTION_NAMES, type ProjectionName } from './catalog.ts';
 import { ProcessorService } from './service.ts';
 
@@ -28,16 +29,10 @@ async function main(): Promise<void> {
       const moderation = wanted ? wanted.includes('moderation') : cfg.moderation.enabled;
       const names = wanted ? pick(wanted.filter((x) => x !== 'moderation').join(',') || undefined) : pick(undefined);
       const svc = new ProcessorService({ cfg, projections: wanted && wanted.every((x) => x === 'moderation') ? [] : names, moderation, log });
-      const ac = new AbortController();
-      for (const sig of ['SIGINT', 'SIGTERM'] as const) {
-        process.once(sig, () => {
-          log(`${sig}: stopping gracefully`);
-          ac.abort();
-        });
-      }
-      await svc.start(ac.signal);
+      const signal = shutdownSignal(log);
+      await svc.start(signal);
       log('ready');
-      await new Promise<void>((resolve) => ac.signal.addEventListener('abort', () => resolve(), { once: true }));
+      await untilAborted(signal);
       await svc.stop();
       log('stopped');
       break;
