@@ -14,11 +14,12 @@ import os from 'node:os';
 import path from 'node:path';
 import { afterAll, beforeAll, expect, it } from 'vitest';
 import { openClickHouse } from '../core/clickhouse.ts';
-import { measureLag } from '../pipelines/service.ts';
+import { measureLag } from '../topics/lag.ts';
 import { createRegistry, EventCodec } from '../schemas/codec.ts';
 import { subjectFor } from '../schemas/registry.ts';
 import { randomName, testConfig, waitFor } from '../test/helpers.ts';
-import { startScript, type Proc } from '../test/processes.ts';
+import { startService } from '../test/processes.ts';
+import type { ServiceProcess } from '../services/spawn.ts';
 import { mixedStream } from '../test/streams.ts';
 import { logClient } from '../topics/client.ts';
 import type { LogAdmin } from '../topics/kafka.ts';
@@ -73,11 +74,10 @@ it('archives a 100k-event room with no loss and no duplicate across two kill -9 
 
   const outputs: string[] = [];
   const start = async () => {
-    const p = startScript('archive/cli.ts', ['run'], env);
-    await p.waitForLine(/ready/);
+    const p = await startService(['archiver', 'run'], env);
     return p;
   };
-  const kill = async (p: Proc) => {
+  const kill = async (p: ServiceProcess) => {
     await p.kill9();
     outputs.push(...p.output);
   };

@@ -1,7 +1,7 @@
 /**
  * The archive against the real Kafka and registry and a real (embedded)
  * ClickHouse, in process: ClickHouse failing and recovering, a restart between
- * insert and commit, replay over HTTP against the hand-worked views, stats
+ * insert and commit, replay against the hand-worked views, stats
  * against counts from the raw log, the documented SQL, and the same queries
  * through the server code path (a client bound to a database by parameter,
  * 64-bit integers quoted, no session state) with the embedded connection
@@ -10,121 +10,29 @@
  * One embedded data directory for the file (one engine per process); each
  * test has its own database, topic and consumer group.
  */
-import { randomBytes } from 'node:crypto';
 import fs from 'node:fs';
 import zlib from 'node:zlib';
-import { mkdtemp, rm } from 'node:fs/promises';
-import os from 'node:os';
 import path from 'node:path';
 import { createClient, type ClickHouseClient, type ClickHouseClientConfigOptions } from '@clickhouse/client';
-import Fastify, { type FastifyError, type FastifyInstance } from 'fastify';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { openClickHouse, type ClickHouse } from '../core/clickhouse.ts';
 import { REPO_ROOT } from '../core/config.ts';
-import { AppError } from '../core/errors.ts';
-import type { GatewayDeps } from '../gateway/deps.ts';
-import { replayPlugin } from '../gateway/replay.ts';
-import { measureLag } from '../pipelines/service.ts';
-import { createRegistry, EventCodec } from '../schemas/codec.ts';
 import type { RoomEvent } from '../schemas/events.ts';
-import { subjectFor } from '../schemas/registry.ts';
-import { randomName, testConfig, waitFor } from '../test/helpers.ts';
+import { waitFor } from '../test/helpers.ts';
 import { startScript } from '../test/processes.ts';
 import { mixedStream, SHARED_DATA } from '../test/streams.ts';
-import { logClient } from '../topics/client.ts';
-import type { LogAdmin } from '../topics/kafka.ts';
-import { applyTopics, declaredTopics } from '../topics/topics.ts';
-import { Archiver, archiverGroup } from './archiver.ts';
-import { describeItem, EXPECTED_LIVE, EXPECTED_MODERATED, EXPECTED_SAMPLED, NOW, scenario, T0 } from './fixtures.ts';
+import type { Archiver } from './archiver.ts';
+import { NOW, scenario, T0 } from './fixtures.ts';
 import { readChatLines, roomIdFor } from './import.ts';
-import { migrate } from './migrate.ts';
 import { ClickHouseReplaySource, replay, type ReplayItem } from './replay.ts';
 import { runSql } from './sql.ts';
 import { floorMinute, roomStats, type RoomStats } from './stats.ts';
+import { archiveKit, type World } from './testing.ts';
 
-const base = testConfig();
-const client = logClient(base, 'archive-test');
-let admin: LogAdmin;
-let dataDir: string;
-
-beforeAll(async () => {
-  admin = client.admin();
-  await admin.connect();
-  dataDir = await mkdtemp(path.join(os.tmpdir(), `danmaku-archive-${randomBytes(4).toString('hex')}-`));
-});
-afterAll(async () => {
-  await admin.disconnect();
-  await client.close();
-  await rm(dataDir, { recursive: true, force: true });
-});
-
-interface World {
-  id: string;
-  cfg: ReturnType<typeof testConfig>;
-  ch: ClickHouse;
-  codec: EventCodec;
-  groupId: string;
-  produce(events: RoomEvent[]): Promise<void>;
-  produced: RoomEvent[];
-  archiver(opts?: { ch?: ClickHouse; batchRows?: number }): Archiver & { logs: string[] };
-  caughtUp(): Promise<boolean>;
-  close(): Promise<void>;
-}
-
-async function world(): Promise<World> {
-  const id = randomName('arch');
-  const env = { TOPIC_ROOM_EVENTS: id, TOPIC_DEAD_LETTER: `${id}.dlq`, PIPELINES_GROUP_PREFIX: `${id}.`, TOPIC_PARTITIONS: '3', CLICKHOUSE_DATABASE: id.replace(/-/g, '_') };
-  const cfg = testConfig(env);
-  await applyTopics(admin, declaredTopics(cfg, { roomEvents: id, deadLetter: `${id}.dlq` }));
-  const codec = new EventCodec({ registry: createRegistry(cfg.registry.url), subject: subjectFor(id) });
-  await codec.init();
-  const ch = await openClickHouse({ dataDir, database: cfg.clickhouse.database });
-  await migrate(ch);
-  const producer = client.producer();
-  await producer.connect();
-  const produced: RoomEvent[] = [];
-  const groupId = archiverGroup(cfg.pipelines.groupPrefix);
-  const running: Archiver[] = [];
-  return {
-    id,
-    cfg,
-    ch,
-    codec,
-    groupId,
-    produced,
-    async produce(events) {
-      await Promise.all(events.map((e) => producer.send({ topic: id, key: e.roomId, value: codec.encode(e) })));
-      produced.push(...events);
-    },
-    archiver(opts = {}) {
-      const logs: string[] = [];
-      const a = new Archiver({
-        client,
-        codec,
-        ch: opts.ch ?? ch,
-        topic: id,
-        deadLetterTopic: `${id}.dlq`,
-        groupId,
-        batchRows: opts.batchRows ?? 500,
-        batchMs: 20,
-        maxBackoffMs: 300,
-        log: (m) => logs.push(m),
-      }) as Archiver & { logs: string[] };
-      a.logs = logs;
-      running.push(a);
-      return a;
-    },
-    async caughtUp() {
-      const lag = await measureLag(admin, groupId, id);
-      return [...lag.values()].every((n) => n === 0);
-    },
-    async close() {
-      for (const a of running) await a.stop();
-      await producer.disconnect();
-      await ch.close();
-    },
-  };
-}
+const kit = await archiveKit();
+const { dataDir } = kit;
+const world = () => kit.world();
+afterAll(() => kit.close());
 
 const num = async (ch: ClickHouse, query: string): Promise<number> => {
   const rs = await ch.client.query({ query, format: 'JSONEachRow' });
@@ -148,17 +56,6 @@ function flaky(ch: ClickHouse, plan: (n: number) => 'ok' | 'refuse' | 'lose-ack'
     return r;
   };
   return { ...ch, client: new Proxy(ch.client, { get: (t, k) => (k === 'insert' ? insert : Reflect.get(t, k, t)) }) };
-}
-
-async function appWith(deps: Partial<GatewayDeps>): Promise<FastifyInstance> {
-  const app = Fastify();
-  app.decorate('deps', { cfg: base, now: () => NOW, ...deps } as GatewayDeps);
-  app.setErrorHandler((err: FastifyError, _req, reply) => {
-    const e = err instanceof AppError ? err : err.validation ? new AppError('ERR_VALIDATION', err.message, { status: 400 }) : new AppError('ERR_INTERNAL', err.message, { status: 500 });
-    void reply.status(e.status).send(e.toJSON());
-  });
-  await app.register(replayPlugin);
-  return app;
 }
 
 describe('the archiver', () => {
@@ -204,81 +101,6 @@ describe('the archiver', () => {
     expect(await num(w.ch, `SELECT sum(reactions) FROM ${w.ch.database}.room_minute_reactions`)).toBe(reactions);
     expect(await num(w.ch, `SELECT sum(comments) FROM ${w.ch.database}.chatter_hour`)).toBe(comments);
     await w.close();
-  });
-});
-
-describe('replay over HTTP', () => {
-  let w: World;
-  let app: FastifyInstance;
-  const room = 'scene-1';
-  beforeAll(async () => {
-    w = await world();
-    await w.produce(scenario(room));
-    await w.produce(mixedStream({ rooms: ['other-room'], count: 300, seed: 2 }));
-    const a = w.archiver();
-    await a.start();
-    await waitFor(() => w.caughtUp(), { what: 'the archive', timeoutMs: 60_000, intervalMs: 200 });
-    await a.stop();
-    app = await appWith({ clickhouse: w.ch });
-  });
-  afterAll(async () => {
-    await app?.close();
-    await w?.close();
-  });
-
-  async function pages(query: string, limit: number): Promise<{ items: ReplayItem[]; pages: number }> {
-    const items: ReplayItem[] = [];
-    let cursor = '';
-    for (let pages = 1; ; pages++) {
-      const res = await app.inject({ url: `/v1/rooms/${room}/replay?${query}&limit=${limit}${cursor ? `&cursor=${cursor}` : ''}` });
-      expect(res.statusCode, res.body).toBe(200);
-      const body = res.json<{ items: ReplayItem[]; nextCursor: string | null }>();
-      items.push(...body.items);
-      if (!body.nextCursor) return { items, pages };
-      cursor = body.nextCursor;
-    }
-  }
-
-  it.each([
-    ['live', EXPECTED_LIVE],
-    ['moderated', EXPECTED_MODERATED],
-    ['sampled', EXPECTED_SAMPLED],
-  ] as const)('%s view, in JSON pages with a cursor and as NDJSON, equals the hand-worked timeline', async (view, expected) => {
-    const paged = await pages(`view=${view}`, 4);
-    expect(paged.items.map(describeItem)).toEqual(expected);
-    expect(paged.pages).toBe(Math.ceil(expected.length / 4));
-    const res = await app.inject({ url: `/v1/rooms/${room}/replay?view=${view}&format=ndjson` });
-    expect(res.headers['content-type']).toMatch(/application\/x-ndjson/);
-    const lines = res.body.trim().split('\n').map((l) => JSON.parse(l) as ReplayItem | { kind: 'end'; items: number; nextCursor: null });
-    expect(lines.at(-1)).toEqual({ kind: 'end', items: expected.length, nextCursor: null });
-    expect((lines.slice(0, -1) as ReplayItem[]).map(describeItem)).toEqual(expected);
-  });
-
-  it('a range of the video timeline, and the live items as they were shown', async () => {
-    const { items } = await pages('view=live&fromMs=2500&toMs=8000', 100);
-    expect(items.map(describeItem)).toEqual(['2500 comment c4', '3000 comment c3', '3500 pin c3', '4000 delete c2', '5500 delete c4']);
-    expect(items[1]).toMatchObject({ kind: 'comment', eventId: 'c3', text: 'hi all', mode: 'top', color: 0xff0000, userId: 'carol', occurredAt: T0 + 3000, videoOffsetMs: 3000, at: 3000 });
-    expect(items[4]).toMatchObject({ kind: 'delete', eventId: 'c4', deletionId: 'hold-c4', reason: 'moderation:hold:links' });
-  });
-
-  it('answers errors with a code: bad cursor, cursor of another view, bad range, no archive', async () => {
-    const bad = await app.inject({ url: `/v1/rooms/${room}/replay?cursor=bm9wZQ` });
-    expect([bad.statusCode, bad.json().code]).toEqual([400, 'ERR_CURSOR_INVALID']);
-    const first = (await app.inject({ url: `/v1/rooms/${room}/replay?view=live&limit=2` })).json<{ nextCursor: string }>();
-    const other = await app.inject({ url: `/v1/rooms/${room}/replay?view=sampled&limit=2&cursor=${first.nextCursor}` });
-    expect([other.statusCode, other.json().code]).toEqual([400, 'ERR_CURSOR_MISMATCH']);
-    const range = await app.inject({ url: `/v1/rooms/${room}/replay?fromMs=10&toMs=5` });
-    expect([range.statusCode, range.json().code]).toEqual([400, 'ERR_RANGE_INVALID']);
-    const none = await appWith({});
-    // A server that does not answer: the real HTTP client fails to connect.
-    const down = await appWith({ cfg: testConfig({ CLICKHOUSE_URL: 'http://127.0.0.1:1' }) });
-    for (const a of [none, down]) {
-      for (const url of [`/v1/rooms/${room}/replay`, `/v1/rooms/${room}/stats`]) {
-        const res = await a.inject({ url });
-        expect([res.statusCode, res.json().code], res.body).toEqual([503, 'ERR_ARCHIVE_UNAVAILABLE']);
-      }
-      await a.close();
-    }
   });
 });
 
@@ -374,14 +196,6 @@ describe('stats and documented SQL', () => {
     for (const e of all) if (e.roomId === 'stats-a' && e.payload.type === 'CommentPosted' && e.occurredAt >= s.fromMs! && e.occurredAt < s.toMs!) counts.set(e.actor.userId, (counts.get(e.actor.userId) ?? 0) + 1);
     const top = [...counts].map(([userId, comments]) => ({ userId, comments })).sort((a, b) => b.comments - a.comments || (a.userId < b.userId ? -1 : 1)).slice(0, 10);
     expect(s.topChatters).toEqual(top);
-  });
-
-  it('the stats route answers the same over HTTP', async () => {
-    const app = await appWith({ clickhouse: w.ch });
-    const res = await app.inject({ url: `/v1/rooms/stats-b/stats?fromMs=${T0}&toMs=${T0 + 120_000}` });
-    expect(res.statusCode, res.body).toBe(200);
-    expect(res.json()).toEqual(JSON.parse(JSON.stringify(await roomStats(w.ch, 'stats-b', { fromMs: T0, toMs: T0 + 120_000 }))));
-    await app.close();
   });
 
   it('every query in docs/analytics.md runs (against room demo)', async () => {
@@ -511,10 +325,10 @@ describe('commands', () => {
       const p = startScript(script, args, env);
       return { code: await p.exited, out: p.output.join('\n') };
     };
-    const first = await run('archive/cli.ts', ['migrate']);
+    const first = await run('services/cli.ts', ['archiver', 'migrate']);
     expect(first.code, first.out).toBe(0);
     expect(first.out).toMatch(/applied: 0001_events, 0002_views; already applied: none \(embedded, database danmaku\)/);
-    const again = await run('archive/cli.ts', ['migrate']);
+    const again = await run('services/cli.ts', ['archiver', 'migrate']);
     expect(again.out).toMatch(/applied: none; already applied: 0001_events, 0002_views/);
 
     const sql = await run('archive/sql-cli.ts', ["SELECT name, engine FROM system.tables WHERE database = currentDatabase() AND name LIKE 'room_minute%' ORDER BY name"]);

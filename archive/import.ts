@@ -50,10 +50,10 @@ export async function readChatLines(file: string): Promise<ChatLine[]> {
     try {
       o = JSON.parse(line) as ChatLine;
     } catch (cause) {
-      throw new AppError('ERR_IMPORT_BAD_LINE', `${file}:${n}: not JSON`, { cause, status: 400 });
+      throw new AppError('ERR_IMPORT_BAD_LINE', `${file}:${n}: not JSON`, { cause });
     }
     if (typeof o.room !== 'string' || typeof o.offset_ms !== 'number' || typeof o.text !== 'string') {
-      throw new AppError('ERR_IMPORT_BAD_LINE', `${file}:${n}: needs room (string), offset_ms (number) and text (string)`, { status: 400 });
+      throw new AppError('ERR_IMPORT_BAD_LINE', `${file}:${n}: needs room (string), offset_ms (number) and text (string)`);
     }
     out.push(o);
   }
@@ -132,11 +132,11 @@ export function planRooms(lines: ChatLine[], opts: { room?: string; fromRoom?: s
   let sources = [...bySource.keys()];
   if (opts.fromRoom !== undefined) {
     sources = sources.filter((s) => s === opts.fromRoom || roomIdFor(s) === opts.fromRoom);
-    if (sources.length === 0) throw new AppError('ERR_IMPORT_NO_ROOM', `no room "${opts.fromRoom}" in the file; it has: ${[...bySource.keys()].slice(0, 20).join(', ')}`, { status: 400 });
+    if (sources.length === 0) throw new AppError('ERR_IMPORT_NO_ROOM', `no room "${opts.fromRoom}" in the file; it has: ${[...bySource.keys()].slice(0, 20).join(', ')}`);
   } else if (opts.room !== undefined) {
     sources = sources.slice(0, 1);
   }
-  if (opts.room !== undefined && !ROOM_RE.test(opts.room)) throw new AppError('ERR_IMPORT_ROOM_ID', `"${opts.room}" is not a valid room id (${ROOM_RE.source})`, { status: 400 });
+  if (opts.room !== undefined && !ROOM_RE.test(opts.room)) throw new AppError('ERR_IMPORT_ROOM_ID', `"${opts.room}" is not a valid room id (${ROOM_RE.source})`);
   let budget = opts.limit ?? Infinity;
   const plans: RoomPlan[] = [];
   for (const s of sources) {

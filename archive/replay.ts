@@ -195,7 +195,7 @@ export function decodeCursor(s: string): ReplayCursor {
     if (c.v !== 1 || !(REPLAY_VIEWS as readonly string[]).includes(c.view) || !okKey || !okResume) throw new Error('bad shape');
     return c;
   } catch (cause) {
-    throw new AppError('ERR_CURSOR_INVALID', 'the cursor is not one this API issued', { status: 400, cause });
+    throw new AppError('ERR_CURSOR_INVALID', 'the cursor is not one this API issued', { cause });
   }
 }
 
@@ -267,7 +267,7 @@ export async function* replay(src: ReplaySource, r: ReplayRequest): AsyncGenerat
   const to = r.toMs ?? HIGH;
   const limit = r.limit ?? Infinity;
   if (r.cursor && (r.cursor.view !== r.view || r.cursor.fromMs !== (r.fromMs ?? null) || r.cursor.toMs !== (r.toMs ?? null))) {
-    throw new AppError('ERR_CURSOR_MISMATCH', 'the cursor belongs to another view or range: repeat the request it came from', { status: 400 });
+    throw new AppError('ERR_CURSOR_MISMATCH', 'the cursor belongs to another view or range: repeat the request it came from');
   }
   const origin = await src.origin(r.room);
   let mod: { removed: Set<string>; mutedNow: Set<string> } | undefined;

@@ -1,16 +1,16 @@
 /**
- * The archiver process: opens ClickHouse (embedded or server, one code path),
- * applies the migrations, runs the archiver, measures its lag and serves
- * Prometheus metrics. Lifecycle `start(signal)` / `stop()` like every
+ * The archiver as a service: opens ClickHouse (embedded or server, one code
+ * path), applies the migrations, runs the archiver and measures its lag into
+ * `archiveMetrics` (served by the process that runs it, see services/). Lifecycle `start(signal)` / `stop()` like every
  * long-running part. In embedded mode the data directory belongs to this one
  * process, so the replay and analytics routes use `clickhouse` from here (see
  * `npm run archiver -- run --gateway`); with a server they may run anywhere.
  */
-import http from 'node:http';
 import client from 'prom-client';
 import type { ClickHouse } from '../core/clickhouse.ts';
 import type { Config } from '../core/config.ts';
-import { measureLag } from '../pipelines/service.ts';
+import { Liveness, type Health, type Service } from '../core/service.ts';
+import { measureLag } from '../topics/lag.ts';
 import { createRegistry, EventCodec } from '../schemas/codec.ts';
 import { subjectFor } from '../schemas/registry.ts';
 import { logClient } from '../topics/client.ts';
@@ -41,23 +41,26 @@ export interface ArchiveServiceOptions {
   clickhouse?: ClickHouse;
 }
 
-export class ArchiveService {
+export class ArchiveService implements Service {
+  readonly name = 'archiver';
+  private readonly live = new Liveness();
+  /** Settles when the consumer stops for good on its own (the process should exit). */
+  readonly failed = this.live.failed;
   private ch: ClickHouse | undefined;
   private ownsClickHouse = false;
   private client: LogClient | undefined;
   private admin: LogAdmin | undefined;
   private archiver: Archiver | undefined;
-  private server: http.Server | undefined;
   private timer: NodeJS.Timeout | undefined;
   private stopped = false;
   readonly groupId: string;
-  /** Resolves when the consumer stops for good on its own (the process should exit). */
-  readonly crashed: Promise<Error>;
-  private crash!: (err: Error) => void;
 
   constructor(private readonly o: ArchiveServiceOptions) {
     this.groupId = archiverGroup(o.cfg.pipelines.groupPrefix);
-    this.crashed = new Promise((resolve) => (this.crash = resolve));
+  }
+
+  health(): Health {
+    return this.live.health;
   }
 
   get clickhouse(): ClickHouse {
@@ -106,22 +109,11 @@ export class ArchiveService {
       onFailure: (what) => failures.inc({ what }),
       onDeadLettered: (n) => deadLettered.inc(n),
       onRecovered: (_p, exact) => recoveries.inc({ exact: String(exact) }),
-      onCrash: (err) => this.crash(err),
+      onCrash: (err) => this.live.died(err),
     });
     await this.archiver.start();
     this.timer = setInterval(() => void this.updateLag(), cfg.pipelines.lagIntervalMs);
-    if (cfg.archive.metricsPort > 0) {
-      this.server = http.createServer(async (req, res) => {
-        if (req.url !== '/metrics') return void res.writeHead(404).end();
-        await this.updateLag();
-        res.writeHead(200, { 'Content-Type': archiveMetrics.contentType });
-        res.end(await archiveMetrics.metrics());
-      });
-      await new Promise<void>((resolve, reject) => {
-        this.server!.once('error', reject);
-        this.server!.listen(cfg.archive.metricsPort, '127.0.0.1', () => resolve());
-      });
-    }
+    this.live.set('ok', `group ${this.groupId}, batches of up to ${cfg.archive.batchRows} rows / ${cfg.archive.batchMs} ms`);
   }
 
   async updateLag(): Promise<Map<number, number> | undefined> {
@@ -136,9 +128,11 @@ export class ArchiveService {
     this.stopped = true;
     if (this.timer) clearInterval(this.timer);
     await this.archiver?.stop();
-    await new Promise<void>((r) => (this.server ? this.server.close(() => r()) : r()));
     await this.admin?.disconnect();
     await this.client?.close();
     if (this.ownsClickHouse) await this.ch?.close();
+    this.live.set('stopped');
+    const st = this.stats;
+    this.o.log?.(`stopped (${st.inserted} rows in ${st.inserts} inserts this run, ${st.failures} failed attempts)`);
   }
 }

@@ -8,6 +8,7 @@ import { mkdir, readFile } from 'node:fs/promises';
 import path from 'node:path';
 import { createClient, type ClickHouseClient, type ClickHouseClientConfigOptions } from '@clickhouse/client';
 import type { ChdbConnection } from 'chdb/connection';
+import { errorChain, isUnreachable } from './errors.ts';
 
 export interface ClickHouseOptions {
   /** Set to talk to a ClickHouse server; omit to run the engine in-process. */
@@ -131,4 +132,24 @@ function asClientConnection(connection: ChdbConnection): ClientConnection {
 
 function quoteIdent(name: string): string {
   return '`' + name.replace(/\\/g, '\\\\').replace(/`/g, '\\`') + '`';
+}
+
+/** chDB's own error codes for an engine that is closed or did not answer in time. */
+const CHDB_UNAVAILABLE = new Set(['CHDB_CLOSED', 'CHDB_TIMEOUT']);
+// Two clients fail with a plain `Error` whose message is all there is: the
+// HTTP client's request timeout, and chDB's connection used after close(). So
+// these message checks live here, beside the clients, and nowhere else.
+const UNAVAILABLE_MESSAGES = new Set(['Timeout error.', 'ChdbConnection is closed']);
+
+/**
+ * Whether ClickHouse did not answer (a server that is down or too slow, an
+ * embedded engine already closed): the archive is unavailable, retry later.
+ * A query ClickHouse refused (a ClickHouseError with its code) is not this.
+ */
+export function isClickHouseUnavailable(err: unknown): boolean {
+  if (isUnreachable(err)) return true;
+  return errorChain(err).some((e) => {
+    const code = (e as { code?: unknown }).code;
+    return (typeof code === 'string' && CHDB_UNAVAILABLE.has(code)) || (e instanceof Error && UNAVAILABLE_MESSAGES.has(e.message));
+  });
 }

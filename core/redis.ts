@@ -6,6 +6,7 @@
  */
 import { Cluster, Redis } from 'ioredis';
 import type { Config } from './config.ts';
+import { errorChain, isUnreachable } from './errors.ts';
 
 export type RedisClient = Redis | Cluster;
 
@@ -41,3 +42,20 @@ export function openRedis(opts: RedisOptions): RedisClient {
 
 /** The hash tag that keeps all of a room's keys in one cluster slot. */
 export const roomTag = (room: string) => `{${room}}`;
+
+/** ioredis's errors for a server it cannot reach (by class name: ioredis does not export these classes). */
+const UNREACHABLE_ERRORS = new Set(['MaxRetriesPerRequestError', 'ClusterAllFailedError']);
+// ioredis rejects every pending and new command of a closed connection with a
+// plain `Error` carrying only this message (its `CONNECTION_CLOSED_ERROR_MSG`,
+// which ioredis itself compares by message); no class, no code. So this one
+// message check lives here, beside the client, and nowhere else.
+const CONNECTION_CLOSED = 'Connection is closed.';
+
+/**
+ * Whether a Redis call failed because Redis could not be reached (retry
+ * later), as opposed to Redis refusing the command (a ReplyError: a bug).
+ */
+export function isRedisUnavailable(err: unknown): boolean {
+  if (isUnreachable(err)) return true;
+  return errorChain(err).some((e) => (e instanceof Error && (UNREACHABLE_ERRORS.has(e.name) || e.message === CONNECTION_CLOSED)));
+}

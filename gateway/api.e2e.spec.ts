@@ -6,7 +6,7 @@
  */
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { waitFor } from '../test/helpers.ts';
-import { startSystem, type System } from '../test/system.ts';
+import { startWorld as startSystem, type World as System } from '../services/world.ts';
 import type { FeedResponse } from './protocol.ts';
 
 let sys: System;

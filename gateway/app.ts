@@ -1,7 +1,13 @@
 /**
- * `buildGateway(deps)` returns the fastify app; `main.ts` only listens. Write,
- * read (polling), push (WebSocket), presence, replay and analytics are
- * encapsulated plugins; the shared clients arrive as the `deps` decoration.
+ * `buildGateway(deps)` returns the fastify app; `service.ts` only listens. The
+ * shared clients arrive as the `deps` decoration. Write, read (polling),
+ * replay and analytics, and the demo page are encapsulated plugins: their
+ * routes, hooks and state stay inside them. Four are wrapped in
+ * fastify-plugin because siblings need what they add: auth (the JWT
+ * decorators every route's `userOf` uses), ops (the metrics hook on every
+ * route), presence (`app.presence`, read by read and push) and push
+ * (`app.pushHub`). Errors of every plugin reach the one handler below and
+ * leave as `{code, message}` with the catalogue's code and status.
  */
 import fastifyCompress from '@fastify/compress';
 import fastifySwagger from '@fastify/swagger';
@@ -9,7 +15,7 @@ import fastifySwaggerUi from '@fastify/swagger-ui';
 import fastifyWebsocket from '@fastify/websocket';
 import { Ajv } from 'ajv';
 import Fastify, { type FastifyError, type FastifyInstance } from 'fastify';
-import { AppError } from '../core/errors.ts';
+import { AppError, type ErrorCode } from '../core/errors.ts';
 import { authPlugin } from './auth.ts';
 import type { GatewayDeps } from './deps.ts';
 import { demoPlugin } from './demo/plugin.ts';
@@ -30,20 +36,30 @@ declare module 'fastify' {
 function toAppError(err: FastifyError): AppError {
   if (err instanceof AppError) return err;
   if (err.validation) {
-    return new AppError('ERR_VALIDATION', err.message, { status: 400, details: { issues: err.validation.map((v) => ({ path: v.instancePath, message: v.message })) } });
+    return new AppError('ERR_VALIDATION', err.message, { details: { issues: err.validation.map((v) => ({ path: v.instancePath, message: v.message })) } });
   }
   switch (err.code) {
     case 'FST_ERR_CTP_INVALID_JSON_BODY':
     case 'FST_ERR_CTP_EMPTY_JSON_BODY':
-      return new AppError('ERR_BAD_JSON', 'the body is not valid JSON', { status: 400 });
+      return new AppError('ERR_BAD_JSON', 'the body is not valid JSON');
     case 'FST_ERR_CTP_BODY_TOO_LARGE':
-      return new AppError('ERR_BODY_TOO_LARGE', err.message, { status: 400 });
+      return new AppError('ERR_BODY_TOO_LARGE', err.message);
     case 'FST_ERR_CTP_INVALID_MEDIA_TYPE':
-      return new AppError('ERR_UNSUPPORTED_MEDIA_TYPE', err.message, { status: 415 });
+      return new AppError('ERR_UNSUPPORTED_MEDIA_TYPE', err.message);
   }
-  if (err.statusCode && err.statusCode < 500) return new AppError(err.code ?? 'ERR_BAD_REQUEST', err.message, { status: err.statusCode });
-  return new AppError('ERR_INTERNAL', 'internal error', { status: 500, cause: err });
+  // Any other refusal by fastify or a plugin (FST_ERR_CTP_INVALID_CONTENT_LENGTH,
+  // @fastify/compress's undecodable bodies, …) gets the catalogue code for its status.
+  if (err.statusCode && err.statusCode < 500) return new AppError(CLIENT_ERROR_CODES[err.statusCode] ?? 'ERR_BAD_REQUEST', err.message, { cause: err });
+  return new AppError('ERR_INTERNAL', 'internal error', { cause: err });
 }
+
+const CLIENT_ERROR_CODES: Partial<Record<number, ErrorCode>> = {
+  401: 'ERR_AUTH_INVALID',
+  403: 'ERR_FORBIDDEN',
+  404: 'ERR_NOT_FOUND',
+  413: 'ERR_BODY_TOO_LARGE',
+  415: 'ERR_UNSUPPORTED_MEDIA_TYPE',
+};
 
 export async function buildGateway(deps: GatewayDeps, opts: { logger?: boolean } = {}): Promise<FastifyInstance> {
   const { cfg } = deps;
@@ -74,7 +90,8 @@ export async function buildGateway(deps: GatewayDeps, opts: { logger?: boolean }
     void reply.status(e.status).send(e.toJSON());
   });
   app.setNotFoundHandler((req, reply) => {
-    void reply.status(404).send({ code: 'ERR_NOT_FOUND', message: `no route ${req.method} ${req.url}` });
+    const e = new AppError('ERR_NOT_FOUND', `no route ${req.method} ${req.url}`);
+    void reply.status(e.status).send(e.toJSON());
   });
 
   await app.register(fastifySwagger, {

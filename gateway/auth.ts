@@ -28,6 +28,7 @@ declare module '@fastify/jwt' {
 /** Moderator and above (broadcasters moderate their own rooms). */
 export const isModerator = (u: User) => RANK[u.role] >= 1;
 
+// fp: the JWT decorators it registers (request.jwtVerify, app.jwt) are used by every route plugin through userOf.
 export const authPlugin = fp(async (app: FastifyInstance) => {
   const { auth } = app.deps.cfg;
   if (auth.jwtPublicKeyFile) {
@@ -48,22 +49,22 @@ export async function userOf(req: FastifyRequest): Promise<User | null> {
     if (!claims.sub || !claims.role || !(ROLES as readonly string[]).includes(claims.role)) throw new Error('claims sub and role are required');
     return { id: String(claims.sub), role: claims.role };
   } catch (err) {
-    throw new AppError('ERR_AUTH_INVALID', `invalid bearer token: ${(err as Error).message}`, { status: 401, cause: err });
+    throw new AppError('ERR_AUTH_INVALID', `invalid bearer token: ${(err as Error).message}`, { cause: err });
   }
 }
 
 export async function requireUser(req: FastifyRequest): Promise<User> {
   const u = await userOf(req);
-  if (!u) throw new AppError('ERR_AUTH_REQUIRED', 'this needs `Authorization: Bearer <JWT>`', { status: 401 });
+  if (!u) throw new AppError('ERR_AUTH_REQUIRED', 'this needs `Authorization: Bearer <JWT>`');
   return u;
 }
 
 export async function requireReader(req: FastifyRequest): Promise<User | null> {
   const u = await userOf(req);
-  if (!u && !req.server.deps.cfg.auth.anonymousReads) throw new AppError('ERR_AUTH_REQUIRED', 'anonymous reads are disabled', { status: 401 });
+  if (!u && !req.server.deps.cfg.auth.anonymousReads) throw new AppError('ERR_AUTH_REQUIRED', 'anonymous reads are disabled');
   return u;
 }
 
 export function requireModerator(u: User): void {
-  if (!isModerator(u)) throw new AppError('ERR_FORBIDDEN', `role ${u.role} may not do this (moderator, broadcaster or admin)`, { status: 403 });
+  if (!isModerator(u)) throw new AppError('ERR_FORBIDDEN', `role ${u.role} may not do this (moderator, broadcaster or admin)`);
 }

@@ -3,10 +3,9 @@
  * as decorations: gateways share nothing but Redis (and Kafka for writes),
  * so any number of them can serve the same rooms.
  */
-import type { ClickHouse } from '../core/clickhouse.ts';
 import type { Config } from '../core/config.ts';
 import { openRedis, redisOptions, type RedisClient } from '../core/redis.ts';
-import type { ProjectionNaming } from '../pipelines/runner.ts';
+import type { ProjectionNaming } from '../pipelines/naming.ts';
 import { createRegistry, EventCodec } from '../schemas/codec.ts';
 import { subjectFor } from '../schemas/registry.ts';
 import { logClient } from '../topics/client.ts';
@@ -27,15 +26,43 @@ export interface GatewayDeps {
   /** The clock, injectable for tests of expiry logic. */
   now(): number;
   /**
-   * The archive for replay and analytics. Absent: those routes answer 503
+   * The archive for replay and analytics, wired by the composition root
+   * (archive/reader.ts). Absent: those routes answer 503
    * ERR_ARCHIVE_UNAVAILABLE. In embedded mode only the process holding the
-   * data directory has it (`npm run archiver -- run --gateway`).
+   * data directory has it (the archiver and the gateway in one process).
    */
-  clickhouse?: ClickHouse;
+  archive?: ArchiveReader;
   close(): Promise<void>;
 }
 
-export async function createGatewayDeps(cfg: Config): Promise<GatewayDeps> {
+/** A replay request as the routes pass it on (the cursor is opaque to the gateway). */
+export interface ArchiveReplayQuery {
+  room: string;
+  view: 'live' | 'moderated' | 'sampled';
+  fromMs?: number;
+  toMs?: number;
+  limit?: number;
+  cursor?: string;
+  nowMs: number;
+}
+
+/**
+ * What the replay and analytics routes need from the archive. The gateway
+ * only knows this shape; the archive's implementation is handed in by the
+ * composition root, so gateway/ and archive/ never import each other.
+ */
+export interface ArchiveReader {
+  /**
+   * Items of the timeline, then one `end` line with the next page's cursor.
+   * Bad input (a cursor it did not issue) and an unavailable archive throw
+   * coded errors on the first pull, before anything is sent.
+   */
+  replay(q: ArchiveReplayQuery): AsyncGenerator<{ type: 'item'; item: unknown } | { type: 'end'; items: number; nextCursor: string | null }>;
+  stats(room: string, range: { fromMs?: number; toMs?: number }): Promise<unknown>;
+  close(): Promise<void>;
+}
+
+export async function createGatewayDeps(cfg: Config, opts: { archive?: ArchiveReader } = {}): Promise<GatewayDeps> {
   const redis = openRedis({ ...redisOptions(cfg), name: `gateway-${cfg.gateway.id}` });
   const subscriber = openRedis({ ...redisOptions(cfg), name: `gateway-sub-${cfg.gateway.id}` });
   const log = logClient(cfg, 'gateway');
@@ -56,6 +83,7 @@ export async function createGatewayDeps(cfg: Config): Promise<GatewayDeps> {
     naming: { keyPrefix: cfg.redis.keyPrefix, groupPrefix: cfg.pipelines.groupPrefix },
     topics,
     now: () => Date.now(),
+    archive: opts.archive,
     async close() {
       await producer.disconnect().catch(() => undefined);
       await log.close();

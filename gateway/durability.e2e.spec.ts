@@ -15,7 +15,8 @@ import { isAlive, readPid } from '../infra/proc.ts';
 import { createRegistry, EventCodec } from '../schemas/codec.ts';
 import { subjectFor } from '../schemas/registry.ts';
 import { randomName, testConfig, waitFor } from '../test/helpers.ts';
-import { startScript, type Proc } from '../test/processes.ts';
+import { startService } from '../test/processes.ts';
+import type { ServiceProcess } from '../services/spawn.ts';
 import { logClient } from '../topics/client.ts';
 import type { LogRecord } from '../topics/kafka.ts';
 import { applyTopics, declaredTopics } from '../topics/topics.ts';
@@ -40,7 +41,7 @@ describe('writes while Kafka is down', () => {
     LOG_LEVEL: 'warn',
   };
   const cfg = testConfig(env);
-  let gateway: Proc;
+  let gateway: ServiceProcess;
   const url = `http://127.0.0.1:${env.GATEWAY_PORT}`;
   const token = createSigner({ key: env.JWT_SECRET, algorithm: 'HS256', expiresIn: 3_600_000 })({ sub: 'writer', role: 'viewer' });
 
@@ -53,8 +54,7 @@ describe('writes while Kafka is down', () => {
     await admin.disconnect();
     await client.close();
     await new EventCodec({ registry: createRegistry(cfg.registry.url), subject: subjectFor(topic) }).init();
-    gateway = startScript('gateway/main.ts', [], env);
-    await gateway.waitForLine(/listening on/);
+    gateway = await startService(['gateway'], env);
   });
   afterAll(async () => {
     await gateway?.stop();

@@ -3,12 +3,13 @@
  * anything Redis still holds for the room (Redis keeps the newest
  * FEED_MAX_ITEMS), so the items it missed are rebuilt from the event log
  * itself — the room's partition, from its position to the room's current one
- * — with the ordered feed's own mapping (feedEntryOf, removalTarget), so they
- * look exactly like what Redis would have served.
+ * — by folding them with the feed projection into a MemoryStore, as replay
+ * does, so they are exactly what Redis would have served.
  */
-import type { FeedEntry, FeedItem, Tombstone } from '../pipelines/projection.ts';
-import { feedEntryOf, isShadowed, nextShadow, removalTarget } from '../pipelines/projections/feed.ts';
+import { foldRoom, roomKeys, type FeedItem, type PositionedEvent } from '../pipelines/projection.ts';
+import { feedProjection, type FeedState } from '../pipelines/projections/feed.ts';
 import { readRoomState } from '../pipelines/read.ts';
+import { MemoryStore } from '../pipelines/store.ts';
 import type { RoomEvent } from '../schemas/events.ts';
 import { murmur2Partition } from '../topics/kafka.ts';
 import type { GatewayDeps } from './deps.ts';
@@ -22,7 +23,7 @@ import type { GatewayDeps } from './deps.ts';
  *
  * Shadow mutes: the feed projection marks comments of shadow-muted users, and
  * those must never reach other viewers. The mute state before the range is not
- * in the range, so it is seeded with the room's current shadow mutes — a
+ * in the range, so the fold starts from the room's current shadow mutes — a
  * comment from before a mute that is active now is marked too (hidden from
  * others), which errs on the side of not showing what should be hidden.
  */
@@ -33,15 +34,14 @@ export async function itemsFromLog(deps: GatewayDeps, room: string, afterOffset:
   if (afterOffset + 1 < low) return undefined;
   if (untilOffset <= afterOffset) return [];
 
-  const [records, state] = await Promise.all([
+  const [records, roomState] = await Promise.all([
     deps.log.readRange(topic, partition, afterOffset + 1, untilOffset),
     readRoomState(deps.redis, deps.naming, room, deps.now()),
   ]);
-  let shadow: Record<string, number | null> = {};
-  for (const [userId, m] of Object.entries(state.muted)) if (m.kind === 'shadow') shadow[userId] = m.untilMs;
+  const shadow: FeedState['shadow'] = {};
+  for (const [userId, m] of Object.entries(roomState.muted)) if (m.kind === 'shadow') shadow[userId] = m.untilMs;
 
-  const items: (FeedItem | undefined)[] = [];
-  const commentAt = new Map<string, number>();
+  const events: PositionedEvent[] = [];
   for (const r of records) {
     if (r.key && r.key.toString('utf8') !== room) continue; // other rooms of the partition: skip without decoding
     let event: RoomEvent;
@@ -50,26 +50,14 @@ export async function itemsFromLog(deps: GatewayDeps, room: string, afterOffset:
     } catch {
       continue; // dead-lettered by the processors too: never part of a projection
     }
-    if (event.roomId !== room) continue;
-    const offset = Number(r.offset);
-    const entry: FeedEntry | undefined = feedEntryOf(event, offset);
-    if (entry) {
-      if (isShadowed(shadow, entry.userId, entry.occurredAt)) entry.shadow = true;
-      commentAt.set(entry.eventId, items.push(entry) - 1);
-      continue;
-    }
-    const rm = removalTarget(event);
-    if (rm) {
-      const at = commentAt.get(rm.target);
-      if (at !== undefined) {
-        items[at] = undefined;
-        commentAt.delete(rm.target);
-      }
-      const tomb: Tombstone = { kind: 'delete', offset, eventId: rm.target, deletionId: event.eventId, occurredAt: event.occurredAt, reason: rm.reason };
-      items.push(tomb);
-      continue;
-    }
-    shadow = nextShadow(shadow, event);
+    if (event.roomId === room) events.push({ event, offset: Number(r.offset), partition });
   }
-  return items.filter((i): i is FeedItem => i !== undefined);
+  // Each event adds at most one item, so keeping as many as there are events
+  // means trimming never drops an item of the range, however long the gap.
+  const projection = feedProjection(Math.max(1, events.length));
+  const keys = roomKeys('gap:', projection.name, 0, room);
+  const folded = foldRoom(projection, { fence: undefined, state: { shadow } }, events, keys);
+  const store = new MemoryStore();
+  store.exec(folded.cmds);
+  return store.sortedMembers(keys.key('z')).map(([member]) => JSON.parse(member) as FeedItem);
 }

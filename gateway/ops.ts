@@ -21,6 +21,7 @@ const latency = new client.Histogram({
 /** Other plugins (push) register their own registries here, merged into /metrics. */
 export const extraRegistries: client.Registry[] = [];
 
+// fp: its onResponse hook must count the routes of every plugin, not only its own.
 export const opsPlugin = fp(async (app: FastifyInstance) => {
   app.addHook('onResponse', async (req, reply) => {
     const route = req.routeOptions.url ?? 'unknown';

@@ -29,6 +29,7 @@ declare module 'fastify' {
 
 export const presenceKey = (prefix: string, room: string) => `${prefix}{${room}}:presence`;
 
+// fp: `app.presence` is read by the read and push plugins.
 export const presencePlugin = fp(async (app: FastifyInstance) => {
   const { cfg, redis } = app.deps;
   const gatewayId = cfg.gateway.id;

@@ -8,7 +8,6 @@
 import { createHash } from 'node:crypto';
 import { performance } from 'node:perf_hooks';
 import { Type, type Static } from '@sinclair/typebox';
-import fp from 'fastify-plugin';
 import type { FastifyInstance } from 'fastify';
 import type { FeedItem } from '../pipelines/projection.ts';
 import { readFeed, readRoomState, roomPosition } from '../pipelines/read.ts';
@@ -27,7 +26,7 @@ const FeedQuery = Type.Object({
 /** Shadow comments are shown to their author only. */
 export const visibleTo = (items: FeedItem[], user: User | null) => items.filter((i) => i.kind !== 'comment' || !i.shadow || i.userId === user?.id);
 
-export const readPlugin = fp(async (app: FastifyInstance) => {
+export async function readPlugin(app: FastifyInstance): Promise<void> {
   const { deps } = app;
   const { cfg, redis, naming } = deps;
   let elu = performance.eventLoopUtilization();
@@ -113,4 +112,4 @@ export const readPlugin = fp(async (app: FastifyInstance) => {
       return body;
     },
   );
-});
+}

@@ -7,24 +7,24 @@
  * - GET /v1/rooms/:room/stats — comments per minute, top emojis, unique
  *   chatters, moderation rate, from the materialized views.
  *
- * The archive is `deps.clickhouse`, or with CLICKHOUSE_URL a server handle
- * opened on first use; otherwise both answer 503 ERR_ARCHIVE_UNAVAILABLE (in
- * embedded mode only the process holding the data directory has one:
- * `npm run archiver -- run --gateway`).
+ * The archive is `deps.archive`, an ArchiveReader the composition root wires
+ * (archive/reader.ts: the archiver's own ClickHouse handle in embedded mode,
+ * a server's with CLICKHOUSE_URL). Without one both answer 503
+ * ERR_ARCHIVE_UNAVAILABLE: in embedded mode only the process holding the data
+ * directory can read it (`npm run archiver -- run --gateway`).
  */
 import { Readable } from 'node:stream';
 import { Type, type Static } from '@sinclair/typebox';
-import fp from 'fastify-plugin';
 import type { FastifyInstance } from 'fastify';
-import { openClickHouse, type ClickHouse } from '../core/clickhouse.ts';
-import { AppError, UnavailableError } from '../core/errors.ts';
-import { ClickHouseReplaySource, decodeCursor, encodeCursor, REPLAY_VIEWS, replay, type ReplayOutput, type ReplayRequest, type ReplayView } from '../archive/replay.ts';
-import { clickhouseOptions } from '../archive/connect.ts';
-import { roomStats } from '../archive/stats.ts';
+import { AppError, errorCodeSchema, UnavailableError, type ErrorCode } from '../core/errors.ts';
 import { requireReader } from './auth.ts';
+import type { ArchiveReader, ArchiveReplayQuery } from './deps.ts';
 import { RoomParams } from './write.ts';
 
-const ErrorBody = Type.Object({ code: Type.String(), message: Type.String(), details: Type.Optional(Type.Unknown()) });
+const REPLAY_VIEWS = ['live', 'moderated', 'sampled'] as const;
+type ReplayView = ArchiveReplayQuery['view'];
+
+const ErrorBody = Type.Object({ code: Type.Unsafe<ErrorCode>(errorCodeSchema), message: Type.String(), details: Type.Optional(Type.Unknown()) });
 const errors = { 400: ErrorBody, 401: ErrorBody, 503: ErrorBody };
 
 const ReplayQuery = Type.Object({
@@ -70,41 +70,19 @@ const Stats = Type.Object({
   moderation: Type.Object({ deleted: Type.Integer(), held: Type.Integer(), decisions: Type.Integer(), muted: Type.Integer(), rate: Type.Number() }),
 });
 
-/** A ClickHouse that does not answer is the archive being unavailable; anything else is ours. */
-function archiveError(err: unknown): unknown {
-  if (err instanceof AppError) return err;
-  const msg = (err as Error)?.message ?? String(err);
-  if (/ECONNREFUSED|ECONNRESET|EHOSTUNREACH|ETIMEDOUT|socket hang up|Timeout error|closed/i.test(msg)) {
-    return new UnavailableError('ERR_ARCHIVE_UNAVAILABLE', `the archive (ClickHouse) is not answering: ${msg}`, { cause: err });
-  }
-  return err;
-}
-
 const NO_ARCHIVE =
   'replay and analytics need the ClickHouse archive: set CLICKHOUSE_URL, or in embedded mode serve from the archiver process (`npm run archiver -- run --gateway`)';
 
 function checkRange(fromMs: number | undefined, toMs: number | undefined): void {
-  if (fromMs !== undefined && toMs !== undefined && toMs <= fromMs) throw new AppError('ERR_RANGE_INVALID', `toMs (${toMs}) must be greater than fromMs (${fromMs})`, { status: 400 });
+  if (fromMs !== undefined && toMs !== undefined && toMs <= fromMs) throw new AppError('ERR_RANGE_INVALID', `toMs (${toMs}) must be greater than fromMs (${fromMs})`);
 }
 
-export const replayPlugin = fp(async (app: FastifyInstance) => {
+export async function replayPlugin(app: FastifyInstance): Promise<void> {
   const { cfg } = app.deps;
 
-  // A server can be shared by any number of gateways: without a handle in deps, open one
-  // on first use. The embedded engine never is: its directory belongs to the archiver process.
-  let opened: Promise<ClickHouse> | undefined;
-  app.addHook('onClose', async () => {
-    const ch = await opened?.catch(() => undefined);
-    await ch?.close();
-  });
-  async function archive(): Promise<ClickHouse> {
-    if (app.deps.clickhouse) return app.deps.clickhouse;
-    if (!cfg.clickhouse.url) throw new UnavailableError('ERR_ARCHIVE_UNAVAILABLE', NO_ARCHIVE, { details: { retryAfterSec: 30 } });
-    opened ??= openClickHouse(clickhouseOptions(cfg)).catch((err: unknown) => {
-      opened = undefined;
-      throw archiveError(err);
-    });
-    return opened;
+  function archive(): ArchiveReader {
+    if (app.deps.archive) return app.deps.archive;
+    throw new UnavailableError('ERR_ARCHIVE_UNAVAILABLE', NO_ARCHIVE, { details: { retryAfterSec: 30 } });
   }
 
   app.get<{ Params: Static<typeof RoomParams>; Querystring: Static<typeof ReplayQuery> }>(
@@ -120,45 +98,33 @@ export const replayPlugin = fp(async (app: FastifyInstance) => {
     },
     async (req, reply) => {
       await requireReader(req);
-      const ch = await archive();
+      const reader = archive();
       const q = req.query;
       checkRange(q.fromMs, q.toMs);
       const format = q.format ?? 'json';
       if (format === 'json' && q.limit !== undefined && q.limit > cfg.archive.replayMaxPageItems) {
-        throw new AppError('ERR_LIMIT_TOO_LARGE', `limit may be at most ${cfg.archive.replayMaxPageItems} (use format=ndjson to stream a long range)`, { status: 400 });
+        throw new AppError('ERR_LIMIT_TOO_LARGE', `limit may be at most ${cfg.archive.replayMaxPageItems} (use format=ndjson to stream a long range)`);
       }
-      const request: ReplayRequest = {
+      const request: ArchiveReplayQuery = {
         room: req.params.room,
         view: q.view ?? 'live',
         fromMs: q.fromMs,
         toMs: q.toMs,
         limit: format === 'json' ? (q.limit ?? cfg.archive.replayPageItems) : q.limit,
-        cursor: q.cursor ? decodeCursor(q.cursor) : undefined,
-        perSecond: cfg.pipelines.sampledPerSecond,
-        maxItems: cfg.pipelines.feedMaxItems,
+        cursor: q.cursor,
         nowMs: app.deps.now(),
-        chunkRows: cfg.archive.replayChunkRows,
       };
-      const outputs = replay(new ClickHouseReplaySource(ch), request);
+      const outputs = reader.replay(request);
       // The first output is awaited before anything is sent, so a bad cursor or
       // an unavailable archive still gets its proper status.
-      let first: IteratorResult<ReplayOutput>;
-      try {
-        first = await outputs.next();
-      } catch (err) {
-        throw archiveError(err);
-      }
+      const first = await outputs.next();
 
       if (format === 'json') {
         const items: unknown[] = [];
         let next: string | null = null;
-        try {
-          for (let o = first; !o.done; o = await outputs.next()) {
-            if (o.value.type === 'item') items.push(o.value.item);
-            else next = o.value.next ? encodeCursor(o.value.next) : null;
-          }
-        } catch (err) {
-          throw archiveError(err);
+        for (let o = first; !o.done; o = await outputs.next()) {
+          if (o.value.type === 'item') items.push(o.value.item);
+          else next = o.value.nextCursor;
         }
         return { room: request.room, view: request.view, fromMs: q.fromMs ?? null, toMs: q.toMs ?? null, items, nextCursor: next };
       }
@@ -169,15 +135,14 @@ export const replayPlugin = fp(async (app: FastifyInstance) => {
         try {
           for (let o = first; !o.done; o = await outputs.next()) {
             const v = o.value;
-            buf += JSON.stringify(v.type === 'item' ? v.item : { kind: 'end', items: v.items, nextCursor: v.next ? encodeCursor(v.next) : null }) + '\n';
+            buf += JSON.stringify(v.type === 'item' ? v.item : { kind: 'end', items: v.items, nextCursor: v.nextCursor }) + '\n';
             if (buf.length >= 16_384) {
               yield Buffer.from(buf);
               buf = '';
             }
           }
         } catch (err) {
-          const e = archiveError(err);
-          const body = e instanceof AppError ? e.toJSON() : { code: 'ERR_INTERNAL', message: 'replay failed' };
+          const body = err instanceof AppError ? err.toJSON() : { code: 'ERR_INTERNAL', message: 'replay failed' };
           req.log.error({ err }, 'replay stream failed');
           buf += JSON.stringify({ kind: 'error', ...body }) + '\n';
         }
@@ -201,13 +166,9 @@ export const replayPlugin = fp(async (app: FastifyInstance) => {
     },
     async (req) => {
       await requireReader(req);
-      const ch = await archive();
+      const reader = archive();
       checkRange(req.query.fromMs, req.query.toMs);
-      try {
-        return await roomStats(ch, req.params.room, { fromMs: req.query.fromMs, toMs: req.query.toMs });
-      } catch (err) {
-        throw archiveError(err);
-      }
+      return reader.stats(req.params.room, { fromMs: req.query.fromMs, toMs: req.query.toMs });
     },
   );
-});
+}

@@ -6,7 +6,7 @@
 import WebSocket from 'ws';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { waitFor } from '../test/helpers.ts';
-import { startSystem, type System } from '../test/system.ts';
+import { startWorld as startSystem, type World as System } from '../services/world.ts';
 import type { ServerMessage } from './protocol.ts';
 
 let sys: System;

@@ -6,11 +6,10 @@
  * returns the first result and never creates a second event.
  */
 import { Type, type Static } from '@sinclair/typebox';
-import fp from 'fastify-plugin';
 import type { FastifyInstance, FastifyRequest } from 'fastify';
-import { AppError } from '../core/errors.ts';
+import { AppError, errorCodeSchema, type ErrorCode } from '../core/errors.ts';
 import { roomKeys, type FeedEntry } from '../pipelines/projection.ts';
-import { activeVersion } from '../pipelines/runner.ts';
+import { activeVersion } from '../pipelines/naming.ts';
 import { readRoomState, roomEpoch } from '../pipelines/read.ts';
 import { comment, makeEvent, type RoomEvent, type RoomEventPayload } from '../schemas/events.ts';
 import { isModerator, requireModerator, requireUser, type User } from './auth.ts';
@@ -23,7 +22,7 @@ const EventIdParams = Type.Object({ room: RoomParams.properties.room, eventId: T
 
 const Position = Type.Object({ offset: Type.Integer(), epoch: Type.Integer() });
 const Accepted = Type.Object({ eventId: Type.String(), position: Position, duplicate: Type.Optional(Type.Boolean()) });
-const ErrorBody = Type.Object({ code: Type.String(), message: Type.String(), details: Type.Optional(Type.Unknown()) });
+const ErrorBody = Type.Object({ code: Type.Unsafe<ErrorCode>(errorCodeSchema), message: Type.String(), details: Type.Optional(Type.Unknown()) });
 const errors = {
   400: ErrorBody,
   401: ErrorBody,
@@ -57,7 +56,7 @@ const SettingsBody = Type.Object(
 
 type Room = Static<typeof RoomParams>;
 
-export const writePlugin = fp(async (app: FastifyInstance) => {
+export async function writePlugin(app: FastifyInstance): Promise<void> {
   const { deps } = app;
   const { cfg, redis, producer, codec, naming, topics } = deps;
   const limiter = new Limiter(redis);
@@ -87,7 +86,7 @@ export const writePlugin = fp(async (app: FastifyInstance) => {
     if (claimed !== 'OK') {
       const v = await redis.get(key);
       if (v && v !== 'pending') return { ...(JSON.parse(v) as Static<typeof Accepted>), duplicate: true };
-      throw new AppError('ERR_IN_PROGRESS', 'a write with this clientMsgId is in progress; retry shortly', { status: 409, retriable: true, details: { retryAfterSec: 1 } });
+      throw new AppError('ERR_IN_PROGRESS', 'a write with this clientMsgId is in progress; retry shortly', { details: { retryAfterSec: 1 } });
     }
     try {
       const result = await write();
@@ -106,7 +105,7 @@ export const writePlugin = fp(async (app: FastifyInstance) => {
       ? { capacity: l.commentsPerWindow * factor, windowMs: l.commentsWindowSec * 1000 }
       : { capacity: l.reactionsPerWindow * factor, windowMs: l.reactionsWindowSec * 1000 };
     const wait = await limiter.take(`${prefix}rl:{${user.id}}:${kind}`, spec, deps.now());
-    if (wait > 0) throw new AppError('ERR_RATE_LIMITED', `too many ${kind}; retry in ${Math.ceil(wait / 1000)} s`, { status: 429, details: { retryAfterSec: Math.ceil(wait / 1000) } });
+    if (wait > 0) throw new AppError('ERR_RATE_LIMITED', `too many ${kind}; retry in ${Math.ceil(wait / 1000)} s`, { details: { retryAfterSec: Math.ceil(wait / 1000) } });
   };
 
   /** The comment as the ordered feed holds it (author, text), if Redis still has it. */
@@ -132,22 +131,21 @@ export const writePlugin = fp(async (app: FastifyInstance) => {
       const text = normalizeComment(req.body.text);
       const n = codePoints(text);
       if (n < 1 || n > MAX_TEXT_CODE_POINTS) {
-        throw new AppError('ERR_TEXT_LENGTH', `text must be 1–${MAX_TEXT_CODE_POINTS} characters after normalisation (got ${n})`, { status: 400 });
+        throw new AppError('ERR_TEXT_LENGTH', `text must be 1–${MAX_TEXT_CODE_POINTS} characters after normalisation (got ${n})`);
       }
       const result = await once(room, user, req.body.clientMsgId, async () => {
         const state = await readRoomState(redis, naming, room, deps.now());
         const mute = state.muted[user.id];
         if (mute?.kind === 'visible') {
           throw new AppError('ERR_MUTED', `you are muted in this room${mute.untilMs ? ` until ${new Date(mute.untilMs).toISOString()}` : ''}: ${mute.reason}`, {
-            status: 403,
             details: { untilMs: mute.untilMs, reason: mute.reason },
           });
         }
         // A shadow mute is not enforced here on purpose: the comment is accepted and the projections show it to its author alone.
         if (!isModerator(user)) {
-          if (state.settings.emoteOnly && !isEmoteOnly(text)) throw new AppError('ERR_EMOTE_ONLY', 'this room is in emote-only mode', { status: 403 });
+          if (state.settings.emoteOnly && !isEmoteOnly(text)) throw new AppError('ERR_EMOTE_ONLY', 'this room is in emote-only mode');
           const wait = await limiter.slowMode(`${prefix}{${room}}:slow:${user.id}`, state.settings.slowModeSec);
-          if (wait > 0) throw new AppError('ERR_SLOW_MODE', `slow mode: one comment every ${state.settings.slowModeSec} s`, { status: 429, details: { retryAfterSec: Math.ceil(wait / 1000) } });
+          if (wait > 0) throw new AppError('ERR_SLOW_MODE', `slow mode: one comment every ${state.settings.slowModeSec} s`, { details: { retryAfterSec: Math.ceil(wait / 1000) } });
         }
         await bucket(user, 'comments');
         const b = req.body;
@@ -162,7 +160,7 @@ export const writePlugin = fp(async (app: FastifyInstance) => {
     { schema: { tags: ['write'], summary: 'Add a reaction (count > 1 for a pre-aggregated burst)', security: [{ bearer: [] }], params: RoomParams, body: ReactionBody, response: { 202: Accepted, ...errors } } },
     async (req, reply) => {
       const user = await requireUser(req);
-      if (!emojis.has(req.body.emoji)) throw new AppError('ERR_UNKNOWN_EMOJI', `emoji must be one of ${[...emojis].join(', ')}`, { status: 400 });
+      if (!emojis.has(req.body.emoji)) throw new AppError('ERR_UNKNOWN_EMOJI', `emoji must be one of ${[...emojis].join(', ')}`);
       const result = await once(req.params.room, user, req.body.clientMsgId, async () => {
         await bucket(user, 'reactions');
         return produce(req, event(req.params.room, user, { type: 'ReactionAdded', emoji: req.body.emoji, count: req.body.count ?? 1 }));
@@ -179,8 +177,8 @@ export const writePlugin = fp(async (app: FastifyInstance) => {
       const { room, eventId } = req.params;
       if (!isModerator(user)) {
         const c = await findComment(room, eventId);
-        if (!c) throw new AppError('ERR_COMMENT_NOT_FOUND', 'no such comment in this room (or it is too old for its author to delete)', { status: 404 });
-        if (c.userId !== user.id) throw new AppError('ERR_FORBIDDEN', 'only its author or a moderator may delete a comment', { status: 403 });
+        if (!c) throw new AppError('ERR_COMMENT_NOT_FOUND', 'no such comment in this room (or it is too old for its author to delete)');
+        if (c.userId !== user.id) throw new AppError('ERR_FORBIDDEN', 'only its author or a moderator may delete a comment');
       }
       const result = await produce(req, event(room, user, { type: 'CommentDeleted', targetEventId: eventId, deletedBy: user.id, reason: isModerator(user) ? 'moderator' : 'author' }));
       return reply.status(202).send(result);
@@ -208,7 +206,7 @@ export const writePlugin = fp(async (app: FastifyInstance) => {
       const user = await requireUser(req);
       requireModerator(user);
       const state = await readRoomState(redis, naming, req.params.room, deps.now());
-      if (!state.pinned) throw new AppError('ERR_NOT_PINNED', 'nothing is pinned in this room', { status: 404 });
+      if (!state.pinned) throw new AppError('ERR_NOT_PINNED', 'nothing is pinned in this room');
       const result = await produce(req, event(req.params.room, user, { type: 'CommentUnpinned', targetEventId: state.pinned.eventId }));
       return reply.status(202).send(result);
     },
@@ -227,4 +225,4 @@ export const writePlugin = fp(async (app: FastifyInstance) => {
       return reply.status(202).send(result);
     },
   );
-});
+}

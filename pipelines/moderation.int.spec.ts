@@ -13,12 +13,13 @@ import { createRegistry, EventCodec } from '../schemas/codec.ts';
 import { comment, makeEvent, type RoomEvent } from '../schemas/events.ts';
 import { subjectFor } from '../schemas/registry.ts';
 import { randomName, testConfig, waitFor } from '../test/helpers.ts';
-import { startScript, type Proc } from '../test/processes.ts';
+import { startService } from '../test/processes.ts';
+import type { ServiceProcess } from '../services/spawn.ts';
 import { logClient } from '../topics/client.ts';
 import type { LogAdmin, LogProducer } from '../topics/kafka.ts';
 import { applyTopics, declaredTopics } from '../topics/topics.ts';
 import { roomKeys } from './projection.ts';
-import { notifyChannel, type Notification } from './runner.ts';
+import { notifyChannel, type Notification } from './naming.ts';
 
 const base = testConfig();
 
@@ -42,7 +43,7 @@ describe('moderation processor', () => {
   let redis: RedisClient;
   let producer: LogProducer;
   let codec: EventCodec;
-  let proc: Proc;
+  let proc: ServiceProcess;
 
   beforeAll(async () => {
     fs.writeFileSync(wordlist, '# test list\nbadword\n');
@@ -54,9 +55,9 @@ describe('moderation processor', () => {
     producer = client.producer({ lingerMs: 0 });
     await producer.connect();
     redis = openRedis({ mode: 'single', url: base.redis.url, clusterNodes: base.redis.clusterNodes });
-    proc = startScript('pipelines/cli.ts', ['run'], env);
-    await proc.waitForLine(/moderation: running/);
-    await proc.waitForLine(/ready/);
+    proc = await startService(['pipelines', 'run'], env);
+    // Moderation is its own service of the process: ready means it runs.
+    expect(proc.lastReport?.services.moderation?.status).toBe('ok');
   });
   afterAll(async () => {
     await proc?.stop();

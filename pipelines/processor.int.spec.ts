@@ -11,16 +11,17 @@ import { createRegistry, EventCodec } from '../schemas/codec.ts';
 import type { RoomEvent } from '../schemas/events.ts';
 import { subjectFor } from '../schemas/registry.ts';
 import { randomName, testConfig, waitFor } from '../test/helpers.ts';
-import { startScript, type Proc } from '../test/processes.ts';
+import { startScript, startService } from '../test/processes.ts';
+import type { ServiceProcess } from '../services/spawn.ts';
 import { expectedSnapshot, mixedStream, redisSnapshot } from '../test/streams.ts';
 import { logClient } from '../topics/client.ts';
 import type { LogAdmin, LogProducer } from '../topics/kafka.ts';
 import { applyTopics, declaredTopics } from '../topics/topics.ts';
 import { PROJECTION_NAMES, projectionsOf } from './catalog.ts';
 import type { PositionedEvent } from './projection.ts';
-import { activeVersionKey, epochKey, groupOf, notifyChannel, type Notification } from './runner.ts';
+import { activeVersionKey, epochKey, groupOf, notifyChannel, type Notification } from './naming.ts';
 import { readFeed, readRoomState } from './read.ts';
-import { measureLag } from './service.ts';
+import { measureLag } from '../topics/lag.ts';
 
 const base = testConfig();
 const modes = base.test.redisModes.split(',').map((m) => m.trim()) as ('single' | 'cluster')[];
@@ -87,8 +88,7 @@ describe.each(modes)('processors on %s Redis', (mode) => {
     const w = await world();
     const rooms = Array.from({ length: 12 }, (_, i) => `room-${i}`);
     const events = mixedStream({ rooms, count: 4000, seed: 7 });
-    const first: Proc = startScript('pipelines/cli.ts', ['run'], w.env);
-    await first.waitForLine(/ready/);
+    const first: ServiceProcess = await startService(['pipelines', 'run'], w.env);
 
     // Produce in chunks while the processor works; kill it once it is part-way through.
     let killedAt: number | undefined;
@@ -109,8 +109,7 @@ describe.each(modes)('processors on %s Redis', (mode) => {
     expect(killedAt).toBeLessThan(events.length);
     expect(await w.caughtUp()).toBe(false); // the kill really left work undone
 
-    const second = startScript('pipelines/cli.ts', ['run'], w.env);
-    await second.waitForLine(/ready/);
+    const second = await startService(['pipelines', 'run'], w.env);
     await waitFor(() => w.caughtUp(), { what: 'all projections to catch up', timeoutMs: 120_000, intervalMs: 500 });
     await second.stop();
     await w.producer.disconnect();
@@ -119,13 +118,11 @@ describe.each(modes)('processors on %s Redis', (mode) => {
 
   it('two instances in one group split the partitions and together equal one', async () => {
     const w = await world();
-    const a = startScript('pipelines/cli.ts', ['run'], w.env);
-    await a.waitForLine(/ready/);
-    const b = startScript('pipelines/cli.ts', ['run'], w.env);
-    await b.waitForLine(/ready/);
+    const a = await startService(['pipelines', 'run'], w.env);
+    const b = await startService(['pipelines', 'run'], w.env);
     // After the rebalance each instance owns part of the 4 partitions.
     await waitFor(() => {
-      const lastAssigned = (p: Proc) => [...p.output].reverse().find((l) => /feed: assigned partitions/.test(l));
+      const lastAssigned = (p: ServiceProcess) => [...p.output].reverse().find((l) => /feed: assigned partitions/.test(l));
       const la = lastAssigned(a);
       const lb = lastAssigned(b);
       return la && lb && !/\[\]/.test(la) && !/\[\]/.test(lb) && la !== lb ? true : undefined;
@@ -139,8 +136,7 @@ describe.each(modes)('processors on %s Redis', (mode) => {
 
   it('rebuilds a projection beside the live one, switches readers, bumps epochs, and equals live', async () => {
     const w = await world();
-    const live = startScript('pipelines/cli.ts', ['run', '--projections', 'feed,tallies'], w.env);
-    await live.waitForLine(/ready/);
+    const live = await startService(['pipelines', 'run', '--projections', 'feed,tallies'], w.env);
     const rooms = Array.from({ length: 6 }, (_, i) => `rb-${i}`);
     await w.produce(mixedStream({ rooms, count: 1500, seed: 3 }));
     const naming = { keyPrefix: w.env.REDIS_KEY_PREFIX, groupPrefix: w.env.PIPELINES_GROUP_PREFIX };
@@ -149,7 +145,7 @@ describe.each(modes)('processors on %s Redis', (mode) => {
     const before = await redisSnapshot(redis, `${w.env.REDIS_KEY_PREFIX}feed:v1:*`);
     const epochsBefore = await Promise.all(rooms.map((r) => redis.get(epochKey(naming, r))));
 
-    const rb = startScript('pipelines/cli.ts', ['rebuild', 'feed'], w.env);
+    const rb = startScript('services/cli.ts', ['pipelines', 'rebuild', 'feed'], w.env);
     expect(await rb.exited).toBe(0);
     expect(rb.output.join('\n')).toMatch(/rebuild feed v2 \[.*\] \d+%/); // the progress bar
     expect(rb.output.join('\n')).toMatch(/switched feed to version 2/);
@@ -180,8 +176,7 @@ describe.each(modes)('processors on %s Redis', (mode) => {
   it('publishes each applied effect on the room\'s sharded channel, in order, and exposes consumer lag as a metric', async () => {
     const w = await world();
     const port = 20000 + Math.floor(Math.random() * 20000);
-    const proc = startScript('pipelines/cli.ts', ['run', '--projections', 'feed'], { ...w.env, PIPELINES_METRICS_PORT: String(port) });
-    await proc.waitForLine(/ready/);
+    const proc = await startService(['pipelines', 'run', '--projections', 'feed'], { ...w.env, PIPELINES_METRICS_PORT: String(port) });
     const naming = { keyPrefix: w.env.REDIS_KEY_PREFIX, groupPrefix: w.env.PIPELINES_GROUP_PREFIX };
     const sub = openRedis({ mode, url: base.redis.url, clusterNodes: base.redis.clusterNodes });
     const got: Notification[] = [];
@@ -209,8 +204,7 @@ describe.each(modes)('processors on %s Redis', (mode) => {
 
   it('serves the feed by position range (resume, paged) and by time window, and the room state', async () => {
     const w = await world();
-    const proc = startScript('pipelines/cli.ts', ['run', '--projections', 'feed,sampled,tallies,state'], w.env);
-    await proc.waitForLine(/ready/);
+    const proc = await startService(['pipelines', 'run', '--projections', 'feed,sampled,tallies,state'], w.env);
     const events = mixedStream({ rooms: ['reader-room'], count: 400, seed: 9 });
     await w.produce(events);
     await waitFor(() => w.caughtUp(), { what: 'catch up', timeoutMs: 60_000, intervalMs: 300 });

@@ -12,6 +12,7 @@
  * so they can never disagree.
  */
 import type { RoomEvent } from '../schemas/events.ts';
+import type { Cmd } from './store.ts';
 
 export interface PositionedEvent {
   event: RoomEvent;
@@ -21,24 +22,14 @@ export interface PositionedEvent {
 }
 
 /**
- * A Redis effect as data. `key` is a key name (all keys of one call share the
- * room's hash tag). The custom ops are small loops the Lua script runs
- * server-side, so they stay atomic with the rest.
+ * A Redis effect as data, e.g. `{ op: 'HSET', key, field, value }`. `key`
+ * fields are key names (all keys of one call share the room's hash tag). The
+ * commands are declared once, in the table in store.ts (fields, Lua body,
+ * in-memory implementation); the custom ops (feedAdd, feedRemove, feedTrim)
+ * are small loops the Lua script runs server-side, so they stay atomic with
+ * the rest.
  */
-export type Cmd =
-  | { op: 'ZADD'; key: string; score: number; member: string }
-  | { op: 'ZREMRANGEBYSCORE'; key: string; min: number; max: number }
-  | { op: 'HSET'; key: string; field: string; value: string }
-  | { op: 'HDEL'; key: string; fields: string[] }
-  | { op: 'HINCRBY'; key: string; field: string; by: number }
-  | { op: 'SET'; key: string; value: string }
-  | { op: 'DEL'; key: string }
-  /** Removes the feed entry of `eventId` (found through the index hash) from the sorted set. */
-  | { op: 'feedRemove'; key: string; index: string; eventId: string }
-  /** Adds an entry to the sorted set and records eventId → offset in the index. */
-  | { op: 'feedAdd'; key: string; index: string; eventId: string; offset: number; member: string }
-  /** Keeps the newest `keep` entries, dropping the index entries of the rest. */
-  | { op: 'feedTrim'; key: string; index: string; keep: number };
+export type { Cmd };
 
 /** What clients are told after an effect: a compact, typed change. */
 export type Delta =
@@ -98,6 +89,14 @@ export interface Effect<S> {
   state: S;
   cmds: Cmd[];
   deltas: Delta[];
+  /**
+   * Events to write back to the log (moderation's decisions). The runner
+   * produces them, acks=all, before it applies the effect that moves the
+   * fence past the event that caused them; so they must be deterministic in
+   * the event and state (derived event ids), as a crash in between emits
+   * them again.
+   */
+  emits?: RoomEvent[];
 }
 
 export interface Projection<S> {
@@ -106,6 +105,12 @@ export interface Projection<S> {
   initial(): S;
   /** Pure: never reads a clock, the network or randomness, so replay and rebuild agree with live. */
   apply(state: S, e: PositionedEvent, keys: RoomKeys): Effect<S>;
+  /**
+   * Optional: the projection to fold one batch with, asked for once per batch
+   * by the runner. For inputs that change over time (moderation's reloadable
+   * word list): they are read here, and apply stays pure given them.
+   */
+  forBatch?(): Projection<S>;
 }
 
 /** Key names of one projection version for one room; every key carries the room's hash tag. */
@@ -129,6 +134,7 @@ export interface FoldResult<S> {
   meta: RoomMeta<S>;
   cmds: Cmd[];
   deltas: Delta[];
+  emits: RoomEvent[];
   applied: number;
   skipped: number;
 }
@@ -142,6 +148,7 @@ export function foldRoom<S>(p: Projection<S>, meta: RoomMeta<S>, events: Positio
   let { fence, state } = meta;
   const cmds: Cmd[] = [];
   const deltas: Delta[] = [];
+  const emits: RoomEvent[] = [];
   let applied = 0;
   let skipped = 0;
   for (const e of events) {
@@ -153,8 +160,9 @@ export function foldRoom<S>(p: Projection<S>, meta: RoomMeta<S>, events: Positio
     state = eff.state;
     cmds.push(...eff.cmds);
     deltas.push(...eff.deltas);
+    if (eff.emits) emits.push(...eff.emits);
     fence = e.offset;
     applied++;
   }
-  return { meta: { fence, state }, cmds, deltas, applied, skipped };
+  return { meta: { fence, state }, cmds, deltas, emits, applied, skipped };
 }

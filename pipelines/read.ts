@@ -10,7 +10,7 @@ import type { RedisClient } from '../core/redis.ts';
 import type { FeedItem, PinState, RoomSettings } from './projection.ts';
 import { defaultSettings } from './projections/room-state.ts';
 import type { SampledState } from './projections/sampled.ts';
-import { activeVersion, epochKey, type ProjectionNaming } from './runner.ts';
+import { activeVersion, epochKey, type ProjectionNaming } from './naming.ts';
 import { roomKeys } from './projection.ts';
 
 export type View = 'ordered' | 'sampled';

@@ -16,8 +16,9 @@ import { subjectFor } from '../schemas/registry.ts';
 import { logClient } from '../topics/client.ts';
 import { topicNames } from '../topics/topics.ts';
 import { projectionsOf, type ProjectionName } from './catalog.ts';
-import { activeVersion, activeVersionKey, epochKey, notifyChannel, ProjectionWorker, roomsKey, type Notification, type ProjectionNaming } from './runner.ts';
-import { measureLag } from './service.ts';
+import { activeVersion, activeVersionKey, epochKey, notifyChannel, roomsKey, type Notification, type ProjectionNaming } from './naming.ts';
+import { ProjectionWorker } from './runner.ts';
+import { measureLag } from '../topics/lag.ts';
 
 export interface RebuildOptions {
   cfg: Config;

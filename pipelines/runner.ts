@@ -11,40 +11,21 @@
  * that checks the fence hasn't moved. Only after every room's effect is
  * durable does the consumer commit the batch's offset. A crash anywhere
  * replays the batch; the fences make the replay a no-op where it was applied.
+ *
+ * A projection may also emit events (moderation's decisions): they are
+ * produced to the log, acks=all, before the room's effect is applied, so the
+ * fence never moves past an event whose consequences are not durable yet. A
+ * crash in between emits them again; they carry ids derived from their
+ * cause, and their own effects are idempotent (see moderation/processor.ts).
  */
 import type { RedisClient } from '../core/redis.ts';
 import type { EventCodec } from '../schemas/codec.ts';
+import type { RoomEvent } from '../schemas/events.ts';
 import { EventConsumer, type DecodedRecord } from '../topics/consumer.ts';
-import type { LogClient } from '../topics/kafka.ts';
+import type { LogClient, LogProducer } from '../topics/kafka.ts';
+import { groupOf, notifyChannel, roomsKey, type Notification, type ProjectionNaming } from './naming.ts';
 import { foldRoom, roomKeys, type Delta, type PositionedEvent, type Projection } from './projection.ts';
 import { RedisStore } from './store.ts';
-
-export interface ProjectionNaming {
-  /** Key prefix of everything this deployment writes (isolates deployments and tests). */
-  keyPrefix: string;
-  groupPrefix: string;
-}
-
-export const activeVersionKey = (n: ProjectionNaming, projection: string) => `${n.keyPrefix}proj:${projection}:active`;
-export const roomsKey = (n: ProjectionNaming) => `${n.keyPrefix}rooms`;
-export const epochKey = (n: ProjectionNaming, room: string) => `${n.keyPrefix}{${room}}:epoch`;
-export const notifyChannel = (n: ProjectionNaming, room: string) => `${n.keyPrefix}{${room}}:notify`;
-export const groupOf = (n: ProjectionNaming, projection: string, version: number) => `${n.groupPrefix}projector.${projection}.v${version}`;
-
-export async function activeVersion(redis: RedisClient, n: ProjectionNaming, projection: string): Promise<number> {
-  const v = await redis.get(activeVersionKey(n, projection));
-  return v ? Number(v) : 1;
-}
-
-/** The message gateways receive on a room's channel after an effect. */
-export interface Notification {
-  room: string;
-  projection: string;
-  version: number;
-  /** Offset of the last event the effect covers: the room's position in this projection. */
-  offset: number;
-  deltas: Delta[];
-}
 
 /**
  * Cumulative deltas (tallies, rate, pin, settings) only matter in their last
@@ -69,6 +50,12 @@ export interface WorkerOptions<S> {
   version: number;
   /** Live workers publish change notifications; a rebuild writes silently. */
   notify: boolean;
+  /** Consumer group; defaults to `<prefix>projector.<name>.v<version>`. */
+  groupId?: string;
+  /** The projection emits events (Effect.emits): the worker opens a producer for them. */
+  emits?: boolean;
+  /** A room's emitted events are durable in the log (its effect is applied next). */
+  onEmitted?(room: string, events: RoomEvent[]): void;
   onApplied?(room: string, applied: number, skipped: number): void;
   onError?(err: unknown): void;
   onAssigned?(partitions: number[]): void;
@@ -76,6 +63,7 @@ export interface WorkerOptions<S> {
 
 export class ProjectionWorker<S> {
   private consumer: EventConsumer | undefined;
+  private producer: LogProducer | undefined;
   private readonly store: RedisStore;
   private readonly knownRooms = new Set<string>();
   applied = 0;
@@ -86,10 +74,14 @@ export class ProjectionWorker<S> {
   }
 
   get groupId(): string {
-    return groupOf(this.o.naming, this.o.projection.name, this.o.version);
+    return this.o.groupId ?? groupOf(this.o.naming, this.o.projection.name, this.o.version);
   }
 
   async start(signal?: AbortSignal): Promise<void> {
+    if (this.o.emits) {
+      this.producer = this.o.client.producer({ lingerMs: 0 });
+      await this.producer.connect();
+    }
     this.consumer = new EventConsumer({
       client: this.o.client,
       codec: this.o.codec,
@@ -105,6 +97,7 @@ export class ProjectionWorker<S> {
 
   async stop(): Promise<void> {
     await this.consumer?.stop();
+    await this.producer?.disconnect();
   }
 
   get consumed(): { processed: number; deadLettered: number } {
@@ -118,12 +111,13 @@ export class ProjectionWorker<S> {
       list.push({ event: r.event, offset: Number(r.offset), partition: r.partition });
       byRoom.set(r.event.roomId, list);
     }
+    const projection = this.o.projection.forBatch?.() ?? this.o.projection;
     // Rooms are independent: their scripts go out together (auto-pipelined).
-    await Promise.all([...byRoom].map(([room, events]) => this.applyRoom(room, events)));
+    await Promise.all([...byRoom].map(([room, events]) => this.applyRoom(projection, room, events)));
   }
 
-  private async applyRoom(room: string, events: PositionedEvent[]): Promise<void> {
-    const { projection, naming, version } = this.o;
+  private async applyRoom(projection: Projection<S>, room: string, events: PositionedEvent[]): Promise<void> {
+    const { naming, version } = this.o;
     const keys = roomKeys(naming.keyPrefix, projection.name, version, room);
     for (let attempt = 0; ; attempt++) {
       const meta = await this.store.loadMeta(keys.meta, projection.initial);
@@ -132,6 +126,7 @@ export class ProjectionWorker<S> {
         this.skipped += r.skipped;
         return;
       }
+      if (r.emits.length > 0) await this.emit(room, r.emits);
       const deltas = compactDeltas(r.deltas);
       const notification: Notification | undefined =
         this.o.notify && deltas.length > 0 ? { room, projection: projection.name, version, offset: r.meta.fence!, deltas } : undefined;
@@ -155,7 +150,21 @@ export class ProjectionWorker<S> {
       }
       // The fence moved: another instance (a zombie after a rebalance) applied
       // some of these events first. Reload and fold again; the fence skips them.
+      // What this attempt emitted for events still past the moved fence is
+      // emitted again by the refold: the same events (same state, same rules,
+      // ids derived from the cause), so the log holds duplicates whose effects
+      // are no-ops (see moderation/processor.ts).
       if (attempt > 20) throw new Error(`fence of ${keys.meta} keeps moving`);
     }
+  }
+
+  /** Produces a room's emitted events and waits until Kafka acknowledged them all (acks=all). */
+  private async emit(room: string, events: RoomEvent[]): Promise<void> {
+    const producer = this.producer;
+    if (!producer) throw new Error(`projection ${this.o.projection.name} emits events, but its worker was not started with emits: true`);
+    await Promise.all(
+      events.map((e) => producer.send({ topic: this.o.topic, key: room, value: this.o.codec.encode(e), headers: { 'event-type': e.payload.type } })),
+    );
+    this.o.onEmitted?.(room, events);
   }
 }

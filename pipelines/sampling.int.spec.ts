@@ -12,13 +12,13 @@ import { createRegistry, EventCodec } from '../schemas/codec.ts';
 import { comment, makeEvent, type RoomEvent } from '../schemas/events.ts';
 import { subjectFor } from '../schemas/registry.ts';
 import { randomName, testConfig, waitFor } from '../test/helpers.ts';
-import { startScript } from '../test/processes.ts';
+import { startService } from '../test/processes.ts';
 import { redisSnapshot, SHARED_DATA } from '../test/streams.ts';
 import { logClient } from '../topics/client.ts';
 import type { LogAdmin } from '../topics/kafka.ts';
 import { applyTopics, declaredTopics } from '../topics/topics.ts';
-import { groupOf } from './runner.ts';
-import { measureLag } from './service.ts';
+import { groupOf } from './naming.ts';
+import { measureLag } from '../topics/lag.ts';
 
 const base = testConfig();
 const file = path.join(SHARED_DATA, 'bilibili_asoul_live.jsonl.gz');
@@ -81,8 +81,7 @@ describe.skipIf(!hasData)('sampled feed on a real chat log', () => {
       await producer.connect();
       await Promise.all(events.map((e) => producer.send({ topic: id, key: e.roomId, value: codec.encode(e) })));
       await producer.disconnect();
-      const proc = startScript('pipelines/cli.ts', ['run', '--projections', 'sampled'], env);
-      await proc.waitForLine(/ready/);
+      const proc = await startService(['pipelines', 'run', '--projections', 'sampled'], env);
       const group = groupOf({ keyPrefix: env.REDIS_KEY_PREFIX, groupPrefix: env.PIPELINES_GROUP_PREFIX }, 'sampled', 1);
       await waitFor(async () => [...(await measureLag(admin, group, id)).values()].every((n) => n === 0), { what: 'the sample', timeoutMs: 120_000, intervalMs: 300 });
       await proc.stop();

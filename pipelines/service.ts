@@ -1,12 +1,13 @@
 /**
- * A processor process: runs projection workers for the active version of
- * each projection, follows version switches made by a rebuild, and measures
- * consumer lag. Lifecycle `start(signal)` / `stop()`, like every long-running
- * part of the product.
+ * The processors as a service: runs projection workers for the active version
+ * of each projection (and, when asked, the moderation processor), follows
+ * version switches made by a rebuild, and measures consumer lag into
+ * `metricsRegistry` (served by the process that runs it, see services/).
+ * Lifecycle and health as every long-running part (core/service.ts).
  */
-import http from 'node:http';
 import client from 'prom-client';
 import type { Config } from '../core/config.ts';
+import { Liveness, type Health, type Service } from '../core/service.ts';
 import { openRedis, redisOptions, type RedisClient } from '../core/redis.ts';
 import { createRegistry, EventCodec } from '../schemas/codec.ts';
 import { subjectFor } from '../schemas/registry.ts';
@@ -17,10 +18,14 @@ import { projectionsOf, type ProjectionName } from './catalog.ts';
 import { ModerationWorker } from './moderation/processor.ts';
 import { defaultModerationSettings, type ModerationSettings } from './moderation/rules.ts';
 import { WordListFile } from './moderation/wordlist.ts';
-import { activeVersion, ProjectionWorker, type ProjectionNaming } from './runner.ts';
+import { activeVersion, type ProjectionNaming } from './naming.ts';
+import { ProjectionWorker } from './runner.ts';
+import { measureLag } from '../topics/lag.ts';
 
 export interface ServiceOptions {
   cfg: Config;
+  /** Its name in the composition root (default 'processors'). */
+  name?: string;
   projections: ProjectionName[];
   /** Also run the moderation processor. */
   moderation?: boolean;
@@ -34,18 +39,10 @@ const lagGauge = new client.Gauge({ name: 'danmaku_consumer_lag', help: 'Records
 const appliedCounter = new client.Counter({ name: 'danmaku_projection_events_applied_total', help: 'Events applied to a projection (after fence checks).', labelNames: ['projection'], registers: [metricsRegistry] });
 const skippedCounter = new client.Counter({ name: 'danmaku_projection_events_skipped_total', help: 'Redelivered events skipped by the fence.', labelNames: ['projection'], registers: [metricsRegistry] });
 
-/** Lag of a group on a topic: high watermark minus committed offset, per partition. */
-export async function measureLag(admin: LogAdmin, groupId: string, topic: string): Promise<Map<number, number>> {
-  const [ends, committed] = await Promise.all([admin.endOffsets(topic), admin.committedOffsets(groupId, topic)]);
-  const lag = new Map<number, number>();
-  for (const [p, end] of ends) {
-    const c = Number(committed.get(p) ?? '-1');
-    lag.set(p, Number(end) - (c < 0 ? 0 : c));
-  }
-  return lag;
-}
-
-export class ProcessorService {
+export class ProcessorService implements Service {
+  readonly name: string;
+  private readonly live = new Liveness();
+  readonly failed = this.live.failed;
   private redis: RedisClient | undefined;
   private client: LogClient | undefined;
   private admin: LogAdmin | undefined;
@@ -53,12 +50,12 @@ export class ProcessorService {
   private readonly workers = new Map<ProjectionName, ProjectionWorker<unknown>>();
   private moderator: ModerationWorker | undefined;
   private timers: NodeJS.Timeout[] = [];
-  private server: http.Server | undefined;
   private stopped = false;
   readonly naming: ProjectionNaming;
   private readonly topics;
 
   constructor(private readonly o: ServiceOptions) {
+    this.name = o.name ?? 'processors';
     this.naming = { keyPrefix: o.cfg.redis.keyPrefix, groupPrefix: o.cfg.pipelines.groupPrefix };
     this.topics = topicNames(o.cfg);
   }
@@ -80,21 +77,13 @@ export class ProcessorService {
     if (this.o.moderation) await this.startModerator();
     this.timers.push(setInterval(() => void this.followVersions(), this.o.versionPollMs ?? 1000));
     this.timers.push(setInterval(() => void this.updateLag(), cfg.pipelines.lagIntervalMs));
-    if (cfg.pipelines.metricsPort > 0) {
-      this.server = http.createServer(async (req, res) => {
-        if (req.url === '/metrics') {
-          await this.updateLag();
-          res.writeHead(200, { 'Content-Type': metricsRegistry.contentType });
-          res.end(await metricsRegistry.metrics());
-        } else {
-          res.writeHead(404).end();
-        }
-      });
-      await new Promise<void>((resolve, reject) => {
-        this.server!.once('error', reject);
-        this.server!.listen(cfg.pipelines.metricsPort, '127.0.0.1', () => resolve());
-      });
-    }
+    const running = [...this.workers.values()].map((w) => w.groupId);
+    if (this.moderator) running.push(this.moderator.groupId);
+    this.live.set('ok', `groups ${running.join(', ')}`);
+  }
+
+  health(): Health {
+    return this.live.health;
   }
 
   private async startWorker(name: ProjectionName, version: number): Promise<void> {
@@ -191,9 +180,9 @@ export class ProcessorService {
     for (const t of this.timers) clearInterval(t);
     await Promise.all([...this.workers.values()].map((w) => w.stop()));
     await this.moderator?.stop();
-    await new Promise<void>((r) => (this.server ? this.server.close(() => r()) : r()));
     await this.admin?.disconnect();
     await this.client?.close();
     this.redis?.disconnect();
+    this.live.set('stopped');
   }
 }

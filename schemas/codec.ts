@@ -22,7 +22,7 @@ export class EventError extends AppError {
     message: string,
     cause?: unknown,
   ) {
-    super(code, message, { cause, status: 400 });
+    super(code, message, { cause });
   }
 }
 
@@ -188,17 +188,32 @@ export class EventCodec {
   }
 }
 
-/** A registry that answered "not found" is the record's fault; one that did not answer is not. */
+/**
+ * Classifies what the registry client threw. A registry that answered "not
+ * found" is the record's fault; one that refused is ours; one that did not
+ * answer is neither, and is retried.
+ */
 function registryError(err: unknown, what: string): AppError {
-  const status = (err as { status?: number }).status;
-  if (status === 404 || /not found/i.test((err as Error).message ?? '')) {
-    return new EventError('ERR_EVENT_SCHEMA_UNKNOWN', `${what}: not in the registry`, err);
-  }
+  const status = (err as { status?: unknown }).status;
+  const message = (err as Error).message ?? String(err);
+  if (status === 404) return new EventError('ERR_EVENT_SCHEMA_UNKNOWN', `${what}: not in the registry`, err);
+  // The client library's own refusals carry no status; they are told apart by class name (not all are exported).
   const libRefusal = status === undefined && /^ConfluentSchemaRegistry/.test((err as Error).name ?? '');
-  if (libRefusal || (status !== undefined && status >= 400 && status < 500)) {
-    return new AppError('ERR_SCHEMA_REJECTED', `${what}: registry answered ${status}: ${(err as Error).message}`, { cause: err });
-  }
-  return new UnavailableError('ERR_REGISTRY_UNAVAILABLE', `${what}: registry unreachable: ${(err as Error).message}`, { cause: err });
+  const refused = libRefusal || (typeof status === 'number' && status >= 400 && status < 500 && !registryUnreachable(err));
+  if (refused) return new AppError('ERR_SCHEMA_REJECTED', `${what}: registry answered ${status}: ${message}`, { cause: err });
+  return new UnavailableError('ERR_REGISTRY_UNAVAILABLE', `${what}: registry unreachable: ${message}`, { cause: err });
+}
+
+/**
+ * The registry client's HTTP layer (mappersmith) reports a request that never
+ * got an answer (connection refused or reset, DNS) as a ResponseError with
+ * status 400 and drops the original error: the Node error code survives only
+ * in the message ("Error, status 400: connect ECONNREFUSED …"). So this one
+ * message check lives here, beside the client, and nowhere else.
+ */
+function registryUnreachable(err: unknown): boolean {
+  const e = err as { name?: unknown; status?: unknown; message?: unknown };
+  return e.name === 'ResponseError' && e.status === 400 && typeof e.message === 'string' && /\b(ECONNREFUSED|ECONNRESET|EPIPE|ETIMEDOUT|EHOSTUNREACH|ENETUNREACH|ENOTFOUND|EAI_AGAIN|socket hang up)\b/.test(e.message);
 }
 
 export function createRegistry(url: string): SchemaRegistry {

@@ -88,3 +88,29 @@ describe('EventCodec (pure, with an in-memory registry)', () => {
     expect(validateEvent(makeEvent({ roomId: 'r', actor, payload: comment('x') }))).toBeUndefined();
   });
 });
+
+describe('registry failures', () => {
+  /** The code and retriability of decoding a record whose schema id the registry fails to serve with `err`. */
+  async function decodeFailingWith(err: Error): Promise<[string, boolean]> {
+    const registry = memoryRegistry();
+    registry.getSchema = async () => {
+      throw err;
+    };
+    const codec = new EventCodec({ registry, subject: 's-value' });
+    await codec.init();
+    const buf = Buffer.from(codec.encode(makeEvent({ roomId: 'r', actor: { userId: 'u', role: 'viewer' }, payload: comment('hi') })));
+    buf.writeUInt32BE(7, 1); // an id the codec has not cached: it asks the registry
+    const e = (await codec.decode(buf).catch((x: unknown) => x)) as { code: string; retriable: boolean };
+    return [e.code, e.retriable];
+  }
+  // What @kafkajs/confluent-schema-registry throws, as seen against the real registry.
+  const responseError = (status: number, message: string) => Object.assign(new Error(message), { name: 'ResponseError', status });
+
+  it('not found is the record’s fault (dead-lettered); no answer is retried; a refusal is not', async () => {
+    expect(await decodeFailingWith(responseError(404, "danmaku - No content with ID '7' was found."))).toEqual(['ERR_EVENT_SCHEMA_UNKNOWN', false]);
+    // The client reports a connection that failed as status 400, with the system error only in its message.
+    expect(await decodeFailingWith(responseError(400, 'danmaku - Error, status 400: connect ECONNREFUSED 127.0.0.1:8081'))).toEqual(['ERR_REGISTRY_UNAVAILABLE', true]);
+    expect(await decodeFailingWith(responseError(503, 'danmaku - Service Unavailable'))).toEqual(['ERR_REGISTRY_UNAVAILABLE', true]);
+    expect(await decodeFailingWith(responseError(422, 'danmaku - Invalid schema'))).toEqual(['ERR_SCHEMA_REJECTED', false]);
+  });
+});

@@ -2,6 +2,7 @@
 import { spawn, type ChildProcess } from 'node:child_process';
 import path from 'node:path';
 import { REPO_ROOT } from '../core/config.ts';
+import { ServiceProcess } from '../services/spawn.ts';
 import { waitFor } from './helpers.ts';
 
 export interface Proc {
@@ -48,4 +49,15 @@ export function startScript(script: string, args: string[], env: Record<string, 
       await exited;
     },
   };
+}
+
+/**
+ * Starts a long-running command of the composition root (e.g. `['pipelines',
+ * 'run']`, `['gateway']`, `['archiver', 'run']`) as a real child process and
+ * resolves once it reported itself ready over IPC.
+ */
+export async function startService(argv: string[], env: Record<string, string>, o: { readyTimeoutMs?: number } = {}): Promise<ServiceProcess> {
+  const p = new ServiceProcess([], { argv, env, readyTimeoutMs: o.readyTimeoutMs });
+  await p.start();
+  return p;
 }

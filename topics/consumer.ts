@@ -8,6 +8,7 @@
  * batch, which is why every handler must be idempotent.
  */
 import { AppError, isRetriable } from '../core/errors.ts';
+import { isRedisUnavailable } from '../core/redis.ts';
 import { EventCodec, EventError } from '../schemas/codec.ts';
 import type { RoomEvent } from '../schemas/events.ts';
 import type { LogClient, LogConsumer, LogProducer, LogRecord } from './kafka.ts';
@@ -128,7 +129,8 @@ export class EventConsumer {
             return;
           } catch (err) {
             this.opts.onError?.(err);
-            if (!isRetriable(err) && !(err instanceof Error && /ECONNREFUSED|Connection is closed/.test(err.message))) throw err;
+            // Handlers write their effects to Redis: a Redis that cannot be reached is waited out like any retriable error.
+            if (!isRetriable(err) && !isRedisUnavailable(err)) throw err;
             await new Promise((r) => setTimeout(r, backoffMs(attempt, this.opts.maxBackoffMs ?? 5000)));
             await ctx.heartbeat().catch(() => {});
           }

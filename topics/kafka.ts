@@ -65,7 +65,7 @@ function kafkaError(err: unknown, what: string): AppError {
   if (err instanceof AppError) return err;
   const e = err as { name?: string; message?: string; retriable?: boolean; type?: string };
   const nonRetriable = e.type === 'MESSAGE_TOO_LARGE' || e.type === 'INVALID_RECORD' || e.type === 'UNKNOWN_TOPIC_OR_PARTITION';
-  if (nonRetriable) return new AppError('ERR_KAFKA_REJECTED', `${what}: ${e.message}`, { cause: err, status: 500 });
+  if (nonRetriable) return new AppError('ERR_KAFKA_REJECTED', `${what}: ${e.message}`, { cause: err });
   return new UnavailableError('ERR_KAFKA_UNAVAILABLE', `${what}: ${e.message ?? String(err)}`, { cause: err });
 }
 

@@ -1,11 +1,11 @@
 /**
  * Shared by the archive and replay scenarios: fill a private log with Avro
  * CommentPosted events (as rebuild.ts does), and run the real archiver
- * (`archive/cli.ts run [--gateway]`) as a child process on a private embedded
+ * (`npm run archiver -- run [--gateway]`) as a child process on a private embedded
  * ClickHouse directory until its committed offsets reach the end of the log.
  */
 import type { Config } from '../../core/config.ts';
-import { measureLag } from '../../pipelines/service.ts';
+import { measureLag } from '../../topics/lag.ts';
 import { createRegistry, EventCodec } from '../../schemas/codec.ts';
 import { comment, makeEvent, type RoomEvent } from '../../schemas/events.ts';
 import { subjectFor } from '../../schemas/registry.ts';
@@ -13,7 +13,8 @@ import { logClient } from '../../topics/client.ts';
 import { topicNames } from '../../topics/topics.ts';
 import { archiverGroup } from '../../archive/archiver.ts';
 import { rowOf, type EventRow } from '../../archive/rows.ts';
-import { cpuSeconds, sleep, startTs, type Child } from './proc.ts';
+import { ServiceProcess } from '../../services/spawn.ts';
+import { cpuSeconds, sleep } from './proc.ts';
 import { loadTexts } from './texts.ts';
 
 export interface FillOptions {
@@ -71,7 +72,7 @@ export async function fillLog(cfg: Config, env: Record<string, string>, o: FillO
 }
 
 export interface ArchiverRun {
-  child: Child;
+  child: ServiceProcess;
   /** Spawn → the consumer's first partition assignment (engine load, migrations, group join). */
   startSeconds: number;
   /** First assignment → committed offsets at the end of the log. */
@@ -82,7 +83,7 @@ export interface ArchiverRun {
 }
 
 /**
- * Starts `archive/cli.ts run [--gateway]` with `env` and times it until the
+ * Starts the archiver service process (with the gateway: `npm run archiver -- run --gateway`) with `env` and times it until the
  * archiver group's lag is 0 on every partition. The child is left running.
  */
 export async function archiveLog(cfg: Config, env: Record<string, string>, o: { events: number; gateway: boolean; maxMs: number; log(m: string): void }): Promise<ArchiverRun> {
@@ -92,13 +93,16 @@ export async function archiveLog(cfg: Config, env: Record<string, string>, o: { 
   const admin = client.admin();
   await admin.connect();
   const t0 = performance.now();
-  const child = startTs('archiver', 'archive/cli.ts', ['run', ...(o.gateway ? ['--gateway'] : [])], { env, maxMs: o.maxMs, echo: undefined });
+  const child = new ServiceProcess(o.gateway ? ['archiver', 'gateway'] : ['archiver'], { env, maxMs: o.maxMs, readyTimeoutMs: 180_000 });
+  const ready = child.start();
   let cpu = 0;
   const sampler = setInterval(() => {
     const c = cpuSeconds(child.pid);
     if (c > 0) cpu = c;
   }, 200);
   try {
+    await ready;
+    // Ready means consuming; the first assignment is the moment it starts reading (an event, printed).
     await child.waitForLine(/assigned partitions \[\d/, 180_000);
     const t1 = performance.now();
     o.log(`  archiver assigned after ${((t1 - t0) / 1000).toFixed(1)} s; waiting for its offsets to reach the end of the log`);
@@ -107,7 +111,7 @@ export async function archiveLog(cfg: Config, env: Record<string, string>, o: { 
       const lag = await measureLag(admin, group, topic);
       const behind = [...lag.values()].reduce((a, b) => a + b, 0);
       if (behind === 0) break;
-      if (child.child.exitCode !== null) throw new Error(`archiver exited (${child.child.exitCode}): ${child.output.slice(-10).join(' | ')}`);
+      if (child.exitCode !== undefined) throw new Error(`archiver exited (${child.exitCode}): ${child.output.slice(-10).join(' | ')}`);
       if (performance.now() - t1 > o.maxMs) throw new Error(`archiver still ${behind} events behind after ${o.maxMs} ms`);
       if (performance.now() - lastLog > 10_000) {
         o.log(`  archiver: ${behind} events to go`);

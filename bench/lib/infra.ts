@@ -26,3 +26,14 @@ export async function requireInfra(cfg: Config, names: ('kafka' | 'redis' | 'reg
     await new Promise((r) => setTimeout(r, 2000));
   }
 }
+
+/**
+ * How the benchmarks use a private world (services/world.ts): limits raised
+ * for the load generator's users (a benchmark user set, not limits off),
+ * moderation off unless a scenario measures it, topics and keys removed after.
+ */
+export const BENCH_WORLD = {
+  prefix: 'bench',
+  cleanup: true,
+  env: { LIMIT_COMMENTS: '100000', LIMIT_COMMENTS_WINDOW_SEC: '1', MODERATION_ENABLED: 'false' },
+} as const;

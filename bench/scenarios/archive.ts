@@ -2,7 +2,7 @@
  * archive: events/s into ClickHouse through the archiver, against a raw insert
  * of the same rows. The log is a private topic filled directly with Avro
  * CommentPosted events over R rooms (as in rebuild); the archiver runs as the
- * real command (`archive/cli.ts run`) in a child process with that world's
+ * real command (`npm run archiver -- run`) in a child process with that world's
  * environment and a private embedded data directory, and is timed from its
  * first partition assignment until its committed offsets reach the end of the
  * log (`measureLag` on its group). Then, in the bench process, a second private
@@ -23,7 +23,7 @@ import { bars, svg } from '../lib/chart.ts';
 import { requireInfra } from '../lib/infra.ts';
 import { textTable } from '../lib/report.ts';
 import { round } from '../lib/stats.ts';
-import { benchId, cleanupLog, prepareLog, worldEnv } from '../lib/world.ts';
+import { worldId, cleanupLog, prepareLog, worldEnv } from '../../services/world.ts';
 
 export interface ArchiveOptions {
   events: number;
@@ -46,7 +46,7 @@ export async function runArchive(o: ArchiveOptions): Promise<ArchiveResult> {
   const partitions = 6;
   await requireInfra(loadConfig(), ['kafka', 'redis', 'registry']);
   const tmp = mkdtempSync(path.join(os.tmpdir(), 'bench-archive-'));
-  const env = worldEnv(benchId('bench-archive'), partitions, { CLICKHOUSE_DATA_DIR: path.join(tmp, 'archiver'), ARCHIVER_METRICS_PORT: '0' });
+  const env = worldEnv(worldId('bench-archive'), partitions, { CLICKHOUSE_DATA_DIR: path.join(tmp, 'archiver'), ARCHIVER_METRICS_PORT: '0' });
   const cfg = await prepareLog(env);
   try {
     o.log(`archive: writing ${o.events} events over ${o.rooms} rooms into ${env.TOPIC_ROOM_EVENTS}`);

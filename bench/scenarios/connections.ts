@@ -15,11 +15,11 @@
 import { readFileSync } from 'node:fs';
 import { loadConfig } from '../../core/config.ts';
 import { bars, lines, svg } from '../lib/chart.ts';
-import { requireInfra } from '../lib/infra.ts';
+import { BENCH_WORLD, requireInfra } from '../lib/infra.ts';
 import { cpuSeconds, resultOf, rssBytes, sleep, startTs, type Child } from '../lib/proc.ts';
 import { textTable } from '../lib/report.ts';
 import { round } from '../lib/stats.ts';
-import { startWorld } from '../lib/world.ts';
+import { startWorld } from '../../services/world.ts';
 
 export interface ConnectionsOptions {
   max: number;
@@ -82,8 +82,8 @@ export async function runConnections(o: ConnectionsOptions): Promise<Connections
   const rooms = 10;
   const maxMs = (o.timeLimitSec + 120) * 1000;
   o.log(`connections: starting a gateway (heartbeat ${o.heartbeatSec} s)`);
-  const world = await startWorld({ processor: false, gateways: 0, maxMs });
-  const gw = await world.startGateway({ PUSH_HEARTBEAT_SEC: String(o.heartbeatSec), PRESENCE_INTERVAL_MS: '5000' }, 1_048_576);
+  const world = await startWorld({ ...BENCH_WORLD, env: { ...BENCH_WORLD.env }, processor: false, gateways: 0, maxMs });
+  const gw = await world.startGateway({ PUSH_HEARTBEAT_SEC: String(o.heartbeatSec), PRESENCE_INTERVAL_MS: '5000' }, { nofile: 1_048_576 });
   const pid = gw.proc.pid;
   const nofile = limitsOf(pid);
   o.log(`connections: gateway open-file limit ${nofile.soft}/${nofile.hard}`);

@@ -16,11 +16,11 @@ import { loadConfig, type Config } from '../../core/config.ts';
 import { KINDS, type Kind } from '../load/kinds.ts';
 import { CENTRIFUGO_VERSION, ensureCentrifugo, startCentrifugo } from '../peers/centrifugo.ts';
 import { bars, lines, svg } from '../lib/chart.ts';
-import { infraPids, requireInfra } from '../lib/infra.ts';
+import { BENCH_WORLD, infraPids, requireInfra } from '../lib/infra.ts';
 import { textTable } from '../lib/report.ts';
 import { cpuSeconds, freePort, resultOf, rssBytes, sleep, startTs, sumCpu, type Child } from '../lib/proc.ts';
 import { Hist, mergeSeries, round, type HistJson, type LatencySummary, type SeriesJson } from '../lib/stats.ts';
-import { benchId, startWorld } from '../lib/world.ts';
+import { worldId, startWorld } from '../../services/world.ts';
 
 export interface FanoutOptions {
   viewers: number;
@@ -107,13 +107,13 @@ async function startServer(kind: Kind, cfg: Config, o: FanoutOptions, maxMs: num
   const room = `fanout-${Date.now().toString(36)}`;
   switch (kind) {
     case 'ours': {
-      const w = await startWorld({ processor: true, maxMs });
+      const w = await startWorld({ ...BENCH_WORLD, env: { ...BENCH_WORLD.env }, processor: true, maxMs });
       const gw = w.gateways[0]!;
       return { url: gw.url, pids: w.pids(), connPid: gw.proc.pid, jwtSecret: w.env.JWT_SECRET, room, stop: () => w.stop() };
     }
     case 'socketio': {
       const port = await freePort();
-      const proc = startTs('socketio', 'bench/peers/socketio-server.ts', ['--port', String(port), '--redis', cfg.redis.url, '--prefix', benchId('bench-sio')], { maxMs, nofile: 65536 });
+      const proc = startTs('socketio', 'bench/peers/socketio-server.ts', ['--port', String(port), '--redis', cfg.redis.url, '--prefix', worldId('bench-sio')], { maxMs, nofile: 65536 });
       await proc.waitForLine(/listening on/, 60_000);
       return { url: `http://127.0.0.1:${port}`, pids: [proc.pid], connPid: proc.pid, room, stop: () => proc.stop() };
     }

@@ -12,11 +12,11 @@
  */
 import { loadConfig } from '../../core/config.ts';
 import { bars, lines, svg } from '../lib/chart.ts';
-import { requireInfra } from '../lib/infra.ts';
+import { BENCH_WORLD, requireInfra } from '../lib/infra.ts';
 import { resultOf, sleep, startTs, sumCpu } from '../lib/proc.ts';
 import { textTable } from '../lib/report.ts';
 import { Hist, round, type HistJson, type LatencySummary } from '../lib/stats.ts';
-import { benchId, startWorld } from '../lib/world.ts';
+import { worldId, startWorld } from '../../services/world.ts';
 
 export interface IngestOptions {
   rates: number[];
@@ -93,7 +93,7 @@ export async function runIngest(o: IngestOptions): Promise<IngestResult> {
   await requireInfra(cfg0, ['kafka', 'redis', 'registry']);
   const maxMs = (o.rates.length * (o.hold + 40) + 300) * 1000;
   o.log(`ingest: starting a private world (processors + gateway)`);
-  const world = await startWorld({ processor: true, partitions: 6, maxMs });
+  const world = await startWorld({ ...BENCH_WORLD, env: { ...BENCH_WORLD.env }, processor: true, partitions: 6, maxMs });
   const rooms = Array.from({ length: o.rooms }, (_, i) => `ingest-${i}`).join(',');
   const steps: IngestStep[] = [];
   let highest = 0;
@@ -145,7 +145,7 @@ export async function runIngest(o: IngestOptions): Promise<IngestResult> {
   let raw: IngestResult['raw'];
   if (o.raw) {
     o.log('ingest: raw kafkajs produce + consume ceiling (same ladder)');
-    const topic = benchId('bench-raw');
+    const topic = worldId('bench-raw');
     // The ratio needs the raw ceiling, not its easy steps: start where ours stopped and keep doubling.
     const rawRates = ladder(Math.max(highest, o.rates[0]!), Math.max(o.rawMaxRate, o.rates[o.rates.length - 1]!));
     o.log(`ingest: raw rates ${rawRates.join(', ')}`);

@@ -16,7 +16,7 @@ import { cpuSeconds, startTs } from '../lib/proc.ts';
 import { textTable } from '../lib/report.ts';
 import { round } from '../lib/stats.ts';
 import { loadTexts } from '../lib/texts.ts';
-import { benchId, cleanupLog, prepareLog, worldEnv } from '../lib/world.ts';
+import { worldId, cleanupLog, prepareLog, worldEnv } from '../../services/world.ts';
 
 export interface RebuildOptions {
   events: number;
@@ -38,7 +38,7 @@ export interface RebuildResult {
 export async function runRebuild(o: RebuildOptions): Promise<RebuildResult> {
   const partitions = 6;
   await requireInfra(loadConfig(), ['kafka', 'redis', 'registry']);
-  const env = worldEnv(benchId('bench-rebuild'), partitions);
+  const env = worldEnv(worldId('bench-rebuild'), partitions);
   const cfg = await prepareLog(env);
   try {
     const { texts, source } = await loadTexts(20_000);
@@ -68,7 +68,7 @@ export async function runRebuild(o: RebuildOptions): Promise<RebuildResult> {
     o.log(`rebuild: log written in ${produceSeconds.toFixed(1)} s; running \`npm run pipelines -- rebuild feed\``);
 
     const w0 = Date.now();
-    const child = startTs('rebuild', 'pipelines/cli.ts', ['rebuild', 'feed'], { env, maxMs: 30 * 60_000, echo: undefined });
+    const child = startTs('rebuild', 'services/cli.ts', ['pipelines', 'rebuild', 'feed'], { env, maxMs: 30 * 60_000, echo: undefined });
     let cpu = 0;
     const sampler = setInterval(() => {
       const c = cpuSeconds(child.pid);

@@ -2,7 +2,7 @@
  * replay: reading one long room back from the archive. M CommentPosted events
  * of one room go into a private topic with realistic video offsets (50 events
  * per second of video: 1M events ≈ 5.5 h); the archiver runs with the gateway
- * in the same process (`archive/cli.ts run --gateway`, what embedded mode
+ * in the same process (`npm run archiver -- run --gateway`, what embedded mode
  * needs) on a private embedded data directory until its committed offsets
  * reach the end of the log. Then, against that gateway:
  * - the latency of the first JSON page (`view=live&format=json`, the default
@@ -19,7 +19,7 @@ import { requireInfra } from '../lib/infra.ts';
 import { freePort } from '../lib/proc.ts';
 import { textTable } from '../lib/report.ts';
 import { Hist, round, type LatencySummary } from '../lib/stats.ts';
-import { benchId, cleanupLog, prepareLog, worldEnv } from '../lib/world.ts';
+import { worldId, cleanupLog, prepareLog, worldEnv } from '../../services/world.ts';
 
 export interface ReplayOptions {
   events: number;
@@ -44,7 +44,7 @@ export async function runReplay(o: ReplayOptions): Promise<ReplayResult> {
   await requireInfra(loadConfig(), ['kafka', 'redis', 'registry']);
   const tmp = mkdtempSync(path.join(os.tmpdir(), 'bench-replay-'));
   const port = await freePort();
-  const env = worldEnv(benchId('bench-replay'), partitions, {
+  const env = worldEnv(worldId('bench-replay'), partitions, {
     CLICKHOUSE_DATA_DIR: path.join(tmp, 'chdb'),
     ARCHIVER_METRICS_PORT: '0',
     GATEWAY_HOST: '127.0.0.1',

@@ -12,7 +12,7 @@ import type { AddressInfo } from 'node:net';
 import WebSocket from 'ws';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { randomName, waitFor } from '../../test/helpers.ts';
-import { startSystem, type System } from '../../test/system.ts';
+import { startWorld as startSystem, type World as System } from '../../services/world.ts';
 import type { FeedEntry, FeedResponse } from '../protocol.ts';
 import { DanmakuClient, type ModeInfo } from './client.ts';
 

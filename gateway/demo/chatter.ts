@@ -244,3 +244,43 @@ export async function runChatter(opts: ChatterOptions): Promise<ChatterStats> {
   await Promise.allSettled([...inflight]);
   return stats;
 }
+
+/**
+ * The chatter as a service of the composition root: ready at once (it posts
+ * through the public API and rides out a gateway that is not up yet), down
+ * only if its loop ends with an error.
+ */
+export class ChatterService {
+  readonly name = 'chatter';
+  private readonly ac = new AbortController();
+  private status: 'starting' | 'ok' | 'down' | 'stopped' = 'starting';
+  private detail: string | undefined;
+  private loop: Promise<unknown> | undefined;
+  stats: ChatterStats | undefined;
+
+  constructor(private readonly o: Omit<ChatterOptions, 'signal'>) {}
+
+  async start(signal: AbortSignal): Promise<void> {
+    signal.addEventListener('abort', () => void this.stop(), { once: true });
+    this.loop = runChatter({ ...this.o, signal: this.ac.signal }).then(
+      (s) => (this.stats = s),
+      (err: unknown) => {
+        if (this.ac.signal.aborted) return;
+        this.status = 'down';
+        this.detail = (err as Error).message;
+      },
+    );
+    this.status = 'ok';
+    this.detail = `room ${this.o.room}, ${this.o.rate} comments/s`;
+  }
+
+  health(): { status: 'starting' | 'ok' | 'down' | 'stopped'; detail?: string } {
+    return this.detail === undefined ? { status: this.status } : { status: this.status, detail: this.detail };
+  }
+
+  async stop(): Promise<void> {
+    this.ac.abort();
+    await this.loop;
+    this.status = 'stopped';
+  }
+}

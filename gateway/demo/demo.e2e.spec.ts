@@ -10,7 +10,7 @@ import { chromium, type Browser } from 'playwright-core';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { REPO_ROOT } from '../../core/config.ts';
 import { randomName, waitFor } from '../../test/helpers.ts';
-import { startSystem, type System } from '../../test/system.ts';
+import { startWorld as startSystem, type World as System } from '../../services/world.ts';
 
 const CHROMIUM = '/usr/bin/chromium';
 const hasChromium = fs.existsSync(CHROMIUM);

@@ -16,9 +16,8 @@ import { fileURLToPath } from 'node:url';
 import { Type, type Static } from '@sinclair/typebox';
 import { build } from 'esbuild';
 import { createSigner } from 'fast-jwt';
-import fp from 'fastify-plugin';
 import type { FastifyInstance } from 'fastify';
-import { AppError } from '../../core/errors.ts';
+import { AppError, errorCodeSchema, type ErrorCode } from '../../core/errors.ts';
 
 const HERE = path.dirname(fileURLToPath(import.meta.url));
 const DEV_ROLES = ['viewer', 'moderator', 'broadcaster'] as const;
@@ -33,7 +32,7 @@ const TokenReply = Type.Object({
   role: Type.String(),
   expiresInSec: Type.Integer(),
 });
-const ErrorBody = Type.Object({ code: Type.String(), message: Type.String() });
+const ErrorBody = Type.Object({ code: Type.Unsafe<ErrorCode>(errorCodeSchema), message: Type.String() });
 
 /** Bundles the browser app; one build per process, shared by every request. */
 async function bundle(): Promise<string> {
@@ -54,7 +53,7 @@ async function bundle(): Promise<string> {
   return file.text;
 }
 
-export const demoPlugin = fp(async (app: FastifyInstance) => {
+export async function demoPlugin(app: FastifyInstance): Promise<void> {
   const { auth } = app.deps.cfg;
   let js: Promise<string> | undefined;
   let html: Promise<string> | undefined;
@@ -77,7 +76,7 @@ export const demoPlugin = fp(async (app: FastifyInstance) => {
     } catch (err) {
       js = undefined; // a failed build is retried on the next request
       req.log.error({ err }, 'demo bundle failed');
-      throw new AppError('ERR_DEMO_BUILD', `the demo app did not build: ${(err as Error).message}`, { status: 500, cause: err });
+      throw new AppError('ERR_DEMO_BUILD', `the demo app did not build: ${(err as Error).message}`, { cause: err });
     }
     return reply.type('text/javascript; charset=utf-8').header('cache-control', 'no-cache').send(text);
   });
@@ -100,12 +99,12 @@ export const demoPlugin = fp(async (app: FastifyInstance) => {
       const user = req.query.user.trim();
       const role = req.query.role ?? 'viewer';
       // Config-free guard: whatever else changes, this route never mints an admin.
-      if (role === 'admin') throw new AppError('ERR_FORBIDDEN', 'the dev token route does not sign admin tokens', { status: 403 });
+      if (role === 'admin') throw new AppError('ERR_FORBIDDEN', 'the dev token route does not sign admin tokens');
       if (!(DEV_ROLES as readonly string[]).includes(role)) {
-        throw new AppError('ERR_VALIDATION', `role must be one of ${DEV_ROLES.join(', ')}`, { status: 400 });
+        throw new AppError('ERR_VALIDATION', `role must be one of ${DEV_ROLES.join(', ')}`);
       }
-      if (!user) throw new AppError('ERR_VALIDATION', 'user must not be blank', { status: 400 });
+      if (!user) throw new AppError('ERR_VALIDATION', 'user must not be blank');
       return { token: sign({ sub: user, role }), user, role, expiresInSec: auth.devTokenTtlSec };
     },
   );
-});
+}

@@ -36,7 +36,7 @@ import type { FastifyBaseLogger } from 'fastify';
 import type { WebSocket } from 'ws';
 import type { FeedItem } from '../../pipelines/projection.ts';
 import { roomEpoch } from '../../pipelines/read.ts';
-import { activeVersion, notifyChannel, type Notification } from '../../pipelines/runner.ts';
+import { activeVersion, notifyChannel, type Notification } from '../../pipelines/naming.ts';
 import type { GatewayDeps } from '../deps.ts';
 import type { Presence } from '../presence.ts';
 import { CLOSE, type BatchMessage, type DegradedMessage, type Position, type PushEvent, type ServerMessage, type SnapshotMessage, type View, type ViewersMessage } from '../protocol.ts';

@@ -82,6 +82,7 @@ function reasonText(s: string): string {
   return b.length <= 120 ? s : `${b.subarray(0, 117).toString('utf8').replace(/\uFFFD+$/, '')}...`;
 }
 
+// fp: `app.pushHub` is exposed on the gateway's root instance, where the push tests inspect rooms and sockets.
 export const pushPlugin = fp(async (app: FastifyInstance) => {
   const deps = app.deps;
   const hub = new RoomHub(deps, {

@@ -12,12 +12,13 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { WebSocket } from 'ws';
 import type { Config } from '../../core/config.ts';
 import { readFeed } from '../../pipelines/read.ts';
-import { epochKey, notifyChannel, type ProjectionNaming } from '../../pipelines/runner.ts';
+import { epochKey, notifyChannel, type ProjectionNaming } from '../../pipelines/naming.ts';
 import { createRegistry, EventCodec } from '../../schemas/codec.ts';
 import { comment, makeEvent, type RoomEvent } from '../../schemas/events.ts';
 import { subjectFor } from '../../schemas/registry.ts';
 import { randomName, testConfig, waitFor } from '../../test/helpers.ts';
-import { startScript, type Proc } from '../../test/processes.ts';
+import { startService } from '../../test/processes.ts';
+import type { ServiceProcess } from '../../services/spawn.ts';
 import { logClient } from '../../topics/client.ts';
 import { murmur2Partition, type Ack, type LogAdmin, type LogClient, type LogProducer } from '../../topics/kafka.ts';
 import { applyTopics, declaredTopics } from '../../topics/topics.ts';
@@ -41,7 +42,7 @@ let kafka: LogClient;
 let admin: LogAdmin;
 let producer: LogProducer;
 let codec: EventCodec;
-let proc: Proc | undefined;
+let proc: ServiceProcess | undefined;
 let env: Record<string, string>;
 let naming: ProjectionNaming;
 let gateways: Gateway[] = [];
@@ -85,8 +86,7 @@ async function setUp(mode: 'single' | 'cluster'): Promise<void> {
   await codec.init();
   producer = kafka.producer();
   await producer.connect();
-  proc = startScript('pipelines/cli.ts', ['run'], { ...env, PIPELINES_METRICS_PORT: '0', MODERATION_ENABLED: 'false' });
-  await proc.waitForLine(/ready/);
+  proc = await startService(['pipelines', 'run'], { ...env, PIPELINES_METRICS_PORT: '0', MODERATION_ENABLED: 'false' });
   gw = await startGateway({ GATEWAY_ID: `${id}-gw`, PRESENCE_INTERVAL_MS: '200' });
   // Tiny thresholds, acted on at once: a socket that stops reading is degraded, then closed.
   slowGw = await startGateway({

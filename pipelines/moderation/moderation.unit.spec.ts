@@ -15,6 +15,9 @@ import {
   type UserHistory,
 } from './rules.ts';
 import { DEFAULT_WORDLIST_PATH, parseWordList, WordListFile } from './wordlist.ts';
+import { comment as postComment, makeEvent } from '../../schemas/events.ts';
+import { foldRoom, roomKeys } from '../projection.ts';
+import { derivedEventId, moderationProjection } from './processor.ts';
 
 const WORDS = wordMatcher(['badword', 'spamlink', 'scamcoin', '垃圾广告', 'ass']);
 const S = defaultModerationSettings;
@@ -456,5 +459,39 @@ describe('WordListFile', () => {
     const list = new WordListFile(DEFAULT_WORDLIST_PATH);
     expect(hit(list, 'buy ＳＣＡＭＣＯＩＮ now')).toBe('scamcoin');
     expect(hit(list, '这是垃圾广告')).toBe('垃圾广告');
+  });
+});
+
+describe('moderationProjection (what the runner folds)', () => {
+  const room = 'r-mod';
+  const keys = roomKeys('t:', 'moderation', 1, room);
+  const events = ['hello', 'a badword here', 'fine'].map((text, i) => ({
+    offset: 10 + i,
+    partition: 0,
+    event: makeEvent({ roomId: room, actor: { userId: 'u1', role: 'viewer' }, occurredAt: 1_700_000_000_000 + i * 1000, payload: postComment(text) }),
+  }));
+
+  it('given a batch, when folded, then its effect is the decisions moderate() makes, as events to emit, and no Redis commands', () => {
+    const p = moderationProjection(S, () => WORDS).forBatch!();
+    const r = foldRoom(p, { fence: undefined, state: p.initial() }, events, keys);
+    expect(r.cmds).toEqual([]);
+    expect(r.deltas).toEqual([]);
+    expect(r.emits.map((e) => e.payload.type)).toEqual(['ModerationDecided', 'CommentDeleted']);
+    const bad = events[1]!.event;
+    expect(r.emits.map((e) => e.eventId)).toEqual([derivedEventId(bad.eventId, 'decided', bad.occurredAt), derivedEventId(bad.eventId, 'deleted', bad.occurredAt)]);
+    expect(r.meta.fence).toBe(12);
+    // Redelivered: the fence skips it, nothing is emitted twice.
+    expect(foldRoom(p, r.meta, events, keys).emits).toEqual([]);
+  });
+
+  it('given a changing word list, when batches are folded, then the list is read once per batch', () => {
+    let reads = 0;
+    const p = moderationProjection(S, () => {
+      reads++;
+      return WORDS;
+    });
+    const batch = p.forBatch!();
+    foldRoom(batch, { fence: undefined, state: batch.initial() }, events, keys);
+    expect(reads).toBe(1);
   });
 });

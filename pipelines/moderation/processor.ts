@@ -5,6 +5,10 @@
  * the projections then apply like any other event. A comment shows first; its
  * removal follows through the feed.
  *
+ * It is a projection like the others (`moderationProjection`), run by the one
+ * runner (runner.ts) in its own consumer group, with its decisions as the
+ * effect's `emits` and no Redis commands or notifications of its own.
+ *
  * Exactly-once in effect: the per-room judging state (user histories) sits in
  * Redis behind the same fence as every projection. For each batch the
  * decisions are computed from that state, produced to Kafka (acks=all), and
@@ -12,17 +16,19 @@
  * the two produces the same decisions again — same inputs, same rules, and
  * event ids derived from the judged comment — and every projection's effect
  * of such a duplicate is a no-op (removing a removed comment, muting a muted
- * user, a tombstone keyed by the same deletion id).
+ * user, a tombstone keyed by the same deletion id). The same holds when two
+ * instances race on a room (a zombie after a rebalance): the loser's fence
+ * check fails, it refolds past the winner's fence and emits, for the events
+ * still ahead, the decisions the winner may have emitted too.
  */
 import { createHash } from 'node:crypto';
 import type { RedisClient } from '../../core/redis.ts';
 import type { EventCodec } from '../../schemas/codec.ts';
 import { makeEvent, type RoomEvent } from '../../schemas/events.ts';
-import { EventConsumer, type DecodedRecord } from '../../topics/consumer.ts';
-import type { LogClient, LogProducer } from '../../topics/kafka.ts';
-import { roomKeys } from '../projection.ts';
-import type { ProjectionNaming } from '../runner.ts';
-import { RedisStore } from '../store.ts';
+import type { LogClient } from '../../topics/kafka.ts';
+import type { ProjectionNaming } from '../naming.ts';
+import type { Projection } from '../projection.ts';
+import { ProjectionWorker } from '../runner.ts';
 import { judge, type ModerationSettings, type UserHistory, type WordMatcher } from './rules.ts';
 
 export interface ModerationState {
@@ -86,6 +92,31 @@ export function moderate(state: ModerationState, e: RoomEvent, words: WordMatche
   return { state: { users }, emits };
 }
 
+/**
+ * Moderation as a projection: its state is the user histories, its effect
+ * the events it decides. The word list is read once per batch (`forBatch`),
+ * so a changed list applies from the next batch on, and within a batch —
+ * and a refold of it — every comment is judged by the same list.
+ */
+export function moderationProjection(settings: ModerationSettings, words: () => WordMatcher): Projection<ModerationState> {
+  const judgedBy = (list: () => WordMatcher): Projection<ModerationState> => ({
+    name: 'moderation',
+    initial: () => ({ users: {} }),
+    apply(state, e) {
+      const m = moderate(state, e.event, list(), settings);
+      return { state: m.state, cmds: [], deltas: [], emits: m.emits };
+    },
+  });
+  // Folded directly (outside a runner), each event reads the current list.
+  return {
+    ...judgedBy(words),
+    forBatch() {
+      const list = words();
+      return judgedBy(() => list);
+    },
+  };
+}
+
 export interface ModerationWorkerOptions {
   client: LogClient;
   redis: RedisClient;
@@ -101,68 +132,48 @@ export interface ModerationWorkerOptions {
   onDecided?(e: RoomEvent): void;
 }
 
+/**
+ * The moderation processor: the runner with the moderation projection, in
+ * the group `<prefix>moderator.v1`, its state under
+ * `roomKeys(prefix, 'moderation', 1, room)`.
+ */
 export class ModerationWorker {
-  private consumer: EventConsumer | undefined;
-  private producer: LogProducer | undefined;
-  private readonly store: RedisStore;
+  private readonly worker: ProjectionWorker<ModerationState>;
   decided = 0;
 
-  constructor(private readonly o: ModerationWorkerOptions) {
-    this.store = new RedisStore(o.redis);
+  constructor(o: ModerationWorkerOptions) {
+    this.worker = new ProjectionWorker({
+      client: o.client,
+      redis: o.redis,
+      codec: o.codec,
+      topic: o.topic,
+      deadLetterTopic: o.deadLetterTopic,
+      naming: o.naming,
+      projection: moderationProjection(o.settings, o.words),
+      version: 1,
+      groupId: `${o.naming.groupPrefix}moderator.v1`,
+      // Moderation changes nothing viewers see by itself: the projections
+      // that apply its events announce those.
+      notify: false,
+      emits: true,
+      onEmitted: (_room, events) => {
+        for (const e of events) o.onDecided?.(e);
+        this.decided += events.length;
+      },
+      onError: o.onError,
+      onAssigned: o.onAssigned,
+    });
   }
 
   get groupId(): string {
-    return `${this.o.naming.groupPrefix}moderator.v1`;
+    return this.worker.groupId;
   }
 
-  async start(signal?: AbortSignal): Promise<void> {
-    this.producer = this.o.client.producer({ lingerMs: 0 });
-    await this.producer.connect();
-    this.consumer = new EventConsumer({
-      client: this.o.client,
-      codec: this.o.codec,
-      topic: this.o.topic,
-      deadLetterTopic: this.o.deadLetterTopic,
-      groupId: this.groupId,
-      handle: (events) => this.handle(events),
-      onError: this.o.onError,
-      onAssigned: this.o.onAssigned,
-    });
-    await this.consumer.start(signal);
+  start(signal?: AbortSignal): Promise<void> {
+    return this.worker.start(signal);
   }
 
-  async stop(): Promise<void> {
-    await this.consumer?.stop();
-    await this.producer?.disconnect();
-  }
-
-  private async handle(records: DecodedRecord[]): Promise<void> {
-    const words = this.o.words();
-    const byRoom = new Map<string, DecodedRecord[]>();
-    for (const r of records) byRoom.set(r.event.roomId, [...(byRoom.get(r.event.roomId) ?? []), r]);
-    await Promise.all(
-      [...byRoom].map(async ([room, list]) => {
-        const keys = roomKeys(this.o.naming.keyPrefix, 'moderation', 1, room);
-        const meta = await this.store.loadMeta<ModerationState>(keys.meta, () => ({ users: {} }));
-        let state = meta.state;
-        let fence = meta.fence;
-        const emits: RoomEvent[] = [];
-        for (const r of list) {
-          const off = Number(r.offset);
-          if (fence !== undefined && off <= fence) continue;
-          const m = moderate(state, r.event, words, this.o.settings);
-          state = m.state;
-          emits.push(...m.emits);
-          fence = off;
-        }
-        if (fence === meta.fence) return;
-        // Decisions are durable in the log before the state that produced them moves on.
-        await Promise.all(emits.map((e) => this.producer!.send({ topic: this.o.topic, key: room, value: this.o.codec.encode(e), headers: { 'event-type': e.payload.type } })));
-        for (const e of emits) this.o.onDecided?.(e);
-        this.decided += emits.length;
-        // A concurrent instance that got here first has produced the same events; either write wins.
-        await this.store.apply(keys.meta, meta.fence, { fence, state }, []);
-      }),
-    );
+  stop(): Promise<void> {
+    return this.worker.stop();
   }
 }

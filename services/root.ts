@@ -1,0 +1,145 @@
+/**
+ * The composition root: the one place that knows every part of the product
+ * and wires them into runnable services — processors, moderation, the
+ * archiver, the gateway, the demo chatter. Layers below (pipelines/, archive/,
+ * gateway/) never import each other's internals; where they meet (the
+ * gateway's replay routes read the archive), the root hands one the other's
+ * implementation of a small interface.
+ *
+ * In embedded mode ClickHouse belongs to one process, so the archiver and the
+ * gateway must share a process for replay to work; `processGroups` says which
+ * services `npm start` runs together.
+ */
+import { createSigner } from 'fast-jwt';
+import { openClickHouse, type ClickHouse } from '../core/clickhouse.ts';
+import type { Config } from '../core/config.ts';
+import { AppError } from '../core/errors.ts';
+import type { Service } from '../core/service.ts';
+import { clickhouseOptions } from '../archive/connect.ts';
+import { ArchiveReader } from '../archive/reader.ts';
+import { archiveMetrics, ArchiveService } from '../archive/service.ts';
+import { ChatterService } from '../gateway/demo/chatter.ts';
+import { GatewayService } from '../gateway/service.ts';
+import { PROJECTION_NAMES, type ProjectionName } from '../pipelines/catalog.ts';
+import { metricsRegistry, ProcessorService } from '../pipelines/service.ts';
+import type { MetricsSource } from './metrics.ts';
+
+export const SERVICE_NAMES = ['processors', 'moderation', 'archiver', 'gateway', 'chatter'] as const;
+export type ServiceName = (typeof SERVICE_NAMES)[number];
+
+export function parseServiceNames(list: string): ServiceName[] {
+  const names = list
+    .split(',')
+    .map((s) => s.trim())
+    .filter(Boolean);
+  for (const n of names) {
+    if (!(SERVICE_NAMES as readonly string[]).includes(n)) throw new AppError('ERR_USAGE', `unknown service "${n}"; one of ${SERVICE_NAMES.join(', ')}`);
+  }
+  if (names.length === 0) throw new AppError('ERR_USAGE', `name at least one service: ${SERVICE_NAMES.join(', ')}`);
+  return names as ServiceName[];
+}
+
+export interface RootOptions {
+  /** Projections the processors run (default: all). */
+  projections?: ProjectionName[];
+  /** The demo chatter's room and rate. */
+  chatter?: { room: string; rate: number };
+  log?: (service: string, msg: string) => void;
+}
+
+/** What a process runs: its services in start order, and where their metrics are served. */
+export interface Composition {
+  services: Service[];
+  metrics: Map<number, MetricsSource[]>;
+  /** Closes what the root opened for the services (a lazily opened archive handle). */
+  close(): Promise<void>;
+}
+
+/**
+ * Builds the services named, in a sensible start order (consumers before the
+ * gateway, the chatter last), wired to each other where they share a process.
+ */
+export function compose(cfg: Config, names: readonly ServiceName[], o: RootOptions = {}): Composition {
+  const log = (svc: string) => (m: string) => o.log?.(svc, m);
+  const want = new Set(names);
+  const services: Service[] = [];
+  const metrics = new Map<number, MetricsSource[]>();
+  const reportAt = (port: number, src: MetricsSource) => {
+    if (port > 0) metrics.set(port, [...(metrics.get(port) ?? []), src]);
+  };
+  const closers: (() => Promise<void>)[] = [];
+
+  if (want.has('processors')) {
+    const p = new ProcessorService({ cfg, name: 'processors', projections: o.projections ?? [...PROJECTION_NAMES], log: log('processors') });
+    services.push(p);
+    reportAt(cfg.pipelines.metricsPort, { registry: metricsRegistry, beforeScrape: () => p.updateLag() });
+  }
+  if (want.has('moderation')) {
+    const m = new ProcessorService({ cfg, name: 'moderation', projections: [], moderation: true, log: log('moderation') });
+    services.push(m);
+    reportAt(cfg.pipelines.metricsPort, { registry: metricsRegistry, beforeScrape: () => m.updateLag() });
+  }
+  let archiver: ArchiveService | undefined;
+  if (want.has('archiver')) {
+    archiver = new ArchiveService({ cfg, log: log('archiver') });
+    services.push(archiver);
+    const a = archiver;
+    reportAt(cfg.archive.metricsPort, { registry: archiveMetrics, beforeScrape: () => a.updateLag() });
+  }
+  if (want.has('gateway')) {
+    // Replay and analytics: the archiver's own handle when it runs here (the
+    // only way in embedded mode); a server's, opened on first use; else none.
+    const a = archiver;
+    const archive = archiveReaderFor(cfg, a ? async () => a.clickhouse : undefined);
+    if (archive) closers.push(() => archive.close());
+    services.push(new GatewayService({ cfg, archive, log: log('gateway') }));
+  }
+  if (want.has('chatter')) {
+    const c = o.chatter ?? { room: 'demo', rate: 3 };
+    const base = cfg.gateway.publicUrl ?? `http://${cfg.gateway.host}:${cfg.gateway.port}`;
+    const sign = createSigner({ key: cfg.auth.jwtSecret, algorithm: 'HS256', expiresIn: cfg.auth.devTokenTtlSec * 1000 });
+    services.push(new ChatterService({ baseUrl: base, room: c.room, rate: c.rate, token: (user) => sign({ sub: user, role: 'viewer' }) }));
+  }
+  return {
+    services,
+    metrics,
+    async close() {
+      for (const c of closers) await c();
+    },
+  };
+}
+
+/**
+ * The archive as the gateway reads it: through `handle` when given (the
+ * archiver's own, in the same process), else a ClickHouse server's when
+ * CLICKHOUSE_URL is set (opened on first use, closed with the reader), else
+ * none (the routes answer 503 ERR_ARCHIVE_UNAVAILABLE).
+ */
+export function archiveReaderFor(cfg: Config, handle?: () => Promise<ClickHouse>): ArchiveReader | undefined {
+  const opts = { perSecond: cfg.pipelines.sampledPerSecond, maxItems: cfg.pipelines.feedMaxItems, chunkRows: cfg.archive.replayChunkRows };
+  if (handle) return new ArchiveReader({ ...opts, clickhouse: handle });
+  if (!cfg.clickhouse.url) return undefined;
+  let opened: Promise<ClickHouse> | undefined;
+  return new ArchiveReader({
+    ...opts,
+    clickhouse: () =>
+      (opened ??= openClickHouse(clickhouseOptions(cfg)).catch((err: unknown) => {
+        opened = undefined;
+        throw err;
+      })),
+    async close() {
+      const ch = await opened?.catch(() => undefined);
+      await ch?.close();
+    },
+  });
+}
+
+/**
+ * Which services `npm start` runs in which process: processors and
+ * moderation together; the archiver with the gateway when ClickHouse is
+ * embedded (one process per data directory), apart with a server.
+ */
+export function processGroups(cfg: Config): ServiceName[][] {
+  const pipelines: ServiceName[] = cfg.moderation.enabled ? ['processors', 'moderation'] : ['processors'];
+  return cfg.clickhouse.url ? [pipelines, ['archiver'], ['gateway']] : [pipelines, ['archiver', 'gateway']];
+}
