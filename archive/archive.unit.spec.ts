@@ -1,8 +1,11 @@
 /** The archiver's pure parts: rows, batch cuts and tokens, migrations, import mapping. */
+import fs from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { comment, makeEvent, PAYLOAD_TYPES, type RoomEvent } from '../schemas/events.ts';
 import { cutBatch, tokenOf } from './archiver.ts';
-import { displayOf, planRooms, roomEvents, roomIdFor, stableEventId, type ChatLine } from './import.ts';
+import { displayOf, planRooms, readChatLines, roomEvents, roomIdFor, stableEventId, type ChatLine } from './import.ts';
 import { loadMigrations, statementsOf } from './migrate.ts';
 import { eventOf, rowOf } from './rows.ts';
 import { cleanStatement } from './sql.ts';
@@ -79,7 +82,7 @@ describe('migrations', () => {
       expect(statements.length).toBeGreaterThan(0);
       for (const s of statements) {
         expect(s).not.toContain('${database}');
-        expect(s).toMatch(/^(\s*--[^\n]*\n|\s*\n)*\s*CREATE (TABLE|MATERIALIZED VIEW) IF NOT EXISTS `db_x`\./);
+        expect(s).toMatch(/^(\s*--[^\n]*\n|\s*\n)*\s*(CREATE (TABLE|MATERIALIZED VIEW) IF NOT EXISTS `db_x`\.|ALTER TABLE `db_x`\.\w+ (ADD INDEX IF NOT EXISTS|MATERIALIZE INDEX) )/);
       }
     }
   });
@@ -108,6 +111,16 @@ describe('import', () => {
     expect(roomIdFor('bili:2020.12.11 嘉然')).not.toBe(a);
     expect(roomIdFor('全团')).toMatch(/^room-[0-9a-f]{8}$/);
     expect(roomIdFor('x'.repeat(100)).length).toBeLessThanOrEqual(64);
+  });
+
+  it('refuses a line with a lone surrogate before producing anything (the codec would refuse its event)', async () => {
+    const file = path.join(os.tmpdir(), `import-${process.pid}-${Date.now()}.jsonl`);
+    fs.writeFileSync(file, ['{"room":"r","offset_ms":1,"text":"fine 😀"}', '{"room":"r","offset_ms":2,"text":"bad \\ud800"}'].join('\n'));
+    try {
+      await expect(readChatLines(file)).rejects.toMatchObject({ code: 'ERR_IMPORT_BAD_LINE', message: expect.stringMatching(/:2: \/text is not well-formed/) });
+    } finally {
+      fs.rmSync(file, { force: true });
+    }
   });
 
   it('display attributes from Bilibili and Niconico', () => {

@@ -23,6 +23,7 @@ import path from 'node:path';
 import readline from 'node:readline';
 import zlib from 'node:zlib';
 import { AppError } from '../core/errors.ts';
+import { illFormedPath } from '../core/unicode.ts';
 import type { EventCodec } from '../schemas/codec.ts';
 import { comment, makeEvent, newEventId, type PayloadOf, type RoomEvent } from '../schemas/events.ts';
 import type { LogProducer } from '../topics/kafka.ts';
@@ -55,6 +56,9 @@ export async function readChatLines(file: string): Promise<ChatLine[]> {
     if (typeof o.room !== 'string' || typeof o.offset_ms !== 'number' || typeof o.text !== 'string') {
       throw new AppError('ERR_IMPORT_BAD_LINE', `${file}:${n}: needs room (string), offset_ms (number) and text (string)`);
     }
+    // Checked here, before anything is produced: the codec would refuse the event half-way through the import.
+    const illFormed = illFormedPath(o);
+    if (illFormed) throw new AppError('ERR_IMPORT_BAD_LINE', `${file}:${n}: ${illFormed} is not well-formed Unicode (a lone surrogate)`);
     out.push(o);
   }
   return out;

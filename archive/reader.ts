@@ -9,6 +9,7 @@
 import { isClickHouseUnavailable, type ClickHouse } from '../core/clickhouse.ts';
 import { AppError, UnavailableError } from '../core/errors.ts';
 import { ClickHouseReplaySource, decodeCursor, encodeCursor, replay, type ReplayView } from './replay.ts';
+import { quoteIdent } from './migrate.ts';
 import { roomStats, type RoomStats } from './stats.ts';
 
 export interface ReplayQuery {
@@ -20,6 +21,8 @@ export interface ReplayQuery {
   /** `nextCursor` of an earlier page, as given. */
   cursor?: string;
   nowMs: number;
+  /** The user asking (null: anonymous). */
+  viewer?: string | null;
 }
 
 export type ReplayLine = { type: 'item'; item: unknown } | { type: 'end'; items: number; nextCursor: string | null };
@@ -30,6 +33,8 @@ export interface ArchiveReaderOptions {
   perSecond: number;
   maxItems: number;
   chunkRows: number;
+  /** HMAC key of the replay cursors (see encodeCursor). */
+  cursorKey: Buffer;
   close?(): Promise<void>;
 }
 
@@ -60,7 +65,7 @@ export class ArchiveReader {
    * before anything is sent.
    */
   async *replay(q: ReplayQuery): AsyncGenerator<ReplayLine> {
-    const cursor = q.cursor === undefined ? undefined : decodeCursor(q.cursor);
+    const cursor = q.cursor === undefined ? undefined : decodeCursor(q.cursor, this.o.cursorKey);
     const ch = await this.ch();
     const outputs = replay(new ClickHouseReplaySource(ch), {
       room: q.room,
@@ -72,12 +77,13 @@ export class ArchiveReader {
       perSecond: this.o.perSecond,
       maxItems: this.o.maxItems,
       nowMs: q.nowMs,
+      viewer: q.viewer ?? null,
       chunkRows: this.o.chunkRows,
     });
     try {
       for await (const o of outputs) {
         if (o.type === 'item') yield { type: 'item', item: o.item };
-        else yield { type: 'end', items: o.items, nextCursor: o.next ? encodeCursor(o.next) : null };
+        else yield { type: 'end', items: o.items, nextCursor: o.next ? encodeCursor(o.next, this.o.cursorKey) : null };
       }
     } catch (err) {
       throw archiveError(err);
@@ -93,7 +99,44 @@ export class ArchiveReader {
     }
   }
 
+  /** The comment `eventId` of the room as posted (deleted or not); undefined when the room has none by that id. */
+  async findComment(room: string, eventId: string): Promise<ArchivedComment | undefined> {
+    const ch = await this.ch();
+    try {
+      return await findComment(ch, room, eventId);
+    } catch (err) {
+      throw archiveError(err);
+    }
+  }
+
   async close(): Promise<void> {
     await this.o.close?.();
   }
+}
+
+export interface ArchivedComment {
+  eventId: string;
+  userId: string;
+  text: string;
+  occurredAt: number;
+}
+
+/**
+ * One comment by room and id. `room_id` leads the sorting key, so only the
+ * room's granules are considered, and the bloom filter on `event_id`
+ * (migration 0003) skips all but the one that holds it: a lookup, a hit or a
+ * miss, reads a granule or so even in a room of millions of events. No FINAL:
+ * a duplicate row is the same comment, and LIMIT 1 takes either.
+ */
+export async function findComment(ch: ClickHouse, room: string, eventId: string): Promise<ArchivedComment | undefined> {
+  const rs = await ch.client.query({
+    query: `SELECT event_id, user_id, text, toUnixTimestamp64Milli(occurred_at) AS occurred_ms
+            FROM ${quoteIdent(ch.database)}.events
+            WHERE room_id = {room:String} AND event_id = {id:String} AND kind = 'CommentPosted'
+            LIMIT 1`,
+    query_params: { room, id: eventId },
+    format: 'JSONEachRow',
+  });
+  const [row] = await rs.json<{ event_id: string; user_id: string; text: string; occurred_ms: number | string }>();
+  return row && { eventId: row.event_id, userId: row.user_id, text: row.text, occurredAt: Number(row.occurred_ms) };
 }

@@ -27,6 +27,7 @@
  * last point where nothing was waiting, so the next page continues from there
  * instead of folding the room from its start again.
  */
+import { createHmac, timingSafeEqual } from 'node:crypto';
 import type { ClickHouse } from '../core/clickhouse.ts';
 import { AppError } from '../core/errors.ts';
 import { roomKeys, type FeedEntry, type PinState, type PositionedEvent, type Projection, type Tombstone } from '../pipelines/projection.ts';
@@ -68,6 +69,8 @@ export interface FoldOptions {
   removed?: ReadonlySet<string>;
   /** moderated: users muted now. */
   mutedNow?: ReadonlySet<string>;
+  /** Who is watching: a shadow-muted user's comments are shown to that user alone. */
+  viewer?: string | null;
 }
 
 /** Folds a room's events (in log order) into replay items, one event at a time (pure). */
@@ -96,7 +99,7 @@ export class ReplayFold {
     const items: ReplayItem[] = [];
     for (const d of f.deltas) {
       if (d.t === 'comment') {
-        if (d.entry.shadow) continue; // shown live to its author alone
+        if (d.entry.shadow && d.entry.userId !== this.o.viewer) continue; // shown, live and in replay, to its author alone
         if (moderated && (this.o.removed?.has(d.entry.eventId) || this.o.mutedNow?.has(d.entry.userId))) continue;
         items.push({ ...d.entry, ...placed });
       } else if (d.t === 'delete' && !moderated) {
@@ -183,19 +186,42 @@ export interface ReplayCursor {
   resume: (LogPos & { state: FoldState }) | null;
 }
 
-export function encodeCursor(c: ReplayCursor): string {
-  return Buffer.from(JSON.stringify(c)).toString('base64url');
+/**
+ * Cursors are opaque and authenticated: base64url(JSON) + "." + a truncated
+ * HMAC-SHA256 under a server key. The fold state a cursor carries (who is
+ * shadow-muted and until when) decides what a page shows, so a client must
+ * neither read it usefully nor change it: a cursor this server did not sign
+ * is refused (400 ERR_CURSOR_INVALID) before anything is decoded.
+ */
+function cursorMac(key: Buffer, body: string): string {
+  return createHmac('sha256', key).update(body).digest().subarray(0, 18).toString('base64url');
 }
 
-export function decodeCursor(s: string): ReplayCursor {
+export function encodeCursor(c: ReplayCursor, key: Buffer): string {
+  const body = Buffer.from(JSON.stringify(c)).toString('base64url');
+  return `${body}.${cursorMac(key, body)}`;
+}
+
+const safeInt = (n: unknown) => typeof n === 'number' && Number.isSafeInteger(n);
+
+export function decodeCursor(s: string, key: Buffer): ReplayCursor {
+  const invalid = (cause?: unknown) => new AppError('ERR_CURSOR_INVALID', 'the cursor is not one this API issued', cause === undefined ? {} : { cause });
+  const dot = s.indexOf('.');
+  if (dot < 1) throw invalid();
+  const body = s.slice(0, dot);
+  // Compared as the exact text: base64 decoders skip stray characters, so bytes would not do.
+  const mac = Buffer.from(s.slice(dot + 1));
+  const expected = Buffer.from(cursorMac(key, body));
+  if (mac.length !== expected.length || !timingSafeEqual(mac, expected)) throw invalid();
   try {
-    const c = JSON.parse(Buffer.from(s, 'base64url').toString('utf8')) as ReplayCursor;
-    const okKey = Array.isArray(c.key) && c.key.length === 4 && c.key.every((n) => typeof n === 'number');
-    const okResume = c.resume === null || (typeof c.resume?.partition === 'number' && typeof c.resume.offset === 'number' && typeof c.resume.state === 'object');
+    const c = JSON.parse(Buffer.from(body, 'base64url').toString('utf8')) as ReplayCursor;
+    // Signed by us, so well-formed unless the code changed between issuing and reading it.
+    const okKey = Array.isArray(c.key) && c.key.length === 4 && c.key.every(safeInt);
+    const okResume = c.resume === null || (safeInt(c.resume?.partition) && safeInt(c.resume?.offset) && typeof c.resume?.state === 'object' && c.resume.state !== null);
     if (c.v !== 1 || !(REPLAY_VIEWS as readonly string[]).includes(c.view) || !okKey || !okResume) throw new Error('bad shape');
     return c;
   } catch (cause) {
-    throw new AppError('ERR_CURSOR_INVALID', 'the cursor is not one this API issued', { cause });
+    throw invalid(cause);
   }
 }
 
@@ -212,6 +238,8 @@ export interface ReplayRequest {
   maxItems: number;
   /** "Now" of the moderated view (mutes still in force). */
   nowMs: number;
+  /** The user asking (null: anonymous): their own shadow-muted comments are theirs to see. */
+  viewer?: string | null;
   chunkRows: number;
 }
 
@@ -272,7 +300,7 @@ export async function* replay(src: ReplaySource, r: ReplayRequest): AsyncGenerat
   const origin = await src.origin(r.room);
   let mod: { removed: Set<string>; mutedNow: Set<string> } | undefined;
   if (r.view === 'moderated') mod = moderationAsOfNow(await src.moderation({ room: r.room, origin }), r.nowMs);
-  const fold = new ReplayFold(r.view, { perSecond: r.perSecond, maxItems: r.maxItems, removed: mod?.removed, mutedNow: mod?.mutedNow }, r.cursor?.resume?.state);
+  const fold = new ReplayFold(r.view, { perSecond: r.perSecond, maxItems: r.maxItems, removed: mod?.removed, mutedNow: mod?.mutedNow, viewer: r.viewer }, r.cursor?.resume?.state);
   const served = r.cursor?.key;
   let after: LogPos = r.cursor?.resume ? { partition: r.cursor.resume.partition, offset: r.cursor.resume.offset } : { partition: 0, offset: -1 };
   // The last point where every item folded so far had been released: where a next page resumes.

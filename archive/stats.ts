@@ -76,8 +76,18 @@ export async function roomStats(ch: ClickHouse, room: string, range: { fromMs?: 
       `SELECT emoji, sum(reactions) AS n FROM ${db}.room_minute_reactions WHERE ${minuteIn} GROUP BY emoji ORDER BY n DESC, emoji LIMIT {top:UInt32}`,
     ),
     rows<{ action: string; n: N }>(`SELECT action, sum(actions) AS n FROM ${db}.moderation_minute WHERE ${minuteIn} GROUP BY action`),
+    // A comment posted under a shadow mute was shown to its author alone, so
+    // it never names its author here either: each comment is matched (ASOF)
+    // with the author's latest mute before it, as the feed projection decides.
     rows<{ user_id: string; n: N }>(
-      `SELECT user_id, count() AS n FROM ${db}.events FINAL WHERE ${eventIn} AND kind = 'CommentPosted' GROUP BY user_id ORDER BY n DESC, user_id LIMIT {top:UInt32}`,
+      `SELECT c.user_id AS user_id, count() AS n
+       FROM (SELECT user_id, occurred_at FROM ${db}.events FINAL WHERE ${eventIn} AND kind = 'CommentPosted') AS c
+       ASOF LEFT JOIN (
+         SELECT target_user_id AS user_id, occurred_at, mute_kind, until_at FROM ${db}.events FINAL
+         WHERE room_id = {room:String} AND kind = 'UserMuted'
+       ) AS m ON c.user_id = m.user_id AND c.occurred_at >= m.occurred_at
+       WHERE NOT (m.mute_kind = 'shadow' AND (m.until_at IS NULL OR c.occurred_at < m.until_at))
+       GROUP BY user_id ORDER BY n DESC, user_id LIMIT {top:UInt32}`,
     ),
   ]);
   const action = (name: string) => Number(moderation.find((m) => m.action === name)?.n ?? 0);

@@ -137,12 +137,27 @@ export const schema = {
     bodyLimitBytes: int('GATEWAY_BODY_LIMIT_BYTES', 16 * 1024, 'Largest request body accepted (413/400 beyond).', 256, 10 * 1024 * 1024),
     emojis: str('GATEWAY_EMOJIS', 'heart,fire,laugh,clap,wow,sad', 'Reaction emoji codes clients may send (comma-separated).'),
     publicUrl: optStr('GATEWAY_PUBLIC_URL', 'URL the demo page and OpenAPI advertise (default http://<host>:<port>).'),
+    trustedProxies: str(
+      'GATEWAY_TRUSTED_PROXIES',
+      '',
+      'Addresses or CIDRs of reverse proxies (comma-separated) whose X-Forwarded-For is believed; empty: the socket\'s peer address is the client, whatever the headers say.',
+    ),
   },
   auth: {
-    jwtSecret: str('JWT_SECRET', 'dev-only-secret-change-me', 'HS256 secret for bearer tokens (set a real one outside development).'),
+    devMode: bool(
+      'DEV_MODE',
+      false,
+      'Development conveniences: the `GET /v1/dev/token` route (viewer tokens only) and the documented development JWT secret. `npm start`\'s demo sets it; nothing else does.',
+    ),
+    jwtSecret: optStr(
+      'JWT_SECRET',
+      'HS256 secret for bearer tokens, at least 32 characters. Required unless JWT_PUBLIC_KEY_FILE or JWT_JWKS_FILE is set (the gateway refuses to start otherwise); only DEV_MODE falls back to the documented development secret.',
+    ),
     jwtPublicKeyFile: optStr('JWT_PUBLIC_KEY_FILE', 'PEM public key file: when set, tokens are verified with it (RS256/ES256) instead of the HS256 secret.'),
+    jwksFile: optStr('JWT_JWKS_FILE', 'JWKS file (`{"keys": [...]}`): tokens are verified (RS256/ES256) with the key named by their `kid` header.'),
+    maxTokenTtlSec: int('AUTH_MAX_TOKEN_TTL_SEC', 7 * 24 * 3600, 'Longest lifetime a token may have (`exp` − `iat`, or `exp` − now without `iat`); tokens without `exp` are always refused.', 60, 365 * 24 * 3600),
     anonymousReads: bool('AUTH_ANONYMOUS_READS', true, 'Allow feed, state and WebSocket reads without a token.'),
-    devTokenTtlSec: int('AUTH_DEV_TOKEN_TTL_SEC', 24 * 3600, 'Lifetime of tokens printed by `npm run token`.', 60, 365 * 24 * 3600),
+    devTokenTtlSec: int('AUTH_DEV_TOKEN_TTL_SEC', 24 * 3600, 'Lifetime of tokens printed by `npm run token` and signed by the dev route.', 60, 365 * 24 * 3600),
   },
   limits: {
     commentsPerWindow: int('LIMIT_COMMENTS', 20, 'Comments a viewer may post per window (token bucket).', 1, 100_000),
@@ -150,6 +165,8 @@ export const schema = {
     moderatorFactor: int('LIMIT_MODERATOR_FACTOR', 5, 'Moderators, broadcasters and admins get this many times the viewer budget.', 1, 1000),
     reactionsPerWindow: int('LIMIT_REACTIONS', 60, 'Reaction requests a user may send per window.', 1, 100_000),
     reactionsWindowSec: int('LIMIT_REACTIONS_WINDOW_SEC', 10, 'Window of the reaction bucket.', 1, 86_400),
+    readsPerWindow: int('LIMIT_READS', 600, 'Reads (polls, state, WebSocket connects) one client — user, or address — may make per window on one gateway.', 1, 10_000_000),
+    readsWindowSec: int('LIMIT_READS_WINDOW_SEC', 10, 'Window of the read budget.', 1, 86_400),
     idempotencyTtlSec: int('IDEMPOTENCY_TTL_SEC', 24 * 3600, 'How long a clientMsgId is remembered, so a retried write returns the first result.', 60, 30 * 86_400),
   },
   push: {
@@ -161,9 +178,24 @@ export const schema = {
     closeAboveBytes: int('PUSH_CLOSE_ABOVE_BYTES', 4 * 1024 * 1024, '... above this, closed with code 4008 (too slow).', 1024, 1 << 30),
     slowForMs: int('PUSH_SLOW_FOR_MS', 2000, 'How long a buffer must stay above a threshold before the socket is degraded.', 0, 600_000),
     presenceIntervalMs: int('PRESENCE_INTERVAL_MS', 3000, 'How often viewer counts are refreshed and pushed.', 200, 600_000),
+    connRefreshSec: int(
+      'CONN_REFRESH_SEC',
+      60,
+      'The connection registry (which gateway holds which users\' sockets): each gateway rewrites its entries this often (and at once when a user\'s sockets change); entries untouched for 3× this expire. A gateway\'s liveness is refreshed every PRESENCE_INTERVAL_MS.',
+      1,
+      86_400,
+    ),
     pollMinMs: int('POLL_MIN_MS', 1000, 'Shortest nextPollMs told to polling clients (busy room).', 100, 600_000),
     pollMaxMs: int('POLL_MAX_MS', 10_000, 'Longest nextPollMs (quiet room or overloaded gateway).', 100, 600_000),
     longPollMaxSec: int('LONG_POLL_MAX_SEC', 25, 'Longest `wait` a long poll may ask for.', 1, 300),
+    catchUpMaxRecords: int(
+      'CATCHUP_LOG_MAX_RECORDS',
+      10_000,
+      'Longest gap (records of the room\'s partition) a resume or poll may fill from the log; an older position gets a fresh snapshot instead.',
+      0,
+      10_000_000,
+    ),
+    catchUpConcurrency: int('CATCHUP_LOG_CONCURRENCY', 2, 'Log reads for gaps a gateway runs at once (a few more wait; beyond that, clients get a fresh snapshot).', 1, 100),
   },
   redis: {
     url: derived('REDIS_URL', 'redis://127.0.0.1:${REDIS_PORT}', 'Redis the product connects to.', (e) => `redis://127.0.0.1:${portOf(e, 'REDIS_PORT', 6379)}`),
@@ -197,7 +229,14 @@ export const schema = {
     metricsPort: int('ARCHIVER_METRICS_PORT', 9465, 'Port of the archiver\'s Prometheus /metrics endpoint (0 = off).', 0, 65535),
     replayPageItems: int('REPLAY_PAGE_ITEMS', 500, 'Items per JSON page of the replay API when the request sets no limit.', 1, 100_000),
     replayMaxPageItems: int('REPLAY_MAX_PAGE_ITEMS', 5000, 'Largest `limit` a replay page may ask for (ndjson streams the whole range instead).', 1, 1_000_000),
+    cursorSecret: optStr(
+      'REPLAY_CURSOR_SECRET',
+      'HMAC key that signs replay cursors (so a client cannot forge the fold state they carry). Default: derived from JWT_SECRET; required with public-key auth when the gateway serves replay.',
+    ),
     replayChunkRows: int('REPLAY_CHUNK_ROWS', 5000, 'Rows the replay reads from ClickHouse per query: what bounds the memory of a streamed replay.', 100, 1_000_000),
+  },
+  demo: {
+    devMode: bool('DEMO_DEV_MODE', true, '`npm start` runs its demo with DEV_MODE on (its children only); false runs it as a deployment would (JWT_SECRET required, no dev token route).'),
   },
   infra: {
     startTimeoutSec: int('INFRA_START_TIMEOUT_SEC', 180, 'How long `infra up` waits for each service to become healthy.', 5, 3600),

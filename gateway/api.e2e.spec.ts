@@ -38,7 +38,7 @@ describe('auth and roles', () => {
     expect((await call('POST', `/v1/rooms/${r}/comments`, { body: { text: 'hi' } })).body).toMatchObject({ code: 'ERR_AUTH_REQUIRED' });
     const bad = await call('POST', `/v1/rooms/${r}/comments`, { body: { text: 'hi' }, token: 'not.a.jwt' });
     expect([bad.status, bad.body!.code]).toEqual([401, 'ERR_AUTH_INVALID']);
-    const expired = await call('POST', `/v1/rooms/${r}/comments`, { body: { text: 'hi' }, token: sys.token('u', 'viewer', -10) });
+    const expired = await call('POST', `/v1/rooms/${r}/comments`, { body: { text: 'hi' }, token: sys.token('u', 'viewer', { ttlSec: -10 }) });
     expect([expired.status, expired.body!.code]).toEqual([401, 'ERR_AUTH_INVALID']);
     expect((await call('GET', `/v1/rooms/${r}/state`)).status).toBe(200);
   });
@@ -47,9 +47,11 @@ describe('auth and roles', () => {
     const r = room();
     const viewer = sys.token('alice');
     const other = sys.token('bob');
-    const mod = sys.token('mia', 'moderator');
-    const caster = sys.token('cas', 'broadcaster');
+    const mod = sys.token('mia', 'moderator', { rooms: [r] });
+    const caster = sys.token('cas', 'broadcaster', { rooms: [r] });
     const admin = sys.token('ada', 'admin');
+    // Room roles hold in their room only: a broadcaster of another room is a viewer here.
+    const elsewhere = sys.token('cas', 'broadcaster', { rooms: [`${r}-other`] });
     const posted = await call('POST', `/v1/rooms/${r}/comments`, { token: viewer, body: { text: 'mine' } });
     expect(posted.status).toBe(202);
     const id = posted.body!.eventId as string;
@@ -58,6 +60,8 @@ describe('auth and roles', () => {
     expect((await call('DELETE', `/v1/rooms/${r}/comments/${id}`, { token: other })).status).toBe(403);
     expect((await call('POST', `/v1/rooms/${r}/pin`, { token: viewer, body: { eventId: id } })).status).toBe(403);
     expect((await call('PATCH', `/v1/rooms/${r}/settings`, { token: viewer, body: { emoteOnly: true } })).status).toBe(403);
+    expect((await call('PATCH', `/v1/rooms/${r}/settings`, { token: elsewhere, body: { emoteOnly: true } })).status).toBe(403);
+    expect((await call('POST', `/v1/rooms/${r}/pin`, { token: elsewhere, body: { eventId: id } })).status).toBe(403);
     expect((await call('POST', `/v1/rooms/${r}/pin`, { token: caster, body: { eventId: id, durationSec: 60 } })).status).toBe(202);
     expect((await call('POST', `/v1/rooms/${r}/pin`, { token: mod, body: { eventId: id } })).status).toBe(202);
     expect((await call('PATCH', `/v1/rooms/${r}/settings`, { token: admin, body: { slowModeSec: 0 } })).status).toBe(202);
@@ -141,10 +145,12 @@ describe('writes', () => {
 
   it('propagates deletes (tombstones), pins and tallies to readers', async () => {
     const r = room();
-    const mod = sys.token('mod', 'moderator');
+    const mod = sys.token('mod', 'moderator', { rooms: [r] });
     const viewer = sys.token('v1');
     const c = await call('POST', `/v1/rooms/${r}/comments`, { token: viewer, body: { text: 'pin me', mode: 'top', color: 0xff8800, size: 'large' } });
     const d = await call('POST', `/v1/rooms/${r}/comments`, { token: viewer, body: { text: 'delete me' } });
+    // A pin or a deletion must name a comment the gateway can find: wait until Redis holds both.
+    await waitFor(async () => comments(await feed(r)).length === 2 || undefined, { what: 'both comments in the feed' });
     await call('POST', `/v1/rooms/${r}/reactions`, { token: viewer, body: { emoji: 'heart', count: 3 } });
     await call('POST', `/v1/rooms/${r}/reactions`, { token: viewer, body: { emoji: 'fire' } });
     await call('POST', `/v1/rooms/${r}/pin`, { token: mod, body: { eventId: c.body!.eventId, durationSec: 300 } });
@@ -210,7 +216,7 @@ describe('limits', () => {
       // Another user has their own bucket.
       expect((await post(limited.token('calm'), 'hello')).status).toBe(202);
 
-      const mod = limited.token('mod', 'moderator');
+      const mod = limited.token('mod', 'moderator', { rooms: [r] });
       const res = await fetch(`${limited.url}/v1/rooms/${r}/settings`, { method: 'PATCH', headers: { 'content-type': 'application/json', authorization: `Bearer ${mod}` }, body: JSON.stringify({ slowModeSec: 30 }) });
       expect(res.status).toBe(202);
       await waitFor(async () => ((await (await fetch(`${limited.url}/v1/rooms/${r}/state`)).json()) as { settings: { slowModeSec: number } }).settings.slowModeSec === 30 || undefined, { what: 'slow mode in state' });
@@ -228,13 +234,21 @@ describe('limits', () => {
 });
 
 describe('operations', () => {
-  it('prints a dev token that the gateway accepts (npm run token)', async () => {
+  it('prints room-scoped tokens that the gateway accepts in their room only (npm run token)', async () => {
     const { execFile } = await import('node:child_process');
+    const r = room();
     const token = await new Promise<string>((resolve, reject) =>
-      execFile(process.execPath, ['--import', 'tsx', 'gateway/token-cli.ts', '--user', 'cli-user', '--role', 'moderator'], { env: { ...process.env, ...sys.env } }, (err, out) => (err ? reject(err) : resolve(out.trim()))),
+      execFile(process.execPath, ['--import', 'tsx', 'gateway/token-cli.ts', '--user', 'cli-user', '--role', 'moderator', '--room', r], { env: { ...process.env, ...sys.env } }, (err, out) =>
+        err ? reject(err) : resolve(out.trim()),
+      ),
     );
-    const r = await call('PATCH', `/v1/rooms/${room()}/settings`, { token, body: { slowModeSec: 1 } });
-    expect(r.status).toBe(202);
+    expect((await call('PATCH', `/v1/rooms/${r}/settings`, { token, body: { slowModeSec: 1 } })).status).toBe(202);
+    expect((await call('PATCH', `/v1/rooms/${room()}/settings`, { token, body: { slowModeSec: 1 } })).status).toBe(403);
+    // A room role without its room is a usage error, not a global moderator.
+    const refused = await new Promise<number>((resolve) =>
+      execFile(process.execPath, ['--import', 'tsx', 'gateway/token-cli.ts', '--user', 'cli-user', '--role', 'moderator'], { env: { ...process.env, ...sys.env } }, (err) => resolve(err ? (err as { code?: number }).code ?? 1 : 0)),
+    );
+    expect(refused).toBe(2);
   });
 
   it('serves health, readiness, Prometheus metrics and the OpenAPI description', async () => {

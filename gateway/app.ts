@@ -16,9 +16,12 @@ import fastifyWebsocket from '@fastify/websocket';
 import { Ajv } from 'ajv';
 import Fastify, { type FastifyError, type FastifyInstance } from 'fastify';
 import { AppError, type ErrorCode } from '../core/errors.ts';
-import { authPlugin } from './auth.ts';
+import { adminPlugin } from './admin.ts';
+import { authPlugin, redactUrl } from './auth.ts';
+import { connectionsPlugin } from './connections.ts';
 import type { GatewayDeps } from './deps.ts';
 import { demoPlugin } from './demo/plugin.ts';
+import { onFrameworkError, strictInput } from './input.ts';
 import { opsPlugin } from './ops.ts';
 import { presencePlugin } from './presence.ts';
 import { pushPlugin } from './push/plugin.ts';
@@ -61,17 +64,37 @@ const CLIENT_ERROR_CODES: Partial<Record<number, ErrorCode>> = {
   415: 'ERR_UNSUPPORTED_MEDIA_TYPE',
 };
 
+/** GATEWAY_TRUSTED_PROXIES as fastify's trustProxy: a list of addresses/CIDRs, or false (trust nobody). */
+export function trustedProxies(list: string): string[] | false {
+  const items = list
+    .split(',')
+    .map((x) => x.trim())
+    .filter(Boolean);
+  return items.length > 0 ? items : false;
+}
+
 export async function buildGateway(deps: GatewayDeps, opts: { logger?: boolean } = {}): Promise<FastifyInstance> {
   const { cfg } = deps;
   const app = Fastify({
     // Requests are logged at info; at the default level only warnings and errors
     // show, since one line per request would drown everything at demo rates
     // (metrics count requests).
-    logger: opts.logger ? { level: cfg.logLevel === 'info' ? 'warn' : cfg.logLevel } : false,
+    // A `?token=` (WebSocket upgrades) never reaches a log line.
+    logger: opts.logger
+      ? {
+          level: cfg.logLevel === 'info' ? 'warn' : cfg.logLevel,
+          serializers: {
+            req: (req: { method: string; url: string; id: string; ip?: string }) => ({ id: req.id, method: req.method, url: redactUrl(req.url), remoteAddress: req.ip }),
+          },
+        }
+      : false,
     bodyLimit: cfg.gateway.bodyLimitBytes,
     // Room ids and event ids are validated by route schemas; keep paths exact.
     routerOptions: { ignoreTrailingSlash: true },
-    trustProxy: true,
+    // X-Forwarded-For decides `req.ip` (presence, per-client limits) only from configured proxies.
+    trustProxy: trustedProxies(cfg.gateway.trustedProxies),
+    // Refusals before routing (a path that does not decode) leave with a catalogue code too.
+    frameworkErrors: onFrameworkError,
   });
   app.decorate('deps', deps);
 
@@ -81,6 +104,8 @@ export async function buildGateway(deps: GatewayDeps, opts: { logger?: boolean }
   const strict = new Ajv({ coerceTypes: false, removeAdditional: false, useDefaults: true, allErrors: false, strict: false });
   const lenient = new Ajv({ coerceTypes: 'array', removeAdditional: false, useDefaults: true, allErrors: false, strict: false });
   app.setValidatorCompiler(({ schema, httpPart }) => (httpPart === 'body' ? strict : lenient).compile(schema));
+  // Bodies decoded as strict UTF-8, lone surrogates refused, query integers in digits (input.ts).
+  strictInput(app);
 
   app.setErrorHandler((err: FastifyError, req, reply) => {
     const e = toAppError(err);
@@ -110,6 +135,9 @@ export async function buildGateway(deps: GatewayDeps, opts: { logger?: boolean }
   await app.register(readPlugin);
   await app.register(presencePlugin);
   await app.register(pushPlugin);
+  // After push: the connection registry follows the hub's sockets and closes them on command.
+  await app.register(connectionsPlugin);
+  await app.register(adminPlugin);
   await app.register(replayPlugin);
   await app.register(demoPlugin);
   return app;

@@ -1,56 +1,220 @@
 /**
- * Bearer JWTs: `sub` = user id, `role` ∈ viewer | moderator | broadcaster |
- * admin, `exp`. Verified with the HS256 secret, or with a public key when one
- * is configured. Reads may be anonymous (config); writes never are.
+ * Who is asking, and what their token grants — nothing more.
+ *
+ * Bearer JWTs carry `sub` (the user id, a string), `exp` (required; the
+ * lifetime `exp - iat` is capped by AUTH_MAX_TOKEN_TTL_SEC), a platform
+ * `role` (`viewer`, the default, or `admin`, which is global) and `rooms`: the
+ * rooms where the user is `moderator` or `broadcaster` (`{"A": "broadcaster"}`).
+ * Room roles are only ever looked up for the room a request is about, so a
+ * broadcaster of room A is a viewer in room B.
+ *
+ * Verification is pinned to one family of algorithms: HS256 with JWT_SECRET,
+ * or RS256/ES256 with JWT_PUBLIC_KEY_FILE or a JWKS file (key by `kid`). The
+ * gateway fails closed: without DEV_MODE it refuses to start with no secret,
+ * an empty or short one, or the documented development secret. Reads may be
+ * anonymous (config); writes never are. Tokens come from the Authorization
+ * header; `?token=` is read only where a browser cannot set headers (the
+ * WebSocket upgrade), and the request log never shows it.
  */
+import crypto from 'node:crypto';
 import fs from 'node:fs';
-import fastifyJwt from '@fastify/jwt';
+import { createSigner, createVerifier, type Algorithm, type DecodedJwt } from 'fast-jwt';
 import fp from 'fastify-plugin';
 import type { FastifyInstance, FastifyRequest } from 'fastify';
-import { AppError } from '../core/errors.ts';
+import type { Config } from '../core/config.ts';
+import { AppError, ConfigError } from '../core/errors.ts';
+import { blockOf } from './blocks.ts';
 
-export const ROLES = ['viewer', 'moderator', 'broadcaster', 'admin'] as const;
-export type UserRole = (typeof ROLES)[number];
-const RANK: Record<UserRole, number> = { viewer: 0, moderator: 1, broadcaster: 1, admin: 2 };
+/** The documented development secret: accepted only in DEV_MODE. */
+export const DEV_JWT_SECRET = 'dev-only-secret-change-me';
+export const MIN_SECRET_LENGTH = 32;
+
+export const PLATFORM_ROLES = ['viewer', 'admin'] as const;
+export type PlatformRole = (typeof PLATFORM_ROLES)[number];
+export const ROOM_ROLES = ['moderator', 'broadcaster'] as const;
+export type RoomRole = (typeof ROOM_ROLES)[number];
+/** A user's role in one room. */
+export type UserRole = PlatformRole | RoomRole;
+
+const USER_ID = /^[A-Za-z0-9][A-Za-z0-9_.:@-]{0,63}$/;
+const ROOM_ID = /^[A-Za-z0-9][A-Za-z0-9_.:-]{0,63}$/;
+const MAX_ROOMS_IN_TOKEN = 1000;
 
 export interface User {
   id: string;
-  role: UserRole;
+  /** Platform role: `admin` acts everywhere; everyone else is a viewer outside their rooms. */
+  role: PlatformRole;
+  /** Rooms where the user moderates or broadcasts. */
+  rooms: Readonly<Record<string, RoomRole>>;
+  /** Issued-at (seconds), when the token says. */
+  iat?: number;
 }
 
-declare module '@fastify/jwt' {
-  interface FastifyJWT {
-    payload: { sub: string; role: UserRole };
-    user: { sub: string; role: UserRole; exp: number };
+/** The user's role in `room`: admin everywhere, a room role where the token grants one, else viewer. */
+export function roleIn(u: User, room: string): UserRole {
+  if (u.role === 'admin') return 'admin';
+  return Object.hasOwn(u.rooms, room) ? u.rooms[room]! : 'viewer';
+}
+
+/** Moderator, broadcaster (of this room) or admin. */
+export const isModeratorIn = (u: User, room: string) => roleIn(u, room) !== 'viewer';
+
+export function requireModerator(u: User, room: string): void {
+  if (!isModeratorIn(u, room)) throw new AppError('ERR_FORBIDDEN', `user ${u.id} is not a moderator, broadcaster or admin of room ${room}`);
+}
+
+export function requireAdmin(u: User): void {
+  if (u.role !== 'admin') throw new AppError('ERR_FORBIDDEN', 'this needs the platform admin role');
+}
+
+/**
+ * The HS256 secret this deployment signs and verifies with, or undefined when
+ * it verifies with public keys. Throws (fail closed) on a missing, empty,
+ * short or development secret outside DEV_MODE, naming the variable.
+ */
+export function jwtSecretOf(cfg: Config): string | undefined {
+  const { auth } = cfg;
+  const asymmetric = Boolean(auth.jwtPublicKeyFile || auth.jwksFile);
+  const secret = auth.jwtSecret;
+  if (secret === undefined) {
+    if (asymmetric) return undefined;
+    if (auth.devMode) return DEV_JWT_SECRET;
+    throw new ConfigError('JWT_SECRET is not set: set a secret of at least 32 characters (or JWT_PUBLIC_KEY_FILE / JWT_JWKS_FILE); DEV_MODE=true allows the development secret', ['JWT_SECRET: not set']);
   }
+  if (!auth.devMode) {
+    if (secret === DEV_JWT_SECRET) throw new ConfigError('JWT_SECRET is the documented development secret: anyone could forge tokens; set your own', ['JWT_SECRET: development secret']);
+    if (secret.length < MIN_SECRET_LENGTH) throw new ConfigError(`JWT_SECRET is shorter than ${MIN_SECRET_LENGTH} characters`, ['JWT_SECRET: too short']);
+  }
+  return secret;
 }
 
-/** Moderator and above (broadcasters moderate their own rooms). */
-export const isModerator = (u: User) => RANK[u.role] >= 1;
+/** Claims of a token this deployment would sign: a platform role and room roles. */
+export interface TokenClaims {
+  sub: string;
+  role?: PlatformRole;
+  rooms?: Record<string, RoomRole>;
+}
 
-// fp: the JWT decorators it registers (request.jwtVerify, app.jwt) are used by every route plugin through userOf.
-export const authPlugin = fp(async (app: FastifyInstance) => {
-  const { auth } = app.deps.cfg;
-  if (auth.jwtPublicKeyFile) {
-    await app.register(fastifyJwt, { secret: { public: fs.readFileSync(auth.jwtPublicKeyFile, 'utf8'), private: '' }, verify: { algorithms: ['RS256', 'ES256'] } });
+/** Signs tokens with the HS256 secret (the token CLI, the dev route, tests, the demo chatter). */
+export function tokenSigner(secret: string, ttlSec: number): (claims: TokenClaims) => string {
+  const sign = createSigner({ key: secret, algorithm: 'HS256', expiresIn: ttlSec * 1000 });
+  return (claims) => sign({ ...claims });
+}
+
+type KeyOf = (decoded: DecodedJwt) => Promise<string>;
+
+/** Public keys of a JWKS file by `kid` (PEM), for RS256/ES256 verification. */
+export function jwksKeys(file: string): Map<string, string> {
+  const doc = JSON.parse(fs.readFileSync(file, 'utf8')) as { keys?: (crypto.JsonWebKey & { kid?: string })[] };
+  const keys = new Map<string, string>();
+  for (const jwk of doc.keys ?? []) {
+    if (!jwk.kid) continue;
+    keys.set(jwk.kid, crypto.createPublicKey({ key: jwk, format: 'jwk' }).export({ type: 'spki', format: 'pem' }).toString());
+  }
+  if (keys.size === 0) throw new ConfigError(`JWT_JWKS_FILE ${file} has no keys with a kid`, ['JWT_JWKS_FILE: no keys']);
+  return keys;
+}
+
+export interface TokenVerifier {
+  verify(token: string): Promise<User>;
+}
+
+/** Verifies a token and turns its claims into a User, or throws ERR_AUTH_INVALID. */
+export function createTokenVerifier(cfg: Config): TokenVerifier {
+  const { auth } = cfg;
+  let verify: (token: string) => Promise<Record<string, unknown>>;
+  const common = { requiredClaims: ['exp', 'sub'], cache: 1000, clockTolerance: 5_000 };
+  const asymmetric: Algorithm[] = ['RS256', 'ES256'];
+  if (auth.jwksFile) {
+    const keys = jwksKeys(auth.jwksFile);
+    const key: KeyOf = async (decoded) => {
+      const k = keys.get(String(decoded.header.kid ?? ''));
+      if (!k) throw new Error(`no key for kid ${JSON.stringify(decoded.header.kid ?? null)}`);
+      return k;
+    };
+    verify = createVerifier({ ...common, key, algorithms: asymmetric }) as (t: string) => Promise<Record<string, unknown>>;
+  } else if (auth.jwtPublicKeyFile) {
+    const pem = fs.readFileSync(auth.jwtPublicKeyFile, 'utf8');
+    const v = createVerifier({ ...common, key: pem, algorithms: asymmetric });
+    verify = async (t) => v(t) as Record<string, unknown>;
   } else {
-    await app.register(fastifyJwt, { secret: auth.jwtSecret, verify: { algorithms: ['HS256'] } });
+    const v = createVerifier({ ...common, key: jwtSecretOf(cfg)!, algorithms: ['HS256'] as Algorithm[] });
+    verify = async (t) => v(t) as Record<string, unknown>;
   }
+  return {
+    async verify(token) {
+      let claims: Record<string, unknown>;
+      try {
+        claims = await verify(token);
+      } catch (err) {
+        throw new AppError('ERR_AUTH_INVALID', `invalid bearer token: ${(err as Error).message}`, { cause: err });
+      }
+      return userFromClaims(claims, auth.maxTokenTtlSec, Date.now());
+    },
+  };
+}
+
+/** The checks a signature cannot make: claim types, lifetime, roles. Pure. */
+export function userFromClaims(claims: Record<string, unknown>, maxTtlSec: number, nowMs: number): User {
+  const bad = (why: string) => new AppError('ERR_AUTH_INVALID', `invalid bearer token: ${why}`);
+  const { sub, exp, iat, role, rooms } = claims;
+  if (typeof sub !== 'string' || !USER_ID.test(sub)) throw bad('`sub` must be a user id (letters, digits, _ . : @ -; at most 64)');
+  if (typeof exp !== 'number' || !Number.isFinite(exp)) throw bad('`exp` is required');
+  if (iat !== undefined && (typeof iat !== 'number' || !Number.isFinite(iat))) throw bad('`iat` must be a number');
+  const issued = typeof iat === 'number' ? iat : nowMs / 1000;
+  if (exp - issued > maxTtlSec) throw bad(`the token lives longer than the ${maxTtlSec} s this deployment allows`);
+  if (role !== undefined && !(PLATFORM_ROLES as readonly unknown[]).includes(role)) {
+    throw bad(typeof role === 'string' && (ROOM_ROLES as readonly string[]).includes(role) ? `role ${role} is given per room: use the \`rooms\` claim` : '`role` must be viewer or admin');
+  }
+  const granted: Record<string, RoomRole> = {};
+  if (rooms !== undefined) {
+    if (typeof rooms !== 'object' || rooms === null || Array.isArray(rooms)) throw bad('`rooms` must be an object of room id → moderator|broadcaster');
+    const entries = Object.entries(rooms);
+    if (entries.length > MAX_ROOMS_IN_TOKEN) throw bad(`\`rooms\` may name at most ${MAX_ROOMS_IN_TOKEN} rooms`);
+    for (const [room, r] of entries) {
+      if (!ROOM_ID.test(room) || !(ROOM_ROLES as readonly unknown[]).includes(r)) throw bad(`\`rooms.${room.slice(0, 64)}\` must be moderator or broadcaster of a valid room id`);
+      granted[room] = r as RoomRole;
+    }
+  }
+  return { id: sub, role: (role as PlatformRole | undefined) ?? 'viewer', rooms: granted, ...(typeof iat === 'number' ? { iat } : {}) };
+}
+
+declare module 'fastify' {
+  interface FastifyInstance {
+    tokens: TokenVerifier;
+  }
+}
+
+// fp: `app.tokens` is read by every route plugin through userOf.
+export const authPlugin = fp(async (app: FastifyInstance) => {
+  app.decorate('tokens', createTokenVerifier(app.deps.cfg));
 });
 
-/** The caller, or null when no token was sent. A bad or expired token is an error, never anonymity. */
-export async function userOf(req: FastifyRequest): Promise<User | null> {
+/**
+ * The caller, or null when no token was sent. A bad, expired, revoked or
+ * banned token is an error, never anonymity. `queryToken`: also read
+ * `?token=` (only the WebSocket upgrade, where browsers cannot set headers).
+ */
+export async function userOf(req: FastifyRequest, opts: { queryToken?: boolean } = {}): Promise<User | null> {
   const header = req.headers.authorization;
-  const queryToken = (req.query as { token?: string } | undefined)?.token;
-  if (!header && !queryToken) return null;
-  try {
-    // Browsers cannot set headers on a WebSocket: the token may come as ?token=.
-    const claims = (header ? await req.jwtVerify() : req.server.jwt.verify(queryToken!)) as { sub?: string; role?: UserRole };
-    if (!claims.sub || !claims.role || !(ROLES as readonly string[]).includes(claims.role)) throw new Error('claims sub and role are required');
-    return { id: String(claims.sub), role: claims.role };
-  } catch (err) {
-    throw new AppError('ERR_AUTH_INVALID', `invalid bearer token: ${(err as Error).message}`, { cause: err });
+  let token: string | undefined;
+  if (header !== undefined) {
+    const m = /^Bearer\s+(\S+)\s*$/i.exec(header);
+    if (!m) throw new AppError('ERR_AUTH_INVALID', 'the Authorization header must be `Bearer <JWT>`');
+    token = m[1];
+  } else if (opts.queryToken) {
+    const q = (req.query as { token?: unknown } | undefined)?.token;
+    if (q !== undefined && q !== '') {
+      if (typeof q !== 'string') throw new AppError('ERR_AUTH_INVALID', 'give one token');
+      token = q;
+    }
   }
+  if (token === undefined) return null;
+  const user = await req.server.tokens.verify(token);
+  const { redis, cfg } = req.server.deps;
+  const block = await blockOf(redis, cfg.redis.keyPrefix, user.id, user.iat);
+  if (block) throw block;
+  return user;
 }
 
 export async function requireUser(req: FastifyRequest): Promise<User> {
@@ -59,12 +223,13 @@ export async function requireUser(req: FastifyRequest): Promise<User> {
   return u;
 }
 
-export async function requireReader(req: FastifyRequest): Promise<User | null> {
-  const u = await userOf(req);
+export async function requireReader(req: FastifyRequest, opts: { queryToken?: boolean } = {}): Promise<User | null> {
+  const u = await userOf(req, opts);
   if (!u && !req.server.deps.cfg.auth.anonymousReads) throw new AppError('ERR_AUTH_REQUIRED', 'anonymous reads are disabled');
   return u;
 }
 
-export function requireModerator(u: User): void {
-  if (!isModerator(u)) throw new AppError('ERR_FORBIDDEN', `role ${u.role} may not do this (moderator, broadcaster or admin)`);
+/** A URL as logs may show it: the query token replaced. */
+export function redactUrl(url: string): string {
+  return url.replace(/([?&]token=)[^&#]*/gi, '$1[redacted]');
 }

@@ -44,6 +44,8 @@ export interface ArchiveReplayQuery {
   limit?: number;
   cursor?: string;
   nowMs: number;
+  /** The user asking: a shadow-muted user sees their own comments, nobody else does. */
+  viewer: string | null;
 }
 
 /**
@@ -59,7 +61,22 @@ export interface ArchiveReader {
    */
   replay(q: ArchiveReplayQuery): AsyncGenerator<{ type: 'item'; item: unknown } | { type: 'end'; items: number; nextCursor: string | null }>;
   stats(room: string, range: { fromMs?: number; toMs?: number }): Promise<unknown>;
+  /**
+   * The comment `eventId` of the room, as posted (deleted or not), for pins
+   * and deletions of comments Redis no longer holds; undefined when the room
+   * has no such comment. An unavailable archive throws ERR_ARCHIVE_UNAVAILABLE.
+   */
+  findComment(room: string, eventId: string): Promise<ArchivedComment | undefined>;
   close(): Promise<void>;
+}
+
+/** A comment as the archive keeps it: enough to check its author and to pin its text. */
+export interface ArchivedComment {
+  eventId: string;
+  userId: string;
+  text: string;
+  /** Event time, ms since the epoch. */
+  occurredAt: number;
 }
 
 export async function createGatewayDeps(cfg: Config, opts: { archive?: ArchiveReader } = {}): Promise<GatewayDeps> {

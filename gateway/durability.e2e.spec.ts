@@ -35,7 +35,7 @@ describe('writes while Kafka is down', () => {
     TOPIC_ROOM_EVENTS: topic,
     TOPIC_DEAD_LETTER: `${topic}.dlq`,
     REDIS_KEY_PREFIX: `${topic}:`,
-    JWT_SECRET: 'durable-secret',
+    JWT_SECRET: 'durable-secret-of-the-durability-e2e-spec',
     GATEWAY_PORT: String(kafkaPort + 2),
     LIMIT_COMMENTS: '100000',
     LOG_LEVEL: 'warn',

@@ -26,13 +26,64 @@ import type { GatewayDeps } from './deps.ts';
  * in the range, so the fold starts from the room's current shadow mutes — a
  * comment from before a mute that is active now is marked too (hidden from
  * others), which errs on the side of not showing what should be hidden.
+ *
+ * Cost is bounded per request and per gateway, since any anonymous client can
+ * ask for any position: a gap spanning more than CATCHUP_LOG_MAX_RECORDS
+ * records of the partition is not read (undefined: the client reloads a
+ * snapshot), and at most CATCHUP_LOG_CONCURRENCY reads run at once per
+ * gateway, a few more wait their turn, and beyond that a client is answered
+ * as if the gap were gone.
  */
 export async function itemsFromLog(deps: GatewayDeps, room: string, afterOffset: number, untilOffset: number): Promise<FeedItem[] | undefined> {
   const topic = deps.topics.roomEvents;
+  const { catchUpMaxRecords } = deps.cfg.push;
+  if (untilOffset <= afterOffset) return [];
+  if (untilOffset - afterOffset > catchUpMaxRecords) return undefined;
   const partition = murmur2Partition(room, await deps.log.partitionCount(topic));
   const low = Number(await deps.log.lowWatermark(topic, partition));
   if (afterOffset + 1 < low) return undefined;
-  if (untilOffset <= afterOffset) return [];
+  const release = await readSlots(deps).acquire();
+  if (!release) return undefined;
+  try {
+    return await readGap(deps, room, topic, partition, afterOffset, untilOffset);
+  } finally {
+    release();
+  }
+}
+
+/** A counting semaphore with a bounded queue: acquire() resolves a release function, or undefined when the queue is full. */
+export class Slots {
+  private busy = 0;
+  private readonly waiting: (() => void)[] = [];
+  constructor(
+    private readonly size: number,
+    private readonly maxQueue: number,
+  ) {}
+
+  async acquire(): Promise<(() => void) | undefined> {
+    if (this.busy >= this.size) {
+      if (this.waiting.length >= this.maxQueue) return undefined;
+      await new Promise<void>((resolve) => this.waiting.push(resolve));
+    } else this.busy++;
+    let released = false;
+    return () => {
+      if (released) return;
+      released = true;
+      const next = this.waiting.shift();
+      if (next) next();
+      else this.busy--;
+    };
+  }
+}
+
+const slotsOf = new WeakMap<GatewayDeps, Slots>();
+function readSlots(deps: GatewayDeps): Slots {
+  let s = slotsOf.get(deps);
+  if (!s) slotsOf.set(deps, (s = new Slots(deps.cfg.push.catchUpConcurrency, deps.cfg.push.catchUpConcurrency * 4)));
+  return s;
+}
+
+async function readGap(deps: GatewayDeps, room: string, topic: string, partition: number, afterOffset: number, untilOffset: number): Promise<FeedItem[]> {
 
   const [records, roomState] = await Promise.all([
     deps.log.readRange(topic, partition, afterOffset + 1, untilOffset),

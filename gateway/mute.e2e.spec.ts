@@ -73,7 +73,7 @@ describe('mutes and room modes', () => {
   it('emote-only rooms take emoji and :codes: only, from viewers', async () => {
     const { s, post } = await system('shadow');
     const room = `emote-${Date.now().toString(36)}`;
-    const mod = s.token('mod', 'moderator');
+    const mod = s.token('mod', 'moderator', { rooms: [room] });
     const r = await fetch(`${s.url}/v1/rooms/${room}/settings`, { method: 'PATCH', headers: { 'content-type': 'application/json', authorization: `Bearer ${mod}` }, body: JSON.stringify({ emoteOnly: true }) });
     expect(r.status).toBe(202);
     const viewer = s.token('v');

@@ -24,9 +24,20 @@ export function formatPosition(p: Position): string {
   return `${p.epoch}.${p.offset}`;
 }
 
+/** The largest time or duration, in ms, the API takes (either sign): the range of a JavaScript Date, ±273,790 years. */
+export const MAX_TIME_MS = 8.64e15;
+/** The largest log offset or epoch a position may name: both must stay exact as JavaScript numbers. */
+export const MAX_POSITION_PART = Number.MAX_SAFE_INTEGER;
+/** `<epoch>.<offset>` as a pattern (route schemas): decimal digits, at most 16 each (parsePosition checks the value). */
+export const POSITION_PATTERN = '^(\\d{1,16})\\.(-1|\\d{1,16})$';
+const POSITION = new RegExp(POSITION_PATTERN);
+
+/** `<epoch>.<offset>`, or undefined when it is not one: other syntax, or a part above MAX_POSITION_PART. */
 export function parsePosition(s: string): Position | undefined {
-  const m = /^(\d+)\.(-1|\d+)$/.exec(s);
-  return m ? { epoch: Number(m[1]), offset: Number(m[2]) } : undefined;
+  const m = POSITION.exec(s);
+  if (!m) return undefined;
+  const p = { epoch: Number(m[1]), offset: Number(m[2]) };
+  return p.epoch <= MAX_POSITION_PART && p.offset <= MAX_POSITION_PART ? p : undefined;
 }
 
 export interface Tallies {
@@ -99,7 +110,15 @@ export const CLOSE = {
   slowConsumer: 4008,
   badRequest: 4000,
   unauthorized: 4001,
+  /** The user's token was revoked while the socket was open: get a new token (a revoked one is refused with 4001). */
+  revoked: 4401,
+  /** The user was visibly muted in this room, or banned (the reason says which). A shadow mute never closes anything. */
+  forbidden: 4403,
+  /** An operator ended the user's connections (DELETE /v1/admin/users/:user/connections); reconnecting is allowed. */
+  disconnected: 4410,
   shuttingDown: 1001,
+  /** Too many connects from this client (its read budget, LIMIT_READS): retry after a while. */
+  tryAgainLater: 1013,
 } as const;
 
 /** GET /v1/rooms/:room/feed */

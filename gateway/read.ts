@@ -9,15 +9,17 @@ import { createHash } from 'node:crypto';
 import { performance } from 'node:perf_hooks';
 import { Type, type Static } from '@sinclair/typebox';
 import type { FastifyInstance } from 'fastify';
+import { AppError } from '../core/errors.ts';
 import type { FeedItem } from '../pipelines/projection.ts';
 import { readFeed, readRoomState, roomPosition } from '../pipelines/read.ts';
 import { requireReader, type User } from './auth.ts';
 import { itemsFromLog } from './gap.ts';
-import { parsePosition, type FeedResponse } from './protocol.ts';
+import { ReadLimits } from './read-limits.ts';
+import { parsePosition, POSITION_PATTERN, type FeedResponse } from './protocol.ts';
 import { RoomParams } from './write.ts';
 
 const FeedQuery = Type.Object({
-  since: Type.Optional(Type.String({ pattern: '^\\d+\\.(-1|\\d+)$', description: 'Position `<epoch>.<offset>` of the last item the client has.' })),
+  since: Type.Optional(Type.String({ pattern: POSITION_PATTERN, description: 'Position `<epoch>.<offset>` of the last item the client has (each part at most 2^53 − 1).' })),
   view: Type.Optional(Type.Union([Type.Literal('ordered'), Type.Literal('sampled')], { default: 'ordered' })),
   wait: Type.Optional(Type.Integer({ minimum: 0, maximum: 300, description: 'Long poll: hold the request up to this many seconds until something new arrives.' })),
   limit: Type.Optional(Type.Integer({ minimum: 1, maximum: 500 })),
@@ -29,6 +31,7 @@ export const visibleTo = (items: FeedItem[], user: User | null) => items.filter(
 export async function readPlugin(app: FastifyInstance): Promise<void> {
   const { deps } = app;
   const { cfg, redis, naming } = deps;
+  const limits = new ReadLimits(cfg);
   let elu = performance.eventLoopUtilization();
   let load = 0;
   const loadTimer = setInterval(() => {
@@ -50,7 +53,7 @@ export async function readPlugin(app: FastifyInstance): Promise<void> {
     '/v1/rooms/:room/state',
     { schema: { tags: ['read'], summary: 'Pinned comment, tallies, viewers, settings and the room position', params: RoomParams } },
     async (req) => {
-      await requireReader(req);
+      await limits.take(req, await requireReader(req));
       const { room } = req.params;
       const now = deps.now();
       const [state, position] = await Promise.all([readRoomState(redis, naming, room, now), roomPosition(redis, naming, room)]);
@@ -69,11 +72,13 @@ export async function readPlugin(app: FastifyInstance): Promise<void> {
     { schema: { tags: ['read'], summary: 'Poll the feed since a position (short poll, or long poll with `wait`)', params: RoomParams, querystring: FeedQuery } },
     async (req, reply) => {
       const user = await requireReader(req);
+      await limits.take(req, user);
       const { room } = req.params;
       const view = req.query.view ?? 'ordered';
       const limit = req.query.limit ?? 200;
       app.presence.touchPoller(room, user?.id ?? req.ip);
       const since = req.query.since ? parsePosition(req.query.since) : undefined;
+      if (req.query.since && !since) throw new AppError('ERR_VALIDATION', 'querystring/since must be a position <epoch>.<offset> with parts of at most 2^53 - 1', { details: { issues: [{ path: '/since', message: 'out of range' }] } });
       const deadline = Date.now() + Math.min(req.query.wait ?? 0, cfg.push.longPollMaxSec) * 1000;
 
       let body: FeedResponse;
@@ -97,9 +102,16 @@ export async function readPlugin(app: FastifyInstance): Promise<void> {
           }
           items = [...fromLog, ...items];
         }
+        // `limit` holds for the log's part too: the oldest `limit` items, and the
+        // position of the last one given, so the client pages on from there.
+        let position = page.position;
+        if (items.length > limit) {
+          items = items.slice(0, limit);
+          position = { epoch: page.position.epoch, offset: items[items.length - 1]!.offset };
+        }
         const visible = visibleTo(items, user);
         if (visible.length > 0 || items.length > 0 || Date.now() >= deadline || (fresh && since === undefined)) {
-          body = { events: visible, position: page.position, nextPollMs: nextPollMs(visible, deps.now()), rate: page.rate };
+          body = { events: visible, position, nextPollMs: nextPollMs(visible, deps.now()), rate: page.rate };
           break;
         }
         // Long poll: look again shortly (a cheap sorted-set range read) until the deadline.

@@ -19,6 +19,7 @@ import type { FastifyInstance } from 'fastify';
 import { AppError, errorCodeSchema, UnavailableError, type ErrorCode } from '../core/errors.ts';
 import { requireReader } from './auth.ts';
 import type { ArchiveReader, ArchiveReplayQuery } from './deps.ts';
+import { MAX_TIME_MS } from './protocol.ts';
 import { RoomParams } from './write.ts';
 
 const REPLAY_VIEWS = ['live', 'moderated', 'sampled'] as const;
@@ -27,17 +28,21 @@ type ReplayView = ArchiveReplayQuery['view'];
 const ErrorBody = Type.Object({ code: Type.Unsafe<ErrorCode>(errorCodeSchema), message: Type.String(), details: Type.Optional(Type.Unknown()) });
 const errors = { 400: ErrorBody, 401: ErrorBody, 503: ErrorBody };
 
+// Every number in a query is bounded: past ±2^53 a number is no longer exact, and the
+// archive's client refuses to send it (a 500 before these bounds).
+const timeBounds = { minimum: -MAX_TIME_MS, maximum: MAX_TIME_MS };
+
 const ReplayQuery = Type.Object({
-  fromMs: Type.Optional(Type.Integer({ description: 'Start of the range on the video timeline (ms since the stream started), inclusive.' })),
-  toMs: Type.Optional(Type.Integer({ description: 'End of the range on the video timeline, exclusive.' })),
+  fromMs: Type.Optional(Type.Integer({ ...timeBounds, description: 'Start of the range on the video timeline (ms since the stream started), inclusive.' })),
+  toMs: Type.Optional(Type.Integer({ ...timeBounds, description: 'End of the range on the video timeline, exclusive.' })),
   view: Type.Optional(
     Type.Unsafe<ReplayView>({ type: 'string', enum: [...REPLAY_VIEWS], default: 'live', description: 'live: as viewers saw it; moderated: deleted, held and muted comments removed as of now; sampled: the live sample.' }),
   ),
   format: Type.Optional(
     Type.Unsafe<'json' | 'ndjson'>({ type: 'string', enum: ['json', 'ndjson'], default: 'json', description: 'json: one page; ndjson: the whole range (or `limit` items), streamed, ending with an `end` line.' }),
   ),
-  limit: Type.Optional(Type.Integer({ minimum: 1, description: 'Items per page (json default REPLAY_PAGE_ITEMS, at most REPLAY_MAX_PAGE_ITEMS); ndjson: unbounded unless set.' })),
-  cursor: Type.Optional(Type.String({ minLength: 1, maxLength: 65536, pattern: '^[A-Za-z0-9_-]+$', description: '`nextCursor` of the previous page (same view and range).' })),
+  limit: Type.Optional(Type.Integer({ minimum: 1, maximum: Number.MAX_SAFE_INTEGER, description: 'Items per page (json default REPLAY_PAGE_ITEMS, at most REPLAY_MAX_PAGE_ITEMS); ndjson: unbounded unless set.' })),
+  cursor: Type.Optional(Type.String({ minLength: 1, maxLength: 65536, pattern: '^[A-Za-z0-9_.-]+$', description: '`nextCursor` of the previous page (same view and range): opaque and signed; anything else is ERR_CURSOR_INVALID.' })),
 });
 
 const ReplayPage = Type.Object({
@@ -55,8 +60,8 @@ const ReplayPage = Type.Object({
 });
 
 const StatsQuery = Type.Object({
-  fromMs: Type.Optional(Type.Integer({ description: 'Event time (ms since the epoch), widened down to the minute.' })),
-  toMs: Type.Optional(Type.Integer({ description: 'Event time, exclusive, widened up to the minute.' })),
+  fromMs: Type.Optional(Type.Integer({ ...timeBounds, description: 'Event time (ms since the epoch), widened down to the minute.' })),
+  toMs: Type.Optional(Type.Integer({ ...timeBounds, description: 'Event time, exclusive, widened up to the minute.' })),
 });
 
 const Stats = Type.Object({
@@ -97,7 +102,7 @@ export async function replayPlugin(app: FastifyInstance): Promise<void> {
       },
     },
     async (req, reply) => {
-      await requireReader(req);
+      const user = await requireReader(req);
       const reader = archive();
       const q = req.query;
       checkRange(q.fromMs, q.toMs);
@@ -113,6 +118,7 @@ export async function replayPlugin(app: FastifyInstance): Promise<void> {
         limit: format === 'json' ? (q.limit ?? cfg.archive.replayPageItems) : q.limit,
         cursor: q.cursor,
         nowMs: app.deps.now(),
+        viewer: user?.id ?? null,
       };
       const outputs = reader.replay(request);
       // The first output is awaited before anything is sent, so a bad cursor or

@@ -12,9 +12,10 @@ import { roomKeys, type FeedEntry } from '../pipelines/projection.ts';
 import { activeVersion } from '../pipelines/naming.ts';
 import { readRoomState, roomEpoch } from '../pipelines/read.ts';
 import { comment, makeEvent, type RoomEvent, type RoomEventPayload } from '../schemas/events.ts';
-import { isModerator, requireModerator, requireUser, type User } from './auth.ts';
+import { isModeratorIn, requireModerator, requireUser, roleIn, type User } from './auth.ts';
 import { Limiter } from './limits.ts';
-import { codePoints, isEmoteOnly, MAX_TEXT_CODE_POINTS, normalizeComment } from './text.ts';
+import { MAX_TIME_MS } from './protocol.ts';
+import { codePoints, isEmoteOnly, isInvisible, MAX_TEXT_CODE_POINTS, normalizeComment } from './text.ts';
 
 export const ROOM_PATTERN = '^[A-Za-z0-9][A-Za-z0-9_.:-]{0,63}$';
 export const RoomParams = Type.Object({ room: Type.String({ pattern: ROOM_PATTERN, description: 'Room id: letters, digits, _ . : -; at most 64.' }) });
@@ -35,11 +36,15 @@ const errors = {
 
 const CommentBody = Type.Object(
   {
-    text: Type.String({ minLength: 1, maxLength: 2000, description: '1–200 code points after normalisation (NFC; control and zero-width characters removed).' }),
+    text: Type.String({
+      minLength: 1,
+      maxLength: 2000,
+      description: '1–200 code points after normalisation (NFC; control, zero-width, bidi and stray tag characters removed), and something visible.',
+    }),
     mode: Type.Optional(Type.Union([Type.Literal('scroll'), Type.Literal('top'), Type.Literal('bottom')])),
     color: Type.Optional(Type.Integer({ minimum: 0, maximum: 0xffffff, description: 'RGB as 0xRRGGBB.' })),
     size: Type.Optional(Type.Union([Type.Literal('small'), Type.Literal('medium'), Type.Literal('large')])),
-    videoOffsetMs: Type.Optional(Type.Integer({ minimum: 0, description: 'Milliseconds since the stream started.' })),
+    videoOffsetMs: Type.Optional(Type.Integer({ minimum: 0, maximum: MAX_TIME_MS, description: 'Milliseconds since the stream started.' })),
     clientMsgId: Type.Optional(Type.String({ minLength: 1, maxLength: 64, pattern: '^[A-Za-z0-9_.:-]+$', description: 'Idempotency key: a retry with the same id returns the first result.' })),
   },
   { additionalProperties: false },
@@ -98,9 +103,9 @@ export async function writePlugin(app: FastifyInstance): Promise<void> {
     }
   }
 
-  const bucket = async (user: User, kind: 'comments' | 'reactions') => {
+  const bucket = async (user: User, room: string, kind: 'comments' | 'reactions') => {
     const l = cfg.limits;
-    const factor = isModerator(user) ? l.moderatorFactor : 1;
+    const factor = isModeratorIn(user, room) ? l.moderatorFactor : 1;
     const spec = kind === 'comments'
       ? { capacity: l.commentsPerWindow * factor, windowMs: l.commentsWindowSec * 1000 }
       : { capacity: l.reactionsPerWindow * factor, windowMs: l.reactionsWindowSec * 1000 };
@@ -108,19 +113,29 @@ export async function writePlugin(app: FastifyInstance): Promise<void> {
     if (wait > 0) throw new AppError('ERR_RATE_LIMITED', `too many ${kind}; retry in ${Math.ceil(wait / 1000)} s`, { details: { retryAfterSec: Math.ceil(wait / 1000) } });
   };
 
-  /** The comment as the ordered feed holds it (author, text), if Redis still has it. */
-  async function findComment(room: string, eventId: string): Promise<FeedEntry | undefined> {
+  /**
+   * The comment (author, text): from the ordered feed while Redis holds it,
+   * else from the archive; undefined when neither has it — then the room has
+   * no such comment (or, without an archive, none recent enough to find), and
+   * a pin or a deletion naming it would only put a dangling reference in the log.
+   */
+  async function findComment(room: string, eventId: string): Promise<Pick<FeedEntry, 'userId' | 'text'> | undefined> {
     const keys = roomKeys(prefix, 'feed', await activeVersion(redis, naming, 'feed'), room);
     const offset = await redis.hget(keys.key('idx'), eventId);
-    if (offset === null) return undefined;
-    const [member] = await redis.zrangebyscore(keys.key('z'), offset, offset);
-    const item = member ? (JSON.parse(member) as FeedEntry) : undefined;
-    return item?.kind === 'comment' ? item : undefined;
+    if (offset !== null) {
+      const [member] = await redis.zrangebyscore(keys.key('z'), offset, offset);
+      const item = member ? (JSON.parse(member) as FeedEntry) : undefined;
+      if (item?.kind === 'comment') return item;
+    }
+    return deps.archive?.findComment(room, eventId);
   }
 
-  const actorOf = (u: User) => ({ userId: u.id, role: u.role });
+  const notFound = () => new AppError('ERR_COMMENT_NOT_FOUND', 'no such comment in this room');
+
+  // The role recorded in the event is the author's role in this room, never a global claim.
+  const actorOf = (u: User, room: string) => ({ userId: u.id, role: roleIn(u, room) });
   const event = (room: string, u: User, payload: RoomEventPayload, extra: { videoOffsetMs?: number; clientMsgId?: string } = {}) =>
-    makeEvent({ roomId: room, actor: actorOf(u), payload, videoOffsetMs: extra.videoOffsetMs ?? null, clientMsgId: extra.clientMsgId ?? null });
+    makeEvent({ roomId: room, actor: actorOf(u, room), payload, videoOffsetMs: extra.videoOffsetMs ?? null, clientMsgId: extra.clientMsgId ?? null });
 
   app.post<{ Params: Room; Body: Static<typeof CommentBody> }>(
     '/v1/rooms/:room/comments',
@@ -133,6 +148,7 @@ export async function writePlugin(app: FastifyInstance): Promise<void> {
       if (n < 1 || n > MAX_TEXT_CODE_POINTS) {
         throw new AppError('ERR_TEXT_LENGTH', `text must be 1–${MAX_TEXT_CODE_POINTS} characters after normalisation (got ${n})`);
       }
+      if (isInvisible(text)) throw new AppError('ERR_TEXT_INVISIBLE', 'the comment would show nothing: only whitespace, combining marks or invisible characters');
       const result = await once(room, user, req.body.clientMsgId, async () => {
         const state = await readRoomState(redis, naming, room, deps.now());
         const mute = state.muted[user.id];
@@ -142,12 +158,12 @@ export async function writePlugin(app: FastifyInstance): Promise<void> {
           });
         }
         // A shadow mute is not enforced here on purpose: the comment is accepted and the projections show it to its author alone.
-        if (!isModerator(user)) {
+        if (!isModeratorIn(user, room)) {
           if (state.settings.emoteOnly && !isEmoteOnly(text)) throw new AppError('ERR_EMOTE_ONLY', 'this room is in emote-only mode');
           const wait = await limiter.slowMode(`${prefix}{${room}}:slow:${user.id}`, state.settings.slowModeSec);
           if (wait > 0) throw new AppError('ERR_SLOW_MODE', `slow mode: one comment every ${state.settings.slowModeSec} s`, { details: { retryAfterSec: Math.ceil(wait / 1000) } });
         }
-        await bucket(user, 'comments');
+        await bucket(user, room, 'comments');
         const b = req.body;
         return produce(req, event(room, user, comment(text, { mode: b.mode ?? 'scroll', color: b.color ?? 0xffffff, size: b.size ?? 'medium' }), b));
       });
@@ -162,7 +178,7 @@ export async function writePlugin(app: FastifyInstance): Promise<void> {
       const user = await requireUser(req);
       if (!emojis.has(req.body.emoji)) throw new AppError('ERR_UNKNOWN_EMOJI', `emoji must be one of ${[...emojis].join(', ')}`);
       const result = await once(req.params.room, user, req.body.clientMsgId, async () => {
-        await bucket(user, 'reactions');
+        await bucket(user, req.params.room, 'reactions');
         return produce(req, event(req.params.room, user, { type: 'ReactionAdded', emoji: req.body.emoji, count: req.body.count ?? 1 }));
       });
       return reply.status(202).send(result);
@@ -175,12 +191,10 @@ export async function writePlugin(app: FastifyInstance): Promise<void> {
     async (req, reply) => {
       const user = await requireUser(req);
       const { room, eventId } = req.params;
-      if (!isModerator(user)) {
-        const c = await findComment(room, eventId);
-        if (!c) throw new AppError('ERR_COMMENT_NOT_FOUND', 'no such comment in this room (or it is too old for its author to delete)');
-        if (c.userId !== user.id) throw new AppError('ERR_FORBIDDEN', 'only its author or a moderator may delete a comment');
-      }
-      const result = await produce(req, event(room, user, { type: 'CommentDeleted', targetEventId: eventId, deletedBy: user.id, reason: isModerator(user) ? 'moderator' : 'author' }));
+      const c = await findComment(room, eventId);
+      if (!c) throw notFound();
+      if (!isModeratorIn(user, room) && c.userId !== user.id) throw new AppError('ERR_FORBIDDEN', 'only its author or a moderator may delete a comment');
+      const result = await produce(req, event(room, user, { type: 'CommentDeleted', targetEventId: eventId, deletedBy: user.id, reason: isModeratorIn(user, room) ? 'moderator' : 'author' }));
       return reply.status(202).send(result);
     },
   );
@@ -190,11 +204,12 @@ export async function writePlugin(app: FastifyInstance): Promise<void> {
     { schema: { tags: ['write'], summary: 'Pin a comment (broadcaster or moderator)', security: [{ bearer: [] }], params: RoomParams, body: PinBody, response: { 202: Accepted, ...errors } } },
     async (req, reply) => {
       const user = await requireUser(req);
-      requireModerator(user);
+      requireModerator(user, req.params.room);
       const { room } = req.params;
       const c = await findComment(room, req.body.eventId);
+      if (!c) throw notFound();
       const untilMs = req.body.durationSec ? deps.now() + req.body.durationSec * 1000 : null;
-      const result = await produce(req, event(room, user, { type: 'CommentPinned', targetEventId: req.body.eventId, untilMs, text: c?.text ?? null }));
+      const result = await produce(req, event(room, user, { type: 'CommentPinned', targetEventId: req.body.eventId, untilMs, text: c.text }));
       return reply.status(202).send(result);
     },
   );
@@ -204,7 +219,7 @@ export async function writePlugin(app: FastifyInstance): Promise<void> {
     { schema: { tags: ['write'], summary: 'Unpin the pinned comment (broadcaster or moderator)', security: [{ bearer: [] }], params: RoomParams, response: { 202: Accepted, ...errors } } },
     async (req, reply) => {
       const user = await requireUser(req);
-      requireModerator(user);
+      requireModerator(user, req.params.room);
       const state = await readRoomState(redis, naming, req.params.room, deps.now());
       if (!state.pinned) throw new AppError('ERR_NOT_PINNED', 'nothing is pinned in this room');
       const result = await produce(req, event(req.params.room, user, { type: 'CommentUnpinned', targetEventId: state.pinned.eventId }));
@@ -217,7 +232,7 @@ export async function writePlugin(app: FastifyInstance): Promise<void> {
     { schema: { tags: ['write'], summary: 'Change room settings (moderator and above)', security: [{ bearer: [] }], params: RoomParams, body: SettingsBody, response: { 202: Accepted, ...errors } } },
     async (req, reply) => {
       const user = await requireUser(req);
-      requireModerator(user);
+      requireModerator(user, req.params.room);
       const result = await produce(
         req,
         event(req.params.room, user, { type: 'RoomSettingsChanged', slowModeSec: req.body.slowModeSec ?? null, emoteOnly: req.body.emoteOnly ?? null, extra: {} }),

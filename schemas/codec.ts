@@ -13,6 +13,7 @@ import { COMPATIBILITY, SchemaRegistry, SchemaType } from '@kafkajs/confluent-sc
 import avsc from 'avsc';
 import fs from 'node:fs';
 import { AppError, UnavailableError } from '../core/errors.ts';
+import { illFormedPath } from '../core/unicode.ts';
 import { PAYLOAD_TYPES, type RoomEvent, type RoomEventPayload } from './events.ts';
 import { SCHEMA_FILE } from './gen-types.ts';
 
@@ -131,6 +132,10 @@ export class EventCodec {
   encode(event: RoomEvent): Buffer {
     const problem = validateEvent(event);
     if (problem) throw new EventError('ERR_EVENT_INVALID', problem);
+    // Avro would write a lone surrogate as its own bytes (ED A0 80), which is
+    // not UTF-8: the log holds only text every consumer can decode.
+    const illFormed = illFormedPath(event);
+    if (illFormed) throw new EventError('ERR_EVENT_INVALID', `${illFormed} is not well-formed Unicode (a lone surrogate)`);
     let body: Buffer;
     try {
       body = this.type.toBuffer(toWire(event));

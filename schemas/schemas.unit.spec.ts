@@ -87,6 +87,22 @@ describe('EventCodec (pure, with an in-memory registry)', () => {
     expect(validateEvent(makeEvent({ roomId: '', actor, payload: comment('x') }))).toMatch(/roomId/);
     expect(validateEvent(makeEvent({ roomId: 'r', actor, payload: comment('x') }))).toBeUndefined();
   });
+
+  it('refuses to encode a string that is not well-formed Unicode (Avro would write a lone surrogate as ED A0 80)', async () => {
+    const codec = new EventCodec({ registry: memoryRegistry(), subject: 's-value' });
+    await codec.init();
+    const actor = { userId: 'u', role: 'viewer' as const };
+    for (const e of [
+      makeEvent({ roomId: 'r', actor, payload: comment('a\ud800b') }),
+      makeEvent({ roomId: 'r', actor: { userId: '\udfff', role: 'viewer' }, payload: comment('x') }),
+      makeEvent({ roomId: 'r', actor, payload: { type: 'RoomSettingsChanged', slowModeSec: null, emoteOnly: null, extra: { k: 'v\ud83d' } } }),
+    ]) {
+      expect(() => codec.encode(e)).toThrow(expect.objectContaining({ code: 'ERR_EVENT_INVALID', message: expect.stringMatching(/well-formed/) }));
+    }
+    // Paired surrogates (astral characters) are fine, and come back as they went.
+    const ok = makeEvent({ roomId: 'r', actor, payload: comment('🏴󠁧󠁢󠁥󠁮󠁧󠁿 👨‍👩‍👧 😀') });
+    expect(await codec.decode(codec.encode(ok))).toEqual(ok);
+  });
 });
 
 describe('registry failures', () => {

@@ -11,14 +11,18 @@ import { describeItem, EXPECTED_LIVE, EXPECTED_MODERATED, EXPECTED_SAMPLED, NOW,
 import type { ReplayItem } from '../archive/replay.ts';
 import { roomStats } from '../archive/stats.ts';
 import { archiveKit, type World } from '../archive/testing.ts';
-import type { GatewayDeps } from '../gateway/deps.ts';
 import { replayPlugin } from '../gateway/replay.ts';
+import { buildGateway } from '../gateway/app.ts';
+import { tokenSigner } from '../gateway/auth.ts';
+import { createGatewayDeps, type GatewayDeps } from '../gateway/deps.ts';
+import { comment, makeEvent, type RoomEvent } from '../schemas/events.ts';
 import { testConfig, waitFor } from '../test/helpers.ts';
 import { mixedStream } from '../test/streams.ts';
 import { archiveReaderFor } from './root.ts';
 
 const kit = await archiveKit();
-const { base } = kit;
+// The routes sign replay cursors with a key derived from the JWT secret.
+const base = testConfig({ JWT_SECRET: `archive-routes-secret-${Date.now()}-${Math.random()}` });
 const world = () => kit.world();
 afterAll(() => kit.close());
 
@@ -97,7 +101,7 @@ describe('replay over HTTP', () => {
     expect([range.statusCode, range.json().code]).toEqual([400, 'ERR_RANGE_INVALID']);
     const none = await appWith({});
     // A server that does not answer: the real HTTP client fails to connect.
-    const downCfg = testConfig({ CLICKHOUSE_URL: 'http://127.0.0.1:1' });
+    const downCfg = testConfig({ CLICKHOUSE_URL: 'http://127.0.0.1:1', JWT_SECRET: base.auth.jwtSecret! });
     const down = await appWith({ cfg: downCfg, archive: archiveReaderFor(downCfg) });
     for (const a of [none, down]) {
       for (const url of [`/v1/rooms/${room}/replay`, `/v1/rooms/${room}/stats`]) {
@@ -132,4 +136,147 @@ describe('stats over HTTP', () => {
     await app.close();
   });
 
+});
+
+/**
+ * The whole gateway (buildGateway: its parsers, validators and error handler)
+ * over the archive, with no processor running: Redis holds none of these
+ * comments, so pins and deletions can only find them in the archive.
+ */
+describe('the gateway over the archive: number ranges, and pins and deletions of archived comments', () => {
+  let w: World;
+  let app: FastifyInstance;
+  let deps: GatewayDeps;
+  let sign: ReturnType<typeof tokenSigner>;
+  const room = 'archived-room';
+  const other = 'archived-other';
+  const alice = { userId: 'alice', role: 'viewer' } as const;
+  const seed: RoomEvent[] = [
+    makeEvent({ eventId: 'old-c1', roomId: room, actor: alice, occurredAt: T0, videoOffsetMs: 1000, payload: comment('from the archive') }),
+    makeEvent({ eventId: 'old-c2', roomId: room, actor: alice, occurredAt: T0 + 1000, videoOffsetMs: 2000, payload: comment('mine, and old') }),
+    makeEvent({ eventId: 'old-c3', roomId: room, actor: alice, occurredAt: T0 + 2000, videoOffsetMs: 3000, payload: comment('not yours') }),
+    makeEvent({ eventId: 'other-c1', roomId: other, actor: alice, occurredAt: T0, videoOffsetMs: 1000, payload: comment('another room') }),
+    makeEvent({ eventId: 'old-r1', roomId: room, actor: alice, occurredAt: T0 + 3000, videoOffsetMs: 4000, payload: { type: 'ReactionAdded', emoji: 'heart', count: 1 } }),
+  ];
+
+  async function archiveAll(): Promise<void> {
+    const a = w.archiver();
+    await a.start();
+    await waitFor(() => w.caughtUp(), { what: 'the archive', timeoutMs: 60_000, intervalMs: 200 });
+    await a.stop();
+  }
+
+  beforeAll(async () => {
+    w = await world();
+    await w.produce(seed);
+    await archiveAll();
+    const secret = `secret-of-${w.id}-0123456789abcdef`;
+    const cfg = testConfig({
+      TOPIC_ROOM_EVENTS: w.id,
+      TOPIC_DEAD_LETTER: `${w.id}.dlq`,
+      REDIS_KEY_PREFIX: `${w.id}:`,
+      PIPELINES_GROUP_PREFIX: `${w.id}.`,
+      CLICKHOUSE_DATABASE: w.cfg.clickhouse.database,
+      JWT_SECRET: secret,
+    });
+    deps = await createGatewayDeps(cfg, { archive: archiveReaderFor(cfg, async () => w.ch) });
+    app = await buildGateway(deps);
+    sign = tokenSigner(secret, 600);
+  });
+  afterAll(async () => {
+    await app?.close();
+    await deps?.close();
+    await w?.close();
+  });
+
+  const send = async (method: 'GET' | 'POST' | 'DELETE', url: string, o: { token?: string; body?: unknown } = {}) => {
+    const res = await app.inject({ method, url, headers: o.token ? { authorization: `Bearer ${o.token}` } : {}, ...(o.body === undefined ? {} : { payload: o.body as object }) });
+    return { status: res.statusCode, body: res.body ? (res.json() as Record<string, any>) : undefined };
+  };
+  const expectCode = (res: { status: number; body?: Record<string, any> }, status: number, code: string, what: string) =>
+    expect([res.status, res.body?.code], `${what}: ${JSON.stringify(res.body)}`).toEqual([status, code]);
+
+  it('refuses every out-of-range number of replay and stats with 400 ERR_VALIDATION, never a 500', async () => {
+    // The two that answered 500 before (the archive client refuses numbers past 2^53; 1e400 was Infinity).
+    expectCode(await send('GET', `/v1/rooms/${room}/replay?fromMs=9223372036854775807`), 400, 'ERR_VALIDATION', 'replay fromMs=2^63-1');
+    expectCode(await send('GET', `/v1/rooms/${room}/stats?fromMs=1e400`), 400, 'ERR_VALIDATION', 'stats fromMs=1e400');
+    const BAD = ['9223372036854775807', '9007199254740993', '1e3', '1e400', '-1e400', 'NaN', 'Infinity', '-Infinity', '1.5', '', ' 1', '0x10', 'abc'];
+    const params: [string, string][] = [
+      ['replay', 'fromMs'],
+      ['replay', 'toMs'],
+      ['replay', 'limit'],
+      ['stats', 'fromMs'],
+      ['stats', 'toMs'],
+    ];
+    for (const [route, param] of params) {
+      for (const v of BAD) expectCode(await send('GET', `/v1/rooms/${room}/${route}?${param}=${encodeURIComponent(v)}`), 400, 'ERR_VALIDATION', `${route} ${param}=${v}`);
+    }
+    // Times stay within a Date's range, ±8.64e15 ms; a count is at least 1.
+    for (const [route, param] of params.filter(([, p]) => p !== 'limit')) {
+      for (const v of ['8640000000000001', '-8640000000000001']) expectCode(await send('GET', `/v1/rooms/${room}/${route}?${param}=${v}`), 400, 'ERR_VALIDATION', `${route} ${param}=${v}`);
+    }
+    for (const v of ['0', '-1']) expectCode(await send('GET', `/v1/rooms/${room}/replay?limit=${v}`), 400, 'ERR_VALIDATION', `replay limit=${v}`);
+    expectCode(await send('GET', `/v1/rooms/${room}/replay?limit=9007199254740991`), 400, 'ERR_LIMIT_TOO_LARGE', 'a JSON page of 2^53 - 1 items');
+    expectCode(await send('GET', `/v1/rooms/${room}/replay?cursor=%ED%A0%80`), 400, 'ERR_VALIDATION', 'a cursor that is not base64url');
+    // The bounds themselves are ranges the archive answers.
+    const edge = `fromMs=-8640000000000000&toMs=8640000000000000`;
+    const replayed = await send('GET', `/v1/rooms/${room}/replay?${edge}`);
+    expect(replayed.status, JSON.stringify(replayed.body)).toBe(200);
+    expect(replayed.body!.items.map((i: { kind: string; eventId?: string }) => i.eventId)).toEqual(['old-c1', 'old-c2', 'old-c3']);
+    const streamed = await app.inject({ url: `/v1/rooms/${room}/replay?${edge}&format=ndjson&limit=9007199254740991` });
+    expect(streamed.statusCode).toBe(200);
+    expect(streamed.body.trim().split('\n').at(-1)).toBe(JSON.stringify({ kind: 'end', items: 3, nextCursor: null }));
+    const stats = await send('GET', `/v1/rooms/${room}/stats?${edge}`);
+    expect(stats.status, JSON.stringify(stats.body)).toBe(200);
+    expect(stats.body!.totals).toMatchObject({ comments: 3, reactions: 1 });
+  });
+
+  it('finds a comment by room and id in the archive, and nothing for another room or an unknown id', async () => {
+    const reader = deps.archive!;
+    expect(await reader.findComment(room, 'old-c1')).toEqual({ eventId: 'old-c1', userId: 'alice', text: 'from the archive', occurredAt: T0 });
+    expect(await reader.findComment(room, 'other-c1')).toBeUndefined();
+    expect(await reader.findComment(room, 'old-r1')).toBeUndefined(); // a reaction is not a comment
+    expect(await reader.findComment(room, 'nope')).toBeUndefined();
+  });
+
+  it('pins an archived comment with its text, lets its author delete it, and refuses ids the room does not have', async () => {
+    const mod = sign({ sub: 'mia', rooms: { [room]: 'moderator' } });
+    const ali = sign({ sub: 'alice' });
+    const bob = sign({ sub: 'bob' });
+    expect((await send('POST', `/v1/rooms/${room}/pin`, { token: mod, body: { eventId: 'old-c1' } })).status).toBe(202);
+    expect((await send('DELETE', `/v1/rooms/${room}/comments/old-c2`, { token: ali })).status).toBe(202);
+    expectCode(await send('DELETE', `/v1/rooms/${room}/comments/old-c3`, { token: bob }), 403, 'ERR_FORBIDDEN', 'someone else\'s old comment');
+    expectCode(await send('DELETE', `/v1/rooms/${room}/comments/ghost`, { token: mod }), 404, 'ERR_COMMENT_NOT_FOUND', 'a moderator deletes a ghost');
+    expectCode(await send('DELETE', `/v1/rooms/${room}/comments/ghost`, { token: ali }), 404, 'ERR_COMMENT_NOT_FOUND', 'a viewer deletes a ghost');
+    expectCode(await send('POST', `/v1/rooms/${room}/pin`, { token: mod, body: { eventId: 'other-c1' } }), 404, 'ERR_COMMENT_NOT_FOUND', 'pin a comment of another room');
+    expectCode(await send('POST', `/v1/rooms/${room}/pin`, { token: mod, body: { eventId: 'old-r1' } }), 404, 'ERR_COMMENT_NOT_FOUND', 'pin a reaction');
+    expectCode(await send('DELETE', `/v1/rooms/${room}/comments/other-c1`, { token: ali }), 404, 'ERR_COMMENT_NOT_FOUND', 'her comment, in another room');
+
+    // What reached the log: the pin with the archived text, the author's deletion, nothing else.
+    await archiveAll();
+    const rs = await w.ch.client.query({
+      query: `SELECT kind, target_event_id, text, reason FROM ${w.cfg.clickhouse.database}.events WHERE room_id = {room:String} AND kind IN ('CommentPinned', 'CommentDeleted') ORDER BY kind`,
+      query_params: { room },
+      format: 'JSONEachRow',
+    });
+    expect(await rs.json()).toEqual([
+      { kind: 'CommentDeleted', target_event_id: 'old-c2', text: '', reason: 'author' },
+      { kind: 'CommentPinned', target_event_id: 'old-c1', text: 'from the archive', reason: '' },
+    ]);
+  });
+
+  it('answers 503 when the archive does not answer, rather than claiming the comment does not exist', async () => {
+    const mod = sign({ sub: 'mia', rooms: { [room]: 'moderator' } });
+    const up = deps.archive;
+    // A server that does not answer: the real HTTP client fails to connect.
+    const down = archiveReaderFor(testConfig({ CLICKHOUSE_URL: 'http://127.0.0.1:1', JWT_SECRET: deps.cfg.auth.jwtSecret! }))!;
+    deps.archive = down;
+    try {
+      const res = await send('POST', `/v1/rooms/${room}/pin`, { token: mod, body: { eventId: 'old-c3' } });
+      expectCode(res, 503, 'ERR_ARCHIVE_UNAVAILABLE', 'pin while the archive is down');
+    } finally {
+      deps.archive = up;
+      await down.close();
+    }
+  });
 });

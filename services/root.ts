@@ -10,14 +10,15 @@
  * gateway must share a process for replay to work; `processGroups` says which
  * services `npm start` runs together.
  */
-import { createSigner } from 'fast-jwt';
+import { createHmac } from 'node:crypto';
 import { openClickHouse, type ClickHouse } from '../core/clickhouse.ts';
 import type { Config } from '../core/config.ts';
-import { AppError } from '../core/errors.ts';
+import { AppError, ConfigError } from '../core/errors.ts';
 import type { Service } from '../core/service.ts';
 import { clickhouseOptions } from '../archive/connect.ts';
 import { ArchiveReader } from '../archive/reader.ts';
 import { archiveMetrics, ArchiveService } from '../archive/service.ts';
+import { jwtSecretOf, tokenSigner } from '../gateway/auth.ts';
 import { ChatterService } from '../gateway/demo/chatter.ts';
 import { GatewayService } from '../gateway/service.ts';
 import { PROJECTION_NAMES, type ProjectionName } from '../pipelines/catalog.ts';
@@ -97,8 +98,10 @@ export function compose(cfg: Config, names: readonly ServiceName[], o: RootOptio
   if (want.has('chatter')) {
     const c = o.chatter ?? { room: 'demo', rate: 3 };
     const base = cfg.gateway.publicUrl ?? `http://${cfg.gateway.host}:${cfg.gateway.port}`;
-    const sign = createSigner({ key: cfg.auth.jwtSecret, algorithm: 'HS256', expiresIn: cfg.auth.devTokenTtlSec * 1000 });
-    services.push(new ChatterService({ baseUrl: base, room: c.room, rate: c.rate, token: (user) => sign({ sub: user, role: 'viewer' }) }));
+    const secret = jwtSecretOf(cfg);
+    if (!secret) throw new AppError('ERR_USAGE', 'the demo chatter signs its viewers\' tokens with JWT_SECRET; this deployment verifies public keys');
+    const sign = tokenSigner(secret, cfg.auth.devTokenTtlSec);
+    services.push(new ChatterService({ baseUrl: base, room: c.room, rate: c.rate, token: (user) => sign({ sub: user }) }));
   }
   return {
     services,
@@ -110,13 +113,26 @@ export function compose(cfg: Config, names: readonly ServiceName[], o: RootOptio
 }
 
 /**
+ * The key that signs replay cursors: REPLAY_CURSOR_SECRET, or one derived
+ * from the JWT secret (so every gateway of a deployment agrees without more
+ * configuration). A deployment verifying public keys has no secret to derive
+ * from and must set one: it fails closed at start, naming the variable.
+ */
+export function replayCursorKey(cfg: Config): Buffer {
+  if (cfg.archive.cursorSecret) return Buffer.from(cfg.archive.cursorSecret);
+  const jwt = jwtSecretOf(cfg);
+  if (!jwt) throw new ConfigError('REPLAY_CURSOR_SECRET is not set: with public-key auth the gateway has no secret to sign replay cursors with', ['REPLAY_CURSOR_SECRET: not set']);
+  return createHmac('sha256', jwt).update('danmaku replay cursor v1').digest();
+}
+
+/**
  * The archive as the gateway reads it: through `handle` when given (the
  * archiver's own, in the same process), else a ClickHouse server's when
  * CLICKHOUSE_URL is set (opened on first use, closed with the reader), else
  * none (the routes answer 503 ERR_ARCHIVE_UNAVAILABLE).
  */
 export function archiveReaderFor(cfg: Config, handle?: () => Promise<ClickHouse>): ArchiveReader | undefined {
-  const opts = { perSecond: cfg.pipelines.sampledPerSecond, maxItems: cfg.pipelines.feedMaxItems, chunkRows: cfg.archive.replayChunkRows };
+  const opts = { perSecond: cfg.pipelines.sampledPerSecond, maxItems: cfg.pipelines.feedMaxItems, chunkRows: cfg.archive.replayChunkRows, cursorKey: replayCursorKey(cfg) };
   if (handle) return new ArchiveReader({ ...opts, clickhouse: handle });
   if (!cfg.clickhouse.url) return undefined;
   let opened: Promise<ClickHouse> | undefined;

@@ -16,8 +16,13 @@ import { compose, processGroups } from './root.ts';
 import { ServiceProcess } from './spawn.ts';
 import { Supervisor } from './supervisor.ts';
 
-const cfg = loadConfig();
+// The demo is a development setup: its conveniences (the dev token route, the
+// documented dev secret when JWT_SECRET is unset) are switched on here, and
+// nowhere else. DEMO_DEV_MODE=false npm start runs it as a deployment would.
+const devEnv: Record<string, string> = loadConfig().demo.devMode ? { DEV_MODE: 'true' } : {};
+const cfg = loadConfig({ ...process.env, ...devEnv });
 const log = (m: string) => console.log(`[start] ${m}`);
+if (cfg.auth.devMode) log('DEV_MODE is on: the dev token route signs viewer tokens; do not expose this to the internet');
 
 await up(cfg, (m) => console.log(`[infra] ${m}`));
 const client = logClient(cfg, 'start');
@@ -30,7 +35,7 @@ await client.close();
 const reg = await registerRoomEvents(cfg.registry.url, cfg.topics.roomEvents);
 log(`schema ${reg.subject}: id ${reg.id}, version ${reg.version}`);
 
-const processes = processGroups(cfg).map((names) => new ServiceProcess(names, { echo: '' }));
+const processes = processGroups(cfg).map((names) => new ServiceProcess(names, { echo: '', env: devEnv }));
 const chatter = compose(cfg, ['chatter'], { chatter: { room: 'demo', rate: 3 } });
 const root = new Supervisor([...processes, ...chatter.services], log);
 

@@ -20,6 +20,13 @@ import { ServiceProcess, type SpawnOptions } from './spawn.ts';
 
 export type Role = 'viewer' | 'moderator' | 'broadcaster' | 'admin';
 
+export interface TokenOptions {
+  /** Lifetime (default 3600 s; negative: already expired). */
+  ttlSec?: number;
+  /** Rooms a moderator or broadcaster token grants its role in (required for those roles). */
+  rooms?: string[];
+}
+
 export interface WorldGateway {
   url: string;
   proc: ServiceProcess;
@@ -36,7 +43,8 @@ export interface World {
   url: string;
   /** Pids of the world's server processes (processors + gateways), for CPU and memory. */
   pids(): number[];
-  token(user: string, role?: Role, ttlSec?: number): string;
+  /** A token signed with the world's secret; moderator and broadcaster are granted in `rooms`. */
+  token(user: string, role?: Role, opts?: TokenOptions): string;
   startGateway(extraEnv?: Record<string, string>, opts?: Pick<SpawnOptions, 'nofile' | 'echo'>): Promise<WorldGateway>;
   /** Stops the processes; with `cleanup`, also deletes the world's topics and Redis keys. */
   stop(): Promise<void>;
@@ -74,7 +82,7 @@ export function worldEnv(id: string, partitions = 3, extra: Record<string, strin
     PIPELINES_METRICS_PORT: '0',
     ARCHIVER_METRICS_PORT: '0',
     LOG_LEVEL: 'warn',
-    JWT_SECRET: `secret-${id}`,
+    JWT_SECRET: `secret-${id}-${randomBytes(8).toString('hex')}`,
     ...extra,
   };
 }
@@ -165,7 +173,13 @@ export async function startWorld(o: WorldOptions = {}): Promise<World> {
     return g;
   };
   for (let i = 0; i < (o.gateways ?? 1); i++) await startGateway();
-  const signer = (ttlSec: number) => createSigner({ key: env.JWT_SECRET!, algorithm: 'HS256', expiresIn: ttlSec * 1000 });
+  const token = (user: string, role: Role = 'viewer', t: TokenOptions = {}) => {
+    const sign = createSigner({ key: env.JWT_SECRET!, algorithm: 'HS256', expiresIn: (t.ttlSec ?? 3600) * 1000 });
+    if (role === 'viewer') return sign({ sub: user });
+    if (role === 'admin') return sign({ sub: user, role: 'admin' });
+    if (!t.rooms?.length) throw new Error(`a ${role} token needs the rooms it is ${role} of`);
+    return sign({ sub: user, rooms: Object.fromEntries(t.rooms.map((r) => [r, role])) });
+  };
   return {
     id,
     env,
@@ -176,7 +190,7 @@ export async function startWorld(o: WorldOptions = {}): Promise<World> {
       return gateways[0]?.url ?? '';
     },
     pids: () => [...(processor ? [processor.pid] : []), ...gateways.map((g) => g.proc.pid)],
-    token: (user, role = 'viewer', ttlSec = 3600) => signer(ttlSec)({ sub: user, role }),
+    token,
     startGateway,
     async stop() {
       await Promise.all(procs.map((p) => p.stop()));

@@ -365,6 +365,15 @@ export class LogAdmin {
     }
   }
   /** Committed offsets of a group per partition ('-1' when none). */
+  /** Ids of the consumer groups the cluster knows. */
+  async listGroups(): Promise<string[]> {
+    try {
+      return (await this.admin.listGroups()).groups.map((g) => g.groupId);
+    } catch (err) {
+      throw kafkaError(err, 'list groups');
+    }
+  }
+
   async committedOffsets(groupId: string, topic: string): Promise<Map<number, string>> {
     const res = await this.admin.fetchOffsets({ groupId, topics: [topic] });
     const t = res.find((r) => r.topic === topic);
@@ -460,7 +469,8 @@ export class LogClient {
    * (clamped to what the partition holds), in offset order. A throwaway
    * consumer group with a random id is joined and seeks to the start: kafkajs
    * has no assign(), so the group is how partitions are reached; nothing is
-   * ever committed. Rejects with ERR_KAFKA_UNAVAILABLE after `timeoutMs`.
+   * ever committed, and the group is deleted after, so none is left behind.
+   * Rejects with ERR_KAFKA_UNAVAILABLE after `timeoutMs`.
    */
   async readRange(topic: string, partition: number, fromOffset: string | number, toOffsetInclusive: string | number, opts: { timeoutMs?: number } = {}): Promise<LogRecord[]> {
     const from = BigInt(fromOffset);
@@ -472,8 +482,9 @@ export class LogClient {
     if (to < from) return [];
 
     const timeoutMs = opts.timeoutMs ?? 20_000;
+    const groupId = `${this.opts.clientId}.range.${randomUUID()}`;
     const consumer = this.kafka.consumer({
-      groupId: `${this.opts.clientId}.range.${randomUUID()}`,
+      groupId,
       allowAutoTopicCreation: false,
       sessionTimeout: 10_000,
       heartbeatInterval: 1000,
@@ -534,6 +545,10 @@ export class LogClient {
     } finally {
       if (timer) clearTimeout(timer);
       await consumer.disconnect().catch(() => {});
+      // An empty group (it never committed) would linger in the broker's group list.
+      await this.offsetsAdmin()
+        .then((a) => a.deleteGroups([groupId]))
+        .catch(() => {});
     }
     return out;
   }

@@ -308,7 +308,9 @@ function describe(err: unknown): string {
 
 /** A dev token for the name in the box (a guest name when empty). */
 async function ensureToken(): Promise<string> {
-  let name = nameInput.value.trim();
+  // User ids are letters, digits and _ . : @ - (what tokens accept): other characters become '-'.
+  let name = nameInput.value.trim().replace(/[^A-Za-z0-9_.:@-]+/g, '-').replace(/^[^A-Za-z0-9]+/, '').slice(0, 64);
+  if (name !== nameInput.value.trim()) nameInput.value = name;
   if (!name) {
     name = `guest-${Math.floor(Math.random() * 9000 + 1000)}`;
     nameInput.value = name;

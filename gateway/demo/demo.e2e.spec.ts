@@ -26,7 +26,7 @@ describe.skipIf(!hasChromium)('demo page (chromium)', () => {
 
   beforeAll(async () => {
     [sys, browser] = await Promise.all([
-      startSystem({ env: { LIMIT_COMMENTS: '1000', MODERATION_ENABLED: 'false', POLL_MIN_MS: '100' } }),
+      startSystem({ env: { LIMIT_COMMENTS: '1000', MODERATION_ENABLED: 'false', POLL_MIN_MS: '100', DEV_MODE: 'true' } }),
       chromium.launch({
         executablePath: CHROMIUM,
         args: ['--no-sandbox', '--disable-gpu', '--disable-quic', '--no-first-run', '--disable-background-networking', '--disable-component-update', '--disable-sync'],
@@ -98,12 +98,13 @@ describe.skipIf(!hasChromium)('demo page (chromium)', () => {
     await page.close();
   });
 
-  it('serves a dev token, never an admin one', async () => {
-    const ok = await fetch(`${sys.url}/v1/dev/token?user=bob&role=moderator`);
+  it('in DEV_MODE serves viewer tokens only', async () => {
+    const ok = await fetch(`${sys.url}/v1/dev/token?user=bob`);
     expect(ok.status).toBe(200);
     const { token } = (await ok.json()) as { token: string };
-    const claims = JSON.parse(Buffer.from(token.split('.')[1]!, 'base64url').toString('utf8')) as { sub: string; role: string };
-    expect([claims.sub, claims.role]).toEqual(['bob', 'moderator']);
+    const claims = JSON.parse(Buffer.from(token.split('.')[1]!, 'base64url').toString('utf8')) as { sub: string; role?: string; rooms?: unknown; exp: number };
+    expect([claims.sub, claims.role, claims.rooms]).toEqual(['bob', undefined, undefined]);
+    expect(claims.exp).toBeGreaterThan(Date.now() / 1000);
     // The token is accepted by the write API.
     const room = randomName('demo');
     const res = await fetch(`${sys.url}/v1/rooms/${room}/reactions`, {
@@ -112,10 +113,15 @@ describe.skipIf(!hasChromium)('demo page (chromium)', () => {
       body: JSON.stringify({ emoji: 'clap' }),
     });
     expect(res.status).toBe(202);
+    // A viewer token does not change settings.
+    const settings = await fetch(`${sys.url}/v1/rooms/${room}/settings`, { method: 'PATCH', headers: { 'content-type': 'application/json', authorization: `Bearer ${token}` }, body: JSON.stringify({ slowModeSec: 5 }) });
+    expect(settings.status).toBe(403);
 
-    const admin = await fetch(`${sys.url}/v1/dev/token?user=eve&role=admin`);
-    expect([admin.status, ((await admin.json()) as { code: string }).code]).toEqual([403, 'ERR_FORBIDDEN']);
-    expect((await fetch(`${sys.url}/v1/dev/token?user=eve&role=root`)).status).toBe(400);
+    for (const role of ['moderator', 'broadcaster', 'admin', 'root']) {
+      const refused = await fetch(`${sys.url}/v1/dev/token?user=eve&role=${role}`);
+      expect([refused.status, ((await refused.json()) as { code: string }).code], role).toEqual([403, 'ERR_FORBIDDEN']);
+    }
+    expect((await fetch(`${sys.url}/v1/dev/token?user=${encodeURIComponent('a b')}`)).status).toBe(400);
 
     const js = await fetch(`${sys.url}/demo.js`);
     expect([js.status, js.headers.get('content-type')]).toEqual([200, 'text/javascript; charset=utf-8']);

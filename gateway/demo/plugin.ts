@@ -1,30 +1,30 @@
 /**
  * The demo page: `GET /` serves index.html, `GET /demo.js` the browser app
  * (demo/app.ts and the client, bundled by esbuild once, on first request,
- * and kept in memory), and `GET /v1/dev/token` hands out bearer tokens so the
- * page's composer can post without a login.
+ * and kept in memory), and — in DEV_MODE only — `GET /v1/dev/token` hands
+ * out viewer tokens so the page's composer can post without a login.
  *
  * The dev token route is a development convenience, not authentication: it
- * signs whatever user name it is given. It never signs `admin`, and only
- * the roles a demo needs (viewer, moderator, broadcaster). A deployment with
- * real users verifies tokens from its identity provider (JWT_PUBLIC_KEY_FILE)
- * and these tokens, signed with the HS256 secret, are then not accepted.
+ * signs whatever user name it is given, so it is registered only when
+ * DEV_MODE is on (`npm start`'s demo; nothing else sets it) and it signs
+ * viewer tokens only: moderator, broadcaster and admin tokens come from the
+ * operator's `npm run token`. Without DEV_MODE the page still shows the room;
+ * its composer needs a token from elsewhere.
  */
 import fs from 'node:fs/promises';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { Type, type Static } from '@sinclair/typebox';
 import { build } from 'esbuild';
-import { createSigner } from 'fast-jwt';
 import type { FastifyInstance } from 'fastify';
 import { AppError, errorCodeSchema, type ErrorCode } from '../../core/errors.ts';
+import { jwtSecretOf, tokenSigner } from '../auth.ts';
 
 const HERE = path.dirname(fileURLToPath(import.meta.url));
-const DEV_ROLES = ['viewer', 'moderator', 'broadcaster'] as const;
 
 const TokenQuery = Type.Object({
   user: Type.String({ minLength: 1, maxLength: 64, description: 'User id to sign (any name; this is a development convenience).' }),
-  role: Type.Optional(Type.String({ default: 'viewer', description: 'viewer (default), moderator or broadcaster. admin is refused.' })),
+  role: Type.Optional(Type.String({ default: 'viewer', description: 'viewer (the default and the only role signed here); any other role is refused with 403.' })),
 });
 const TokenReply = Type.Object({
   token: Type.String({ description: 'HS256 bearer JWT: send as `Authorization: Bearer <token>` or `?token=` on the WebSocket.' }),
@@ -81,16 +81,19 @@ export async function demoPlugin(app: FastifyInstance): Promise<void> {
     return reply.type('text/javascript; charset=utf-8').header('cache-control', 'no-cache').send(text);
   });
 
-  const sign = createSigner({ key: auth.jwtSecret, algorithm: 'HS256', expiresIn: auth.devTokenTtlSec * 1000 });
+  if (!auth.devMode) return;
+  const secret = jwtSecretOf(app.deps.cfg);
+  if (!secret) return; // public-key deployments: tokens come from the identity provider
+  const sign = tokenSigner(secret, auth.devTokenTtlSec);
 
   app.get<{ Querystring: Static<typeof TokenQuery> }>(
     '/v1/dev/token',
     {
       schema: {
         tags: ['dev'],
-        summary: 'A development bearer token for any user name',
+        summary: 'A development viewer token for any user name (DEV_MODE only)',
         description:
-          'Development convenience for the demo page: signs `{sub: user, role}` with the HS256 secret for AUTH_DEV_TOKEN_TTL_SEC. Roles: viewer, moderator, broadcaster; `admin` is never signed (403).',
+          'Development convenience for the demo page, registered only with DEV_MODE: signs `{sub: user}` (a viewer) with the HS256 secret for AUTH_DEV_TOKEN_TTL_SEC. Any other role is refused (403): moderator, broadcaster and admin tokens come from `npm run token`.',
         querystring: TokenQuery,
         response: { 200: TokenReply, 400: ErrorBody, 403: ErrorBody },
       },
@@ -98,13 +101,10 @@ export async function demoPlugin(app: FastifyInstance): Promise<void> {
     async (req) => {
       const user = req.query.user.trim();
       const role = req.query.role ?? 'viewer';
-      // Config-free guard: whatever else changes, this route never mints an admin.
-      if (role === 'admin') throw new AppError('ERR_FORBIDDEN', 'the dev token route does not sign admin tokens');
-      if (!(DEV_ROLES as readonly string[]).includes(role)) {
-        throw new AppError('ERR_VALIDATION', `role must be one of ${DEV_ROLES.join(', ')}`);
-      }
-      if (!user) throw new AppError('ERR_VALIDATION', 'user must not be blank');
-      return { token: sign({ sub: user, role }), user, role, expiresInSec: auth.devTokenTtlSec };
+      // Whatever else changes, this route never mints more than a viewer.
+      if (role !== 'viewer') throw new AppError('ERR_FORBIDDEN', 'the dev token route signs viewer tokens only; moderator, broadcaster and admin tokens come from `npm run token`');
+      if (!/^[A-Za-z0-9][A-Za-z0-9_.:@-]{0,63}$/.test(user)) throw new AppError('ERR_VALIDATION', 'user must be a user id: letters, digits, _ . : @ -; at most 64');
+      return { token: sign({ sub: user }), user, role, expiresInSec: auth.devTokenTtlSec };
     },
   );
 }

@@ -31,10 +31,16 @@
  * for slowForMs → tallies only; above closeAboveBytes → closed with 4008.
  * Nothing is ever queued per socket beyond ws's own buffer, which those
  * thresholds bound.
+ *
+ * Users: the hub indexes signed-in users' sockets across rooms, so it can
+ * close them (`closeUser`: bans, revocations, an operator's disconnect, via
+ * gateway/connections.ts) and tell the connection registry when they change.
+ * A visible `mute` delta on a room's channel closes that user's sockets in
+ * the room with 4403; a shadow mute does nothing the user could notice.
  */
 import type { FastifyBaseLogger } from 'fastify';
 import type { WebSocket } from 'ws';
-import type { FeedItem } from '../../pipelines/projection.ts';
+import type { Delta, FeedItem } from '../../pipelines/projection.ts';
 import { roomEpoch } from '../../pipelines/read.ts';
 import { activeVersion, notifyChannel, type Notification } from '../../pipelines/naming.ts';
 import type { GatewayDeps } from '../deps.ts';
@@ -149,6 +155,9 @@ const messageType = (m: ServerMessage) => m.type;
 export class RoomHub {
   private readonly rooms = new Map<string, Room>();
   private readonly byChannel = new Map<string, Room>();
+  /** Every socket of each signed-in user, across rooms: finding or closing a user's sockets costs O(their sockets). */
+  private readonly userSockets = new Map<string, Set<HubClient>>();
+  private readonly userListeners: ((userId: string) => void)[] = [];
   private readonly heartbeat: NodeJS.Timeout;
   private closed = false;
   private readonly onSMessage = (channel: string, message: string) => this.onMessage(channel, message);
@@ -195,7 +204,13 @@ export class RoomHub {
     };
     room.clients.add(c);
     room.modeCount[c.mode]++;
-    if (userId !== null) room.byUser.set(userId, (room.byUser.get(userId) ?? 0) + 1);
+    if (userId !== null) {
+      room.byUser.set(userId, (room.byUser.get(userId) ?? 0) + 1);
+      let mine = this.userSockets.get(userId);
+      if (!mine) this.userSockets.set(userId, (mine = new Set()));
+      mine.add(c);
+      this.userChanged(userId);
+    }
     pushMetrics.socketsOpen.inc();
     ws.on('pong', () => (c.alive = true));
     try {
@@ -242,6 +257,13 @@ export class RoomHub {
     c.removed = true;
     c.closing = true;
     pushMetrics.socketsOpen.dec();
+    if (c.userId !== null) {
+      const mine = this.userSockets.get(c.userId);
+      if (mine?.delete(c)) {
+        if (mine.size === 0) this.userSockets.delete(c.userId);
+        this.userChanged(c.userId);
+      }
+    }
     const room = this.rooms.get(c.room);
     if (!room || !room.clients.delete(c)) return;
     room.modeCount[c.mode]--;
@@ -290,6 +312,46 @@ export class RoomHub {
       byRoom[r.id] = { sockets: r.clients.size, modes: { ...r.modeCount }, offset: { ...r.offset }, epoch: r.epoch };
     }
     return { rooms: this.rooms.size, sockets, byRoom };
+  }
+
+  // ---------------------------------------------------------------- users
+
+  /** `listener` runs whenever a signed-in user's set of sockets on this gateway changes (the connection registry). */
+  onUserSockets(listener: (userId: string) => void): void {
+    this.userListeners.push(listener);
+  }
+
+  /** Signed-in users with at least one socket here. */
+  users(): IterableIterator<string> {
+    return this.userSockets.keys();
+  }
+
+  /** The rooms where the user has sockets on this gateway, with how many. */
+  roomsOf(userId: string): Record<string, number> {
+    const rooms: Record<string, number> = {};
+    for (const c of this.userSockets.get(userId) ?? []) rooms[c.room] = (rooms[c.room] ?? 0) + 1;
+    return rooms;
+  }
+
+  /**
+   * Closes the user's sockets (only those in `room`, when given) with an
+   * application close code; returns how many were closed. Each leaves the
+   * hub through its 'close' event, as any socket does.
+   */
+  closeUser(userId: string, code: number, reason: string, room?: string): number {
+    let n = 0;
+    for (const c of [...(this.userSockets.get(userId) ?? [])]) {
+      if (c.closing || (room !== undefined && c.room !== room)) continue;
+      c.closing = true;
+      n++;
+      pushMetrics.forcedCloses.inc({ code: String(code) });
+      if (c.ws.readyState === c.ws.OPEN || c.ws.readyState === c.ws.CONNECTING) c.ws.close(code, reason);
+    }
+    return n;
+  }
+
+  private userChanged(userId: string): void {
+    for (const l of this.userListeners) l(userId);
   }
 
   /** The hub's record of the sockets of a room (tests and ops). */
@@ -389,6 +451,7 @@ export class RoomHub {
       case 'tallies':
       case 'state':
         for (const d of n.deltas) {
+          if (d.t === 'mute') this.onMute(room, d);
           if (d.t !== 'tally' && d.t !== 'pin' && d.t !== 'settings') continue; // 'mute' is not for clients
           const item: Buffered = { ev: d, offset: -1 };
           for (const m of MODES) if (has[m] > 0) b[m].push(item);
@@ -594,6 +657,20 @@ export class RoomHub {
         }
       }
     }
+  }
+
+  /**
+   * A visible mute ends the muted user's sockets in the room at once, with a
+   * code that says why (every gateway serving the room gets the same
+   * notification). A shadow mute must stay invisible to its user: nothing
+   * happens. A mute that already ended (a redelivered or replayed event) is
+   * ignored.
+   */
+  private onMute(room: Room, d: Extract<Delta, { t: 'mute' }>): void {
+    if (d.kind !== 'visible' || !room.byUser.has(d.userId)) return;
+    if (d.untilMs !== null && d.untilMs <= this.deps.now()) return;
+    const n = this.closeUser(d.userId, CLOSE.forbidden, 'muted in this room', room.id);
+    if (n > 0) this.o.log?.info({ room: room.id, user: d.userId, sockets: n }, 'push: closed a visibly muted user\'s sockets');
   }
 
   private onViewers(roomId: string, count: number): void {

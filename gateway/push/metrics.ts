@@ -26,6 +26,12 @@ export const pushMetrics = {
     registers: [pushRegistry],
   }),
   slowCloses: new Counter({ name: 'danmaku_push_slow_closes_total', help: 'Sockets closed with 4008 because their send buffer grew past the close threshold.', registers: [pushRegistry] }),
+  forcedCloses: new Counter({
+    name: 'danmaku_push_forced_closes_total',
+    help: 'Sockets of a user closed on purpose: visible mute (4403), ban (4403), revoked token (4401), operator disconnect (4410).',
+    labelNames: ['code'] as const,
+    registers: [pushRegistry],
+  }),
   reaped: new Counter({ name: 'danmaku_push_reaped_total', help: 'Sockets terminated because they missed a heartbeat pong.', registers: [pushRegistry] }),
   resyncs: new Counter({ name: 'danmaku_push_resyncs_total', help: 'Fresh snapshots sent to live sockets (epoch change, rebuilt projection, overflow).', labelNames: ['reason'] as const, registers: [pushRegistry] }),
   catchUps: new Counter({ name: 'danmaku_push_catchups_total', help: 'Resumes served with a catch-up, by source.', labelNames: ['source'] as const, registers: [pushRegistry] }),

@@ -23,7 +23,9 @@ import type { FastifyInstance, FastifyRequest } from 'fastify';
 import type { WebSocket } from 'ws';
 import { readFeed, readRoomState, type FeedPage } from '../../pipelines/read.ts';
 import type { FeedItem } from '../../pipelines/projection.ts';
+import { AppError } from '../../core/errors.ts';
 import { requireReader, type User } from '../auth.ts';
+import { ReadLimits } from '../read-limits.ts';
 import type { GatewayDeps } from '../deps.ts';
 import { itemsFromLog } from '../gap.ts';
 import type { Presence } from '../presence.ts';
@@ -85,6 +87,7 @@ function reasonText(s: string): string {
 // fp: `app.pushHub` is exposed on the gateway's root instance, where the push tests inspect rooms and sockets.
 export const pushPlugin = fp(async (app: FastifyInstance) => {
   const deps = app.deps;
+  const limits = new ReadLimits(deps.cfg);
   const hub = new RoomHub(deps, {
     snapshots: (room, view, reason) => readRoom(deps, app.presence, room, view, reason),
     presence: app.presence,
@@ -133,9 +136,10 @@ export const pushPlugin = fp(async (app: FastifyInstance) => {
     }
     let user: User | null;
     try {
-      user = await requireReader(req);
+      user = await requireReader(req, { queryToken: true });
+      await limits.take(req, user);
     } catch (err) {
-      return fail(CLOSE.unauthorized, (err as Error).message);
+      return fail(err instanceof AppError && err.code === 'ERR_RATE_LIMITED' ? CLOSE.tryAgainLater : CLOSE.unauthorized, (err as Error).message);
     }
     if (closed) return;
     const userId = user?.id ?? null;

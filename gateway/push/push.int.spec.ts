@@ -73,6 +73,7 @@ async function setUp(mode: 'single' | 'cluster'): Promise<void> {
     TOPIC_PARTITIONS: '2',
     // Redis keeps only the newest 10 items per room: older positions come from the log.
     FEED_MAX_ITEMS: '10',
+    JWT_SECRET: `secret-of-${id}`,
   };
   naming = { keyPrefix: env.REDIS_KEY_PREFIX!, groupPrefix: env.PIPELINES_GROUP_PREFIX! };
   gateways = [];
@@ -144,8 +145,7 @@ function connect(g: Gateway, room: string, query: Record<string, string> = {}): 
   return c;
 }
 
-const sign = createSigner({ key: base.auth.jwtSecret, algorithm: 'HS256' });
-const token = (sub: string, role = 'viewer') => sign({ sub, role });
+const token = (sub: string) => createSigner({ key: env.JWT_SECRET!, algorithm: 'HS256', expiresIn: 600_000 })({ sub });
 
 let roomN = 0;
 const newRoom = (what: string) => `${what}-${Date.now().toString(36)}-${roomN++}`;
