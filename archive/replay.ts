@@ -30,8 +30,8 @@
 import { createHmac, timingSafeEqual } from 'node:crypto';
 import type { ClickHouse } from '../core/clickhouse.ts';
 import { AppError } from '../core/errors.ts';
-import { roomKeys, type FeedEntry, type PinState, type PositionedEvent, type Projection, type Tombstone } from '../pipelines/projection.ts';
-import { feedProjection, removalTarget, type FeedState } from '../pipelines/projections/feed.ts';
+import { applyOne, roomKeys, type FeedEntry, type FieldsView, type PinState, type PositionedEvent, type Projection, type Tombstone } from '../pipelines/projection.ts';
+import { feedProjection, removalTarget, shadowView, type FeedState } from '../pipelines/projections/feed.ts';
 import { roomStateProjection, type RoomStateState } from '../pipelines/projections/room-state.ts';
 import { sampledProjection, type SampledState } from '../pipelines/projections/sampled.ts';
 import { MemoryStore } from '../pipelines/store.ts';
@@ -60,6 +60,8 @@ export type ReplayItem =
 export interface FoldState {
   feed: FeedState | SampledState;
   room: RoomStateState;
+  /** Shadow mutes in force (userId, until ms or null): the feed projection's per-user fields, as the fold left them. */
+  shadow?: [string, number | null][];
 }
 
 export interface FoldOptions {
@@ -77,7 +79,10 @@ export interface FoldOptions {
 export class ReplayFold {
   private readonly feed: Projection<FeedState | SampledState>;
   private readonly room = roomStateProjection();
-  state: FoldState;
+  private folded: Omit<FoldState, 'shadow'>;
+  /** The feed's shadow-mute fields, made at the first event (their key names need the room). */
+  private shadow: FieldsView | undefined;
+  private readonly shadowAtStart: [string, number | null][];
 
   constructor(
     readonly view: ReplayView,
@@ -85,15 +90,25 @@ export class ReplayFold {
     state?: FoldState,
   ) {
     this.feed = (view === 'sampled' ? sampledProjection(o.perSecond, o.maxItems) : feedProjection(o.maxItems)) as Projection<FeedState | SampledState>;
-    this.state = state ?? { feed: this.feed.initial(), room: this.room.initial() };
+    this.folded = state ? { feed: state.feed, room: state.room } : { feed: this.feed.initial(), room: this.room.initial() };
+    this.shadowAtStart = state?.shadow ?? [];
+  }
+
+  /** Where the fold is: what a cursor carries to resume it. */
+  get state(): FoldState {
+    const shadow = this.shadow
+      ? [...this.shadow.entries().fields].map(([u, [v]]): [string, number | null] => [u, v === 'null' ? null : Number(v)])
+      : this.shadowAtStart;
+    return { ...this.folded, shadow };
   }
 
   push(e: TimedEvent): ReplayItem[] {
     // Key names only matter to the Redis commands, which replay does not need: the deltas are the view.
     const keys = roomKeys('replay:', this.feed.name, 0, e.event.roomId);
-    const f = this.feed.apply(this.state.feed, e, keys);
-    const r = this.room.apply(this.state.room, e, keys);
-    this.state = { feed: f.state, room: r.state };
+    this.shadow ??= shadowView(keys, this.shadowAtStart);
+    const f = applyOne(this.feed, this.folded.feed, e, keys, this.shadow);
+    const r = applyOne(this.room, this.folded.room, e, keys);
+    this.folded = { feed: f.state, room: r.state };
     const moderated = this.view === 'moderated';
     const placed = { at: e.at, partition: e.partition };
     const items: ReplayItem[] = [];
@@ -134,8 +149,10 @@ export function moderationAsOfNow(events: PositionedEvent[], nowMs: number): { r
     if (e.event.payload.type !== 'UserMuted') continue;
     const keys = roomKeys('replay:', p.name, 0, e.event.roomId);
     mutedKey = keys.key('muted');
-    const eff = p.apply(state, e, keys);
-    store.exec(eff.cmds);
+    const eff = applyOne(p, state, e, keys);
+    // Not the projection's trimming of mutes that ended by a later mute's time:
+    // that bounds Redis; here `nowMs` decides, and may be any time.
+    store.exec(eff.cmds.filter((c) => c.op !== 'fieldsExpire'));
     state = eff.state;
   }
   const mutedNow = new Set<string>();
@@ -177,6 +194,8 @@ export function compareKeys(a: ItemKey, b: ItemKey): number {
 
 export interface ReplayCursor {
   v: 1;
+  /** The room the cursor walks: a cursor of one room never resumes another. */
+  room: string;
   view: ReplayView;
   fromMs: number | null;
   toMs: number | null;
@@ -218,7 +237,7 @@ export function decodeCursor(s: string, key: Buffer): ReplayCursor {
     // Signed by us, so well-formed unless the code changed between issuing and reading it.
     const okKey = Array.isArray(c.key) && c.key.length === 4 && c.key.every(safeInt);
     const okResume = c.resume === null || (safeInt(c.resume?.partition) && safeInt(c.resume?.offset) && typeof c.resume?.state === 'object' && c.resume.state !== null);
-    if (c.v !== 1 || !(REPLAY_VIEWS as readonly string[]).includes(c.view) || !okKey || !okResume) throw new Error('bad shape');
+    if (c.v !== 1 || typeof c.room !== 'string' || !(REPLAY_VIEWS as readonly string[]).includes(c.view) || !okKey || !okResume) throw new Error('bad shape');
     return c;
   } catch (cause) {
     throw invalid(cause);
@@ -294,8 +313,8 @@ export async function* replay(src: ReplaySource, r: ReplayRequest): AsyncGenerat
   const from = r.fromMs ?? LOW;
   const to = r.toMs ?? HIGH;
   const limit = r.limit ?? Infinity;
-  if (r.cursor && (r.cursor.view !== r.view || r.cursor.fromMs !== (r.fromMs ?? null) || r.cursor.toMs !== (r.toMs ?? null))) {
-    throw new AppError('ERR_CURSOR_MISMATCH', 'the cursor belongs to another view or range: repeat the request it came from');
+  if (r.cursor && (r.cursor.room !== r.room || r.cursor.view !== r.view || r.cursor.fromMs !== (r.fromMs ?? null) || r.cursor.toMs !== (r.toMs ?? null))) {
+    throw new AppError('ERR_CURSOR_MISMATCH', 'the cursor belongs to another room, view or range: repeat the request it came from');
   }
   const origin = await src.origin(r.room);
   let mod: { removed: Set<string>; mutedNow: Set<string> } | undefined;
@@ -308,7 +327,7 @@ export async function* replay(src: ReplaySource, r: ReplayRequest): AsyncGenerat
   const heap = new MinHeap<ReplayItem>();
   let emitted = 0;
   let folded = 0;
-  const cursorAt = (key: ItemKey): ReplayCursor => ({ v: 1, view: r.view, fromMs: r.fromMs ?? null, toMs: r.toMs ?? null, key, resume: checkpoint });
+  const cursorAt = (key: ItemKey): ReplayCursor => ({ v: 1, room: r.room, view: r.view, fromMs: r.fromMs ?? null, toMs: r.toMs ?? null, key, resume: checkpoint });
 
   // Once a page is full, folding goes on until the next item would be served:
   // only then is there a next page (and the cursor skips what was folded meanwhile).

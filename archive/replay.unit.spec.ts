@@ -138,18 +138,19 @@ describe('replay views (the hand-worked scenario)', () => {
     }
   });
 
-  it('refuses a cursor of another view or range, and one it did not issue', async () => {
+  it('refuses a cursor of another room, view or range, and one it did not issue', async () => {
     const first = await collect(src, { ...base(room, 'live'), limit: 2 });
     await expect(collect(src, { ...base(room, 'sampled'), limit: 2, cursor: first.next! })).rejects.toMatchObject({ code: 'ERR_CURSOR_MISMATCH', status: 400 });
+    await expect(collect(src, { ...base('another-room', 'live'), limit: 2, cursor: first.next! })).rejects.toMatchObject({ code: 'ERR_CURSOR_MISMATCH', status: 400 });
     expect(() => decodeCursor('bm90LWEtY3Vyc29y', KEY)).toThrow(expect.objectContaining({ code: 'ERR_CURSOR_INVALID' }));
     // Signed cursors: a changed body (here: the fold state forgets every shadow mute), a
     // changed MAC, another key, or a truncated one are all refused before anything is used.
     const signed = encodeCursor(first.next!, KEY);
     const [body, mac] = signed.split('.') as [string, string];
     const resume = first.next!.resume!;
-    const shadow = (resume.state.feed as { shadow: Record<string, number | null> }).shadow;
+    const shadow = resume.state.shadow ?? [];
     // Forget every shadow mute (or invent one when there is none): any change of the state is refused.
-    const tampered = { ...first.next!, resume: { ...resume, state: { ...resume.state, feed: { ...resume.state.feed, shadow: Object.keys(shadow).length > 0 ? {} : { eve: null } } } } };
+    const tampered = { ...first.next!, resume: { ...resume, state: { ...resume.state, shadow: shadow.length > 0 ? [] : [['eve', null]] } } };
     const forged = `${Buffer.from(JSON.stringify(tampered)).toString('base64url')}.${mac}`;
     for (const bad of [forged, `${body}.${mac.slice(0, -2)}AA`, `${body}.`, body, `.${mac}`, `${body}.${mac}.x`]) {
       expect(() => decodeCursor(bad, KEY), bad.slice(-12)).toThrow(expect.objectContaining({ code: 'ERR_CURSOR_INVALID' }));

@@ -1,9 +1,13 @@
-/** The bench's pure parts: the mergeable histogram, the text tags, the SVG writer. */
+/** The bench's pure parts: the mergeable histogram, the text tags, the SVG writer, the perf tools' output, the profile reader. */
 import { describe, expect, it } from 'vitest';
-import { bars, lines, svg } from './lib/chart.ts';
+import { bars, lines, stackedBars, svg } from './lib/chart.ts';
+import { packageOf, pidOfProfile, summarizeProfile, type CpuProfile } from './lib/cpuprofile.ts';
+import { parseConsumerPerf, parseProducerPerf } from './lib/kafka-perf.ts';
 import { Hist, mergeSeries, Series } from './lib/stats.ts';
 import { generatedTexts, parseTag, tagText } from './lib/texts.ts';
-import { ladder } from './scenarios/ingest.ts';
+import { ingestFinalLines, ladder, writersFor, type IngestResult } from './scenarios/ingest.ts';
+import { reactionsFinalLines, type ReactionsResult } from './scenarios/reactions.ts';
+import { REPO_ROOT } from '../core/config.ts';
 
 describe('Hist', () => {
   it('gives quantiles within about 1 % and exact extremes', () => {
@@ -75,11 +79,84 @@ describe('charts', () => {
     expect(doc).not.toContain('NaN');
     expect(doc.trim().endsWith('</svg>')).toBe(true);
   });
+
+  it('stacks bars and labels each stack with its total', () => {
+    const doc = svg(800, 400, 'cpu', 'sub', [stackedBars({ x: 60, y: 60, w: 600, h: 200, title: 't', yLabel: 'cores', groups: ['a', 'b'], series: [{ name: 'gw', values: [0.5, 1] }, { name: 'kafka', values: [0.25, NaN] }] })]);
+    expect(doc).toContain('>0.75<');
+    expect(doc).toContain('>1.00<');
+    expect(doc).not.toContain('NaN');
+  });
 });
 
 describe('ingest ladder', () => {
   it('doubles up to the maximum', () => {
     expect(ladder(50, 400)).toEqual([50, 100, 200, 400]);
     expect(ladder(10, 20)).toEqual([10, 20]);
+  });
+});
+
+describe('ingest', () => {
+  it('adds writer processes with the rate, up to 4', () => {
+    expect([50, 3200, 3201, 12_800, 51_200].map(writersFor)).toEqual([1, 1, 2, 4, 4]);
+  });
+
+  it('ends with the plain lines, the parenthesis following the options used', () => {
+    const r = (rooms: number, shareUsed: number) =>
+      ({ params: { rooms, p99LimitMs: 1000 }, ws: { shareUsed }, ours: { highestHeld: 1600, steps: [] }, raw: { highestHeld: 6400, steps: [] }, kafkaPerf: { ceiling: 42_409 } }) as unknown as IngestResult;
+    expect(ingestFinalLines(r(1, 0.5))).toEqual(['highest rate held (one room, p99 write→projection ≤ 1 s): ours 1600/s', 'ceilings: raw kafkajs 6400/s, kafka-perf 42409/s']);
+    expect(ingestFinalLines(r(4, 0))[0]).toBe('highest rate held (4 rooms, HTTP only, p99 write→projection ≤ 1 s): ours 1600/s');
+  });
+});
+
+describe('reactions', () => {
+  it('ends with the plain line', () => {
+    expect(reactionsFinalLines({ highestHeld: 25_000, talliesExact: true } as ReactionsResult)).toEqual(['reactions held: 25000/s, tallies exact: yes']);
+  });
+});
+
+describe("Kafka's perf tools", () => {
+  it('reads the producer summary line', () => {
+    const out = ['100000 records sent, 46339.2 records/sec (8.84 MB/sec), 120.5 ms avg latency, 640.0 ms max latency.', '300000 records sent, 29761.904762 records/sec (5.68 MB/sec), 448.84 ms avg latency, 1468.00 ms max latency, 374 ms 50th, 1172 ms 95th, 1318 ms 99th, 1416 ms 99.9th.'];
+    expect(parseProducerPerf(out)).toEqual({ records: 300_000, recordsPerSec: 29761.904762, mbPerSec: 5.68, avgMs: 448.84, maxMs: 1468, p50Ms: 374, p95Ms: 1172, p99Ms: 1318, p999Ms: 1416 });
+    expect(parseProducerPerf(['nothing'])).toBeUndefined();
+  });
+
+  it('reads the consumer CSV', () => {
+    const out = [
+      'start.time, end.time, data.consumed.in.MB, MB.sec, data.consumed.in.nMsg, nMsg.sec, rebalance.time.ms, fetch.time.ms, fetch.MB.sec, fetch.nMsg.sec',
+      '2026-12-01 01:55:00:100, 2026-12-01 01:55:04:930, 57.2205, 11.6107, 300000, 60852.0, 851, 4079, 14.0281, 73547.4',
+    ];
+    expect(parseConsumerPerf(out)).toEqual({ messages: 300_000, msgPerSec: 60852, fetchMsgPerSec: 73547, mbPerSec: 11.61, rebalanceMs: 851, fetchMs: 4079 });
+  });
+});
+
+describe('cpuprofile reader', () => {
+  it('sums self time per function and per package, leaving idle out of the busy share', () => {
+    const f = (functionName: string, url: string) => ({ functionName, url, lineNumber: 9 });
+    const p: CpuProfile = {
+      startTime: 0,
+      endTime: 10_000, // 10 ms over 10 samples: 1 ms each
+      samples: [1, 2, 2, 3, 3, 3, 4, 4, 5, 5],
+      nodes: [
+        { id: 1, callFrame: f('(root)', ''), hitCount: 1, children: [2, 4, 5] },
+        { id: 2, callFrame: f('handle', `file://${REPO_ROOT}/gateway/write.ts`), hitCount: 2, children: [3] },
+        { id: 3, callFrame: f('encode', `file://${REPO_ROOT}/node_modules/avsc/lib/types.js`), hitCount: 3 },
+        { id: 4, callFrame: f('(garbage collector)', ''), hitCount: 2 },
+        { id: 5, callFrame: f('(idle)', ''), hitCount: 2 },
+      ],
+    };
+    const s = summarizeProfile(p);
+    expect(s.samples).toBe(10);
+    expect(s.busySec).toBeCloseTo(0.008, 3);
+    expect(s.top[0]).toEqual({ frame: 'encode (avsc/lib/types.js:10)', selfMs: 3, pct: 37.5 });
+    expect(s.packages.map((x) => x.frame)).toEqual(['avsc', 'ours: gateway', '(garbage collector)', '(root)']);
+    // avsc's time is charged to the frame of ours that called it.
+    expect(s.ours[0]).toEqual({ frame: 'handle (gateway/write.ts:10)', selfMs: 5, pct: 62.5 });
+  });
+
+  it('names packages and profile files', () => {
+    expect(packageOf('x', 'file:///a/node_modules/@kafkajs/confluent-schema-registry/dist/x.js')).toBe('@kafkajs/confluent-schema-registry');
+    expect(packageOf('x', 'node:zlib')).toBe('node');
+    expect(pidOfProfile('/tmp/CPU.20261201.015258.19797.0.001.cpuprofile')).toEqual({ pid: 19797, thread: 0 });
   });
 });

@@ -2,7 +2,9 @@
  * npm run bench -- <scenario> [options]
  *
  *   fanout       one room, V viewers, R comments/s for T s: ours vs Socket.IO vs Centrifugo
- *   ingest       step the write rate up until p99 write→projection > 1 s or errors; raw kafkajs beside it
+ *   ingest       comments into one room over HTTP + WebSocket, rate doubling to 12,800/s until p99 write→projection > 1 s
+ *                or errors; ceilings in the same run: raw kafkajs and Kafka's own producer/consumer perf tools
+ *   reactions    5,000 viewers of one room send reactions, 5k → 200k/s: acks (p99 ≤ 2 s) and exact tallies
  *   rebuild      events/s of `npm run pipelines -- rebuild feed` over a log of N events
  *   connections  most idle WebSockets one gateway holds with heartbeats; memory per connection
  *   archive      events/s into ClickHouse through the archiver vs a raw insert of the same rows
@@ -13,7 +15,11 @@
  *   --ci                  tiny parameters (the CI smoke run); peers only if already built
  *   --quick               shorter holds (ingest) and smaller logs (rebuild)
  *   --viewers N --rate R --seconds T --systems ours,socketio,centrifugo     (fanout)
- *   --hold S --rates a,b,c --max-rate R --raw-max-rate R                     (ingest)
+ *   --hold S --rates a,b,c --max-rate R --raw-max-rate R --rooms N          (ingest)
+ *   --ws-share 0..1 --users N --perf-records N                               (ingest)
+ *   --viewers N --children N --hold S --rates a,b,c                          (reactions)
+ *   --cpu-prof [--cpu-prof-dir DIR]   gateway and processors under `node --cpu-prof`; prints
+ *                                      each profile's top frames (ingest, reactions)
  *   --events N --rooms N                                                     (rebuild, archive)
  *   --events N --windows N                                                   (replay)
  *   --max N --step N --heartbeat S                                           (connections)
@@ -21,7 +27,8 @@
  *   --charts DIR          where the SVG charts go (default docs/bench; bench/results with --ci)
  *
  * Prints a table and the JSON result; writes bench/results/<scenario>-<time>.json
- * and <charts>/<scenario>.svg. Every load goes to 127.0.0.1 only, from child
+ * and <charts>/<scenario>.svg. ingest and reactions end with plain summary lines
+ * (`highest rate held (…): ours N/s`, `ceilings: …`, `reactions held: N/s, tallies exact: …`). Every load goes to 127.0.0.1 only, from child
  * processes bounded in count and time.
  */
 import os from 'node:os';
@@ -32,12 +39,13 @@ import { KINDS, type Kind } from './load/kinds.ts';
 import { machine, machineLine, RESULTS_DIR, writeChart, writeResult } from './lib/report.ts';
 import { connectionsChart, connectionsTable, runConnections } from './scenarios/connections.ts';
 import { fanoutChart, fanoutTable, runFanout } from './scenarios/fanout.ts';
-import { ingestChart, ingestTable, ladder, runIngest } from './scenarios/ingest.ts';
+import { ingestChart, ingestFinalLines, ingestTable, ladder, runIngest } from './scenarios/ingest.ts';
+import { reactionsChart, reactionsFinalLines, reactionsTable, runReactions } from './scenarios/reactions.ts';
 import { rebuildChart, rebuildTable, runRebuild } from './scenarios/rebuild.ts';
 import { archiveChart, archiveTable, runArchive } from './scenarios/archive.ts';
 import { replayChart, replayTable, runReplay } from './scenarios/replay.ts';
 
-const SCENARIOS = ['fanout', 'ingest', 'rebuild', 'connections', 'archive', 'replay'] as const;
+const SCENARIOS = ['fanout', 'ingest', 'reactions', 'rebuild', 'connections', 'archive', 'replay'] as const;
 type Scenario = (typeof SCENARIOS)[number];
 
 const { positionals, values } = parseArgs({
@@ -59,6 +67,12 @@ const { positionals, values } = parseArgs({
     step: { type: 'string' },
     heartbeat: { type: 'string' },
     windows: { type: 'string' },
+    'ws-share': { type: 'string' },
+    users: { type: 'string' },
+    'perf-records': { type: 'string' },
+    children: { type: 'string' },
+    'cpu-prof': { type: 'boolean', default: false },
+    'cpu-prof-dir': { type: 'string' },
     'no-build': { type: 'boolean', default: false },
     charts: { type: 'string' },
     help: { type: 'boolean', short: 'h' },
@@ -82,7 +96,13 @@ interface Outcome {
   scenario: Scenario;
   ok: boolean;
   summary: string;
+  /** Plain lines the whole run ends with. */
+  finalLines?: string[];
 }
+
+/** Where --cpu-prof puts a scenario's profiles. */
+const cpuProfDir = (s: Scenario) =>
+  values['cpu-prof'] || values['cpu-prof-dir'] ? path.resolve(values['cpu-prof-dir'] ?? path.join(RESULTS_DIR, `cpuprof-${s}-${new Date().toISOString().replace(/[:.]/g, '-')}`)) : undefined;
 
 async function runOne(s: Scenario): Promise<Outcome> {
   const started = new Date().toISOString();
@@ -111,9 +131,38 @@ async function runOne(s: Scenario): Promise<Outcome> {
     }
     case 'ingest': {
       const quick = values.quick!;
-      const rates = values.rates ? values.rates.split(',').map(Number) : ladder(ci ? 10 : 50, num(values['max-rate'], ci ? 20 : 6400));
-      const r = await runIngest({ rates, rawMaxRate: num(values['raw-max-rate'], ci ? 20 : 51_200), hold: num(values.hold, ci ? 2 : quick ? 10 : 60), rooms: num(values.rooms, ci ? 3 : 12), p99LimitMs: 1000, raw: true, log });
-      return finish(s, started, r, ingestTable(r), ingestChart(r, machineLine(m)), r.ours.highestHeld > 0);
+      const rates = values.rates ? values.rates.split(',').map(Number) : ladder(ci ? 10 : 50, num(values['max-rate'], ci ? 20 : 12_800));
+      const wsShare = num(values['ws-share'], 0.5);
+      if (!(wsShare >= 0 && wsShare <= 1)) throw new Error('--ws-share must be between 0 and 1');
+      const r = await runIngest({
+        rates,
+        rawMaxRate: num(values['raw-max-rate'], ci ? 20 : 51_200),
+        hold: num(values.hold, ci ? 2 : quick ? 10 : 60),
+        rooms: num(values.rooms, 1),
+        wsShare,
+        users: num(values.users, ci ? 20 : 400),
+        wsSockets: ci ? 4 : 40,
+        p99LimitMs: 1000,
+        raw: true,
+        perfRecords: num(values['perf-records'], ci ? 2000 : quick ? 300_000 : 1_000_000),
+        cpuProfDir: cpuProfDir(s),
+        log,
+      });
+      return finish(s, started, r, ingestTable(r), ingestChart(r, machineLine(m)), r.ours.highestHeld > 0, ingestFinalLines(r));
+    }
+    case 'reactions': {
+      const r = await runReactions({
+        viewers: num(values.viewers, ci ? 40 : 5000),
+        children: num(values.children, ci ? 1 : 4),
+        rates: values.rates ? values.rates.split(',').map(Number) : ci ? [20, 50] : undefined,
+        hold: num(values.hold, ci ? 2 : values.quick ? 10 : 30),
+        p99LimitMs: 2000,
+        emojis: ['heart', 'fire', 'clap'],
+        cpuProfDir: cpuProfDir(s),
+        log,
+      });
+      // Held at some rate with exact tallies; in CI, the scenario running end to end with exact tallies.
+      return finish(s, started, r, reactionsTable(r), reactionsChart(r, machineLine(m)), r.talliesExact && (ci || r.highestHeld > 0), reactionsFinalLines(r));
     }
     case 'rebuild': {
       const r = await runRebuild({ events: num(values.events, ci ? 1000 : values.quick ? 20_000 : 100_000), rooms: num(values.rooms, ci ? 5 : 100), log });
@@ -141,14 +190,14 @@ async function runOne(s: Scenario): Promise<Outcome> {
   }
 }
 
-function finish(s: Scenario, started: string, result: unknown, table: string, chart: string, ok: boolean): Outcome {
+function finish(s: Scenario, started: string, result: unknown, table: string, chart: string, ok: boolean, finalLines?: string[]): Outcome {
   const doc = { scenario: s, started, finished: new Date().toISOString(), ci, machine: m, loadavgAtEnd: os.loadavg().map((x) => +x.toFixed(2)), command: `npm run bench -- ${process.argv.slice(2).join(' ')}`, result };
   const file = writeResult(s, doc);
   const svgFile = writeChart(chartDir, s, chart);
   console.log(`\n== ${s}\n${table}\n`);
   console.log(JSON.stringify(doc, null, 2));
   console.log(`\nresult: ${path.relative(REPO_ROOT, file)}\nchart:  ${path.relative(REPO_ROOT, svgFile)}`);
-  return { scenario: s, ok, summary: table.split('\n')[0] ?? '' };
+  return { scenario: s, ok, summary: table.split('\n')[0] ?? '', finalLines };
 }
 
 const list: Scenario[] = which === 'all' ? [...SCENARIOS] : [which as Scenario];
@@ -163,4 +212,7 @@ for (const s of list) {
 }
 const failed = outcomes.filter((o) => !o.ok);
 console.log(`\nbench: ${outcomes.length - failed.length} passed, ${failed.length} failed`);
+// The scenarios' plain summary lines come last, where people and tools look for them.
+const last = outcomes.flatMap((o) => o.finalLines ?? []);
+if (last.length) console.log(last.join('\n'));
 process.exit(failed.length ? 1 : 0);

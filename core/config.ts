@@ -43,12 +43,29 @@ const int = (env: string, def: number, doc: string, min = 0, max = Number.MAX_SA
 
 const port = (env: string, def: number, doc: string) => int(env, def, doc, 1, 65535);
 
+/** An integer setting whose default depends on others (parsed like `int`). */
+function intIn(raw: string | undefined, def: number, min: number, max: number): number {
+  if (raw === undefined || raw === '') return def;
+  if (!/^-?\d+$/.test(raw.trim())) throw new Invalid(`expected an integer, got "${raw}"`);
+  const n = Number(raw);
+  if (n < min || n > max) throw new Invalid(`expected ${min}..${max}, got ${n}`);
+  return n;
+}
+
 const bool = (env: string, def: boolean, doc: string) =>
   leaf<boolean>(env, doc, String(def), (raw) => {
     if (raw === undefined || raw === '') return def;
     if (/^(1|true|yes|on)$/i.test(raw)) return true;
     if (/^(0|false|no|off)$/i.test(raw)) return false;
     throw new Invalid(`expected true/false, got "${raw}"`);
+  });
+
+const ratio = (env: string, def: number, doc: string) =>
+  leaf<number>(env, doc, String(def), (raw) => {
+    if (raw === undefined || raw === '') return def;
+    const n = Number(raw);
+    if (raw.trim() === '' || !Number.isFinite(n) || n < 0 || n > 1) throw new Invalid(`expected a number in 0..1, got "${raw}"`);
+    return n;
   });
 
 const oneOf = <T extends string>(env: string, values: readonly T[], def: T, doc: string) =>
@@ -63,6 +80,12 @@ const derived = (env: string, defaultText: string, doc: string, compute: (env: E
   leaf<string>(env, doc, defaultText, (raw, e) => (raw === undefined || raw === '' ? compute(e) : raw));
 
 const dataDirOf = (e: Env) => path.resolve(e.DANMAKU_DATA_DIR || path.join(REPO_ROOT, '.data'));
+const cacheDirOf = (e: Env) => path.resolve(e.DANMAKU_CACHE_DIR || path.join(e.XDG_CACHE_HOME || path.join(os.homedir(), '.cache'), 'danmaku-live'));
+/** KAFKA_BROKERS=<N> asks for a local cluster of N brokers (else one). */
+const localBrokersOf = (e: Env): number => {
+  const raw = e.KAFKA_LOCAL_BROKERS || e.KAFKA_BROKERS;
+  return raw && /^\d+$/.test(raw.trim()) ? Math.max(1, Number(raw.trim())) : 1;
+};
 const portOf = (e: Env, name: string, def: number) => (e[name] && /^\d+$/.test(e[name]!) ? e[name]! : String(def));
 
 export const schema = {
@@ -71,11 +94,31 @@ export const schema = {
     'DANMAKU_CACHE_DIR',
     '~/.cache/danmaku-live',
     'Downloads (Maven artifacts, unpacked registry) kept outside the clone so a second install is fast.',
-    (e) => path.resolve(e.XDG_CACHE_HOME || path.join(os.homedir(), '.cache'), 'danmaku-live'),
+    cacheDirOf,
   ),
   logLevel: oneOf('LOG_LEVEL', ['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'] as const, 'info', 'Log level of every process.'),
   kafka: {
-    brokers: derived('KAFKA_BROKERS', '127.0.0.1:${KAFKA_PORT}', 'Comma-separated bootstrap brokers the product connects to.', (e) => `127.0.0.1:${portOf(e, 'KAFKA_PORT', 9092)}`),
+    brokers: leaf<string>(
+      'KAFKA_BROKERS',
+      'Comma-separated bootstrap brokers the product connects to; or a number N: a local KRaft cluster of N brokers (infra; broker i on KAFKA_PORT + 2i, its controller on KAFKA_CONTROLLER_PORT + 2i), and the bootstrap list is theirs.',
+      '127.0.0.1:${KAFKA_PORT}',
+      (raw, e) => {
+        if (raw !== undefined && raw !== '' && !/^\d+$/.test(raw.trim())) return raw;
+        const n = localBrokersOf(e);
+        const port = Number(portOf(e, 'KAFKA_PORT', 9092));
+        return Array.from({ length: n }, (_, i) => `127.0.0.1:${port + 2 * i}`).join(',');
+      },
+    ),
+    localBrokers: leaf<number>(
+      'KAFKA_LOCAL_BROKERS',
+      'Brokers of the local KRaft cluster infra starts (1, or 3 for a replicated log). Default: KAFKA_BROKERS when it is a number, else 1.',
+      '${KAFKA_BROKERS} or 1',
+      (raw, e) => {
+        const v = raw === undefined || raw === '' ? String(localBrokersOf(e)) : raw;
+        if (!/^\d+$/.test(v) || Number(v) < 1 || Number(v) > 9) throw new Invalid(`expected 1..9, got "${v}"`);
+        return Number(v);
+      },
+    ),
     port: port('KAFKA_PORT', 9092, 'Port of the local Kafka broker listener (infra).'),
     controllerPort: port('KAFKA_CONTROLLER_PORT', 9093, 'Port of the local KRaft controller listener (infra).'),
     heap: str('KAFKA_HEAP', '512m', 'JVM heap (-Xms/-Xmx) of the local Kafka broker; sized to fit beside the registry on 2 cores.'),
@@ -102,8 +145,18 @@ export const schema = {
     roomEvents: str('TOPIC_ROOM_EVENTS', 'room-events', 'The event log: every room action, key = room id, kept forever.'),
     deadLetter: str('TOPIC_DEAD_LETTER', 'room-events.dlq', 'Records that could not be decoded or validated, with the reason in headers.'),
     partitions: int('TOPIC_PARTITIONS', 6, 'Partitions of the event log (rooms spread over them; a room stays in one).', 1, 10_000),
-    replicationFactor: int('TOPIC_REPLICATION_FACTOR', 1, 'Replicas per partition (1 on a one-broker machine; 3 in production).', 1, 10),
-    minInsyncReplicas: int('TOPIC_MIN_INSYNC_REPLICAS', 1, 'min.insync.replicas of the declared topics (2 with 3 replicas in production).', 1, 10),
+    replicationFactor: leaf<number>(
+      'TOPIC_REPLICATION_FACTOR',
+      'Replicas per partition of the declared topics. Default: 3 when the local cluster has three brokers or more (KAFKA_BROKERS=3), else 1.',
+      'min(3, local brokers)',
+      (raw, e) => intIn(raw, Math.min(3, localBrokersOf(e)), 1, 10),
+    ),
+    minInsyncReplicas: leaf<number>(
+      'TOPIC_MIN_INSYNC_REPLICAS',
+      'min.insync.replicas of the declared topics: with acks=all a write is acknowledged only once this many replicas hold it. Default: 2 with three replicas or more, else 1.',
+      '2 with 3+ replicas, else 1',
+      (raw, e) => intIn(raw, intIn(e.TOPIC_REPLICATION_FACTOR, Math.min(3, localBrokersOf(e)), 1, 10) >= 3 ? 2 : 1, 1, 10),
+    ),
   },
   producer: {
     lingerMs: int('PRODUCER_LINGER_MS', 5, 'How long the producer gathers records into one batch before sending (throughput vs latency).', 0, 1000),
@@ -111,7 +164,18 @@ export const schema = {
     compression: oneOf('PRODUCER_COMPRESSION', ['none', 'gzip'] as const, 'gzip', 'Compression of produced batches (kafkajs ships gzip only).'),
   },
   pipelines: {
-    groupPrefix: str('PIPELINES_GROUP_PREFIX', 'danmaku.', 'Prefix of the Kafka consumer groups of the processors (one group per projection version).'),
+    groupPrefix: str(
+      'PIPELINES_GROUP_PREFIX',
+      'danmaku.',
+      'Prefix of the Kafka consumer groups of the processors: `<prefix>processors` (the live projections, one group), `<prefix>projector.<name>.v<N>` (a rebuild), `<prefix>moderator.v1`.',
+    ),
+    partitionsConcurrently: int(
+      'PIPELINES_PARTITIONS_CONCURRENTLY',
+      16,
+      'Partitions whose batches a processor handles at once (a partition\'s own batches stay in order, one at a time).',
+      1,
+      1000,
+    ),
     feedMaxItems: int('FEED_MAX_ITEMS', 500, 'Comments (and tombstones) the ordered feed keeps per room in Redis; older positions are served from the log.', 10, 100_000),
     sampledPerSecond: int('SAMPLED_PER_SECOND', 5, 'Target density of the sampled feed: at most this many comments per second per room.', 1, 1000),
     metricsPort: int('PIPELINES_METRICS_PORT', 9464, 'Port of the processors\' Prometheus /metrics endpoint (0 = off).', 0, 65535),
@@ -119,7 +183,7 @@ export const schema = {
   },
   moderation: {
     enabled: bool('MODERATION_ENABLED', true, 'Run the moderation processor with `npm run pipelines -- run`.'),
-    wordlist: derived('MODERATION_WORDLIST', '<repo>/pipelines/moderation/wordlist.txt', 'Word list file (one entry per line, # comments); re-read when it changes, no restart needed.', () =>
+    wordlist: derived('MODERATION_WORDLIST', '<repo>/pipelines/moderation/wordlist.txt', 'Word list file: one entry per line, # comments, `-word` removes, `=word` whole words only, `%include` another list (the shipped one includes the curated maintained lists of wordlist.base.txt); it and what it includes are re-read when they change, no restart needed.', () =>
       path.join(REPO_ROOT, 'pipelines', 'moderation', 'wordlist.txt'),
     ),
     maxCharRun: int('MODERATION_MAX_CHAR_RUN', 20, 'A run of one character longer than this is removed (danmaku often repeats 哈 or w, so not too low).', 2, 1000),
@@ -129,6 +193,23 @@ export const schema = {
     muteSec: int('MODERATION_MUTE_SEC', 600, 'How long an automatic mute lasts.', 1, 31 * 24 * 3600),
     muteKind: oneOf('MODERATION_MUTE_KIND', ['shadow', 'visible'] as const, 'shadow', 'shadow: the muted user alone still sees their comments; visible: their comments are rejected with a reason.'),
     holdLinks: bool('MODERATION_HOLD_LINKS', false, 'Hold comments with links for a moderator instead of removing them.'),
+    model: {
+      enabled: bool(
+        'MODERATION_MODEL_ENABLED',
+        false,
+        'Run the trained classifier (alt-profanity-check, English) as the `moderation-model` stage with `npm start`: a Python process in its own consumer group that only adds removals. Off by default: cheap once running (2–3 s to start, ~10 ms per batch, ~130 MB), but its first start builds a 360 MB venv from PyPI, and it scores no Chinese or Japanese, most of the real traffic (see `npm run moderation -- eval`).',
+      ),
+      threshold: ratio('MODERATION_MODEL_THRESHOLD', 0.95, 'A comment the model scores at or above this is removed (or held: MODERATION_MODEL_ACTION).'),
+      recordAbove: ratio('MODERATION_MODEL_RECORD_ABOVE', 0.5, 'Scores at or above this (and below the threshold) are written as a ModerationDecided with verdict allow, for moderators to review; lower ones write nothing.'),
+      action: oneOf('MODERATION_MODEL_ACTION', ['delete', 'hold'] as const, 'delete', 'What a score at or above the threshold does: delete (ModerationDecided + CommentDeleted, reason moderation:model) or hold for a moderator (ModerationDecided with verdict hold).'),
+      batchMax: int('MODERATION_MODEL_BATCH_MAX', 500, 'Most records the model stage fetches, scores in one model call and commits at once.', 1, 100_000),
+      batchMs: int('MODERATION_MODEL_BATCH_MS', 50, 'How long the model stage waits to fill a batch.', 1, 10_000),
+      venv: derived('MODERATION_MODEL_VENV', '${DANMAKU_CACHE_DIR}/pyvenv-moderation-model', 'Python virtualenv holding the model and Confluent\'s client; built on first use (pip, from PyPI), reused after.', (e) =>
+        path.join(cacheDirOf(e), 'pyvenv-moderation-model'),
+      ),
+      python: str('MODERATION_MODEL_PYTHON', 'python3', 'Python 3.11+ that creates the model\'s virtualenv.'),
+      metricsPort: int('MODERATION_MODEL_METRICS_PORT', 9466, 'Port of the model stage\'s Prometheus /metrics endpoint (batch latency, decisions, restarts; 0 = off). Its own: `npm start` runs the stage in a process of its own.', 0, 65535),
+    },
   },
   gateway: {
     host: str('GATEWAY_HOST', '127.0.0.1', 'Interface the gateway listens on.'),
@@ -136,6 +217,27 @@ export const schema = {
     id: derived('GATEWAY_ID', '<hostname>-<pid>', 'This gateway instance\'s id (presence is counted per instance).', () => `${os.hostname()}-${process.pid}`),
     bodyLimitBytes: int('GATEWAY_BODY_LIMIT_BYTES', 16 * 1024, 'Largest request body accepted (413/400 beyond).', 256, 10 * 1024 * 1024),
     emojis: str('GATEWAY_EMOJIS', 'heart,fire,laugh,clap,wow,sad', 'Reaction emoji codes clients may send (comma-separated).'),
+    workers: int(
+      'GATEWAY_WORKERS',
+      1,
+      'Worker processes of one gateway on one port (Node\'s cluster module): each its own GATEWAY_ID (`<id>-w<n>`), sharing nothing but Redis and Kafka; a worker that dies is restarted. 1: a single process.',
+      1,
+      64,
+    ),
+    reactionsFlushMs: int(
+      'REACTIONS_FLUSH_MS',
+      500,
+      'Reactions are summed in memory per room and emoji and written as one ReactionAdded{count} event per this interval; each is acknowledged once the event holding it is durable in Kafka.',
+      10,
+      10_000,
+    ),
+    wsMaxInflightWrites: int(
+      'WS_MAX_INFLIGHT_WRITES',
+      1000,
+      'Writes one WebSocket may have waiting for their ack (a reaction waits up to REACTIONS_FLUSH_MS); frames beyond it are nacked with ERR_RATE_LIMITED at once.',
+      1,
+      1_000_000,
+    ),
     publicUrl: optStr('GATEWAY_PUBLIC_URL', 'URL the demo page and OpenAPI advertise (default http://<host>:<port>).'),
     trustedProxies: str(
       'GATEWAY_TRUSTED_PROXIES',

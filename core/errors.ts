@@ -24,8 +24,8 @@ export interface ErrorSpec {
 
 export const ERRORS = {
   // Gateway: who is asking
-  ERR_AUTH_REQUIRED: { status: 401, retriable: false, doc: 'The route needs `Authorization: Bearer <JWT>` (or anonymous reads are disabled).' },
-  ERR_AUTH_INVALID: { status: 401, retriable: false, doc: 'The bearer token is malformed, expired, wrongly signed or lacks `sub`/`role`.' },
+  ERR_AUTH_REQUIRED: { status: 401, retriable: false, doc: 'The route needs `Authorization: Bearer <JWT>` (or anonymous reads are disabled); on a WebSocket, a write frame on a socket opened without `?token=`.' },
+  ERR_AUTH_INVALID: { status: 401, retriable: false, doc: 'The bearer token is malformed, expired, wrongly signed or lacks `sub`/`role`; on a WebSocket, a write frame after the token of the socket expired (reconnect with a new one).' },
   ERR_FORBIDDEN: { status: 403, retriable: false, doc: 'The caller’s role may not do this (e.g. delete another user’s comment, pin without being a moderator).' },
   ERR_MUTED: { status: 403, retriable: false, doc: 'The user is muted in this room (visible mutes); `details` has `untilMs` and `reason`.' },
   ERR_BANNED: { status: 403, retriable: false, doc: 'The user is banned (POST /v1/admin/users/:user/ban): every token of theirs is refused until the ban ends; `details` has `untilMs` (null: no end) and `reason`.' },
@@ -33,8 +33,8 @@ export const ERRORS = {
   ERR_EMOTE_ONLY: { status: 403, retriable: false, doc: 'The room is in emote-only mode and the comment has other text.' },
 
   // Gateway: the request itself
-  ERR_VALIDATION: { status: 400, retriable: false, doc: 'Body, query or path does not match the route’s schema; `details.issues` lists where.' },
-  ERR_BAD_JSON: { status: 400, retriable: false, doc: 'The body is not valid JSON (or is empty where JSON is expected).' },
+  ERR_VALIDATION: { status: 400, retriable: false, doc: 'Body, query or path does not match the route’s schema, or a WebSocket frame its type’s (an unknown `type`, a binary frame); `details.issues` lists where.' },
+  ERR_BAD_JSON: { status: 400, retriable: false, doc: 'The body (or a WebSocket text frame) is not valid JSON, is empty where JSON is expected, or holds `__proto__` / `constructor.prototype`.' },
   ERR_INVALID_UTF8: { status: 400, retriable: false, doc: 'The body is not valid UTF-8, a string in it is not well-formed Unicode (a lone surrogate such as `"\\ud800"`), or the path has percent-escapes that do not decode as UTF-8: refused, never rewritten.' },
   ERR_BODY_TOO_LARGE: { status: 400, retriable: false, doc: 'The body is larger than GATEWAY_BODY_LIMIT_BYTES.' },
   ERR_UNSUPPORTED_MEDIA_TYPE: { status: 415, retriable: false, doc: 'The Content-Type (or Content-Encoding) of the body is not one the route accepts.' },
@@ -46,14 +46,14 @@ export const ERRORS = {
   ERR_COMMENT_NOT_FOUND: { status: 404, retriable: false, doc: 'No such comment in this room: a pin or a deletion must name one that Redis’s feed or the archive holds (without an archive, only recent ones).' },
   ERR_NOT_PINNED: { status: 404, retriable: false, doc: 'Nothing is pinned in this room, so there is nothing to unpin.' },
   ERR_IN_PROGRESS: { status: 409, retriable: true, doc: 'A write with the same `clientMsgId` is still in flight; retry after Retry-After to get its result.' },
-  ERR_RATE_LIMITED: { status: 429, retriable: false, doc: 'The user’s comment or reaction budget is spent; Retry-After says when it refills.' },
+  ERR_RATE_LIMITED: { status: 429, retriable: false, doc: 'The user’s comment or reaction budget is spent (Retry-After says when it refills), or a WebSocket has WS_MAX_INFLIGHT_WRITES writes waiting for their ack (wait for acks).' },
   ERR_SLOW_MODE: { status: 429, retriable: false, doc: 'Slow mode: one comment per `slowModeSec` per user; Retry-After says when the next is allowed.' },
 
   // Gateway: replay and analytics
   ERR_RANGE_INVALID: { status: 400, retriable: false, doc: '`toMs` is not greater than `fromMs`.' },
   ERR_LIMIT_TOO_LARGE: { status: 400, retriable: false, doc: 'A JSON replay page may hold at most REPLAY_MAX_PAGE_ITEMS items (stream with format=ndjson instead).' },
   ERR_CURSOR_INVALID: { status: 400, retriable: false, doc: 'The replay cursor is not one this API issued.' },
-  ERR_CURSOR_MISMATCH: { status: 400, retriable: false, doc: 'The replay cursor belongs to another view or range; repeat the request it came from.' },
+  ERR_CURSOR_MISMATCH: { status: 400, retriable: false, doc: 'The replay cursor belongs to another room, view or range; repeat the request it came from.' },
 
   // Gateway: our side
   ERR_INTERNAL: { status: 500, retriable: false, doc: 'An unexpected failure inside the gateway (logged with its cause).' },
@@ -66,7 +66,7 @@ export const ERRORS = {
 
   // The event log and its contract
   ERR_KAFKA_REJECTED: { status: 500, retriable: false, doc: 'Kafka refused the request for good (record too large, unknown topic or partition).' },
-  ERR_KAFKA_ACK_MISMATCH: { status: 500, retriable: false, doc: 'A produce acknowledgement did not cover a record that was sent (a bug, never expected).' },
+  ERR_KAFKA_ACK_MISMATCH: { status: 500, retriable: false, doc: 'A produce acknowledgement did not cover a record that was sent. No longer raised: such records are re-sent (idempotently) until PRODUCER send timeout, then ERR_KAFKA_UNAVAILABLE.' },
   ERR_LOG_OFFSET_GONE: { status: 500, retriable: false, doc: 'The partition no longer holds the requested offset (deleted by retention).' },
   ERR_SCHEMA_REJECTED: { status: 500, retriable: false, doc: 'The schema registry refused a request (incompatible or invalid schema, other 4xx).' },
   ERR_CODEC_NOT_INITIALISED: { status: 500, retriable: false, doc: 'The event codec was used before `init()` registered the schema (a bug).' },

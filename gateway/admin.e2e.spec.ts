@@ -6,11 +6,16 @@
  * gateway); a visible mute closes the muted user's sockets in the room, a
  * shadow mute closes and tells nothing.
  */
+import path from 'node:path';
+import { REPO_ROOT } from '../core/config.ts';
 import WebSocket from 'ws';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { waitFor } from '../test/helpers.ts';
 import { startWorld, type World } from '../services/world.ts';
 import { CLOSE, type ServerMessage } from './protocol.ts';
+
+/** One placeholder word: these tests moderate with it, whatever the shipped list holds. */
+const TEST_WORDLIST = path.join(REPO_ROOT, 'test', 'fixtures', 'wordlist.txt');
 
 const worlds: World[] = [];
 afterAll(async () => {
@@ -68,7 +73,7 @@ describe('the admin API and visible mutes, two gateways', () => {
   const idOf = (url: string) => `gw-${new URL(url).port}`;
 
   beforeAll(async () => {
-    w = await startWorld({ gateways: 2, env: { LIMIT_COMMENTS: '1000', MODERATION_MUTE_KIND: 'visible', MODERATION_OFFENSES_TO_MUTE: '2' } });
+    w = await startWorld({ gateways: 2, env: { MODERATION_WORDLIST: TEST_WORDLIST, LIMIT_COMMENTS: '1000', MODERATION_MUTE_KIND: 'visible', MODERATION_OFFENSES_TO_MUTE: '2' } });
     worlds.push(w);
     A = w.gateways[0]!.url;
     B = w.gateways[1]!.url;
@@ -226,7 +231,7 @@ describe('a shadow mute', () => {
   let w: World;
 
   beforeAll(async () => {
-    w = await startWorld({ env: { LIMIT_COMMENTS: '1000', MODERATION_MUTE_KIND: 'shadow', MODERATION_OFFENSES_TO_MUTE: '2' } });
+    w = await startWorld({ env: { MODERATION_WORDLIST: TEST_WORDLIST, LIMIT_COMMENTS: '1000', MODERATION_MUTE_KIND: 'shadow', MODERATION_OFFENSES_TO_MUTE: '2' } });
     worlds.push(w);
   });
 

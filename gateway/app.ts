@@ -2,11 +2,12 @@
  * `buildGateway(deps)` returns the fastify app; `service.ts` only listens. The
  * shared clients arrive as the `deps` decoration. Write, read (polling),
  * replay and analytics, and the demo page are encapsulated plugins: their
- * routes, hooks and state stay inside them. Four are wrapped in
+ * routes, hooks and state stay inside them. Five are wrapped in
  * fastify-plugin because siblings need what they add: auth (the JWT
  * decorators every route's `userOf` uses), ops (the metrics hook on every
- * route), presence (`app.presence`, read by read and push) and push
- * (`app.pushHub`). Errors of every plugin reach the one handler below and
+ * route), ingest (`app.ingest`, the write path the write routes and the
+ * socket's write frames share), presence (`app.presence`, read by read and
+ * push) and push (`app.pushHub`). Errors of every plugin reach the one handler below and
  * leave as `{code, message}` with the catalogue's code and status.
  */
 import fastifyCompress from '@fastify/compress';
@@ -21,13 +22,13 @@ import { authPlugin, redactUrl } from './auth.ts';
 import { connectionsPlugin } from './connections.ts';
 import type { GatewayDeps } from './deps.ts';
 import { demoPlugin } from './demo/plugin.ts';
-import { onFrameworkError, strictInput } from './input.ts';
+import { onClientError, onFrameworkError, strictInput } from './input.ts';
 import { opsPlugin } from './ops.ts';
 import { presencePlugin } from './presence.ts';
 import { pushPlugin } from './push/plugin.ts';
 import { readPlugin } from './read.ts';
 import { replayPlugin } from './replay.ts';
-import { writePlugin } from './write.ts';
+import { ingestPlugin, writePlugin } from './write.ts';
 
 declare module 'fastify' {
   interface FastifyInstance {
@@ -95,6 +96,8 @@ export async function buildGateway(deps: GatewayDeps, opts: { logger?: boolean }
     trustProxy: trustedProxies(cfg.gateway.trustedProxies),
     // Refusals before routing (a path that does not decode) leave with a catalogue code too.
     frameworkErrors: onFrameworkError,
+    // Malformed HTTP (oversized headers, bad framing): a status line and headers, never a body.
+    clientErrorHandler: onClientError,
   });
   app.decorate('deps', deps);
 
@@ -131,6 +134,8 @@ export async function buildGateway(deps: GatewayDeps, opts: { logger?: boolean }
   await app.register(fastifyWebsocket, { options: { perMessageDeflate: cfg.push.deflate, maxPayload: 64 * 1024 } });
   await app.register(authPlugin);
   await app.register(opsPlugin);
+  // The write path (ingest.ts), shared by the HTTP write routes and the socket's write frames.
+  await app.register(ingestPlugin);
   await app.register(writePlugin);
   await app.register(readPlugin);
   await app.register(presencePlugin);

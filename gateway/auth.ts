@@ -48,6 +48,8 @@ export interface User {
   rooms: Readonly<Record<string, RoomRole>>;
   /** Issued-at (seconds), when the token says. */
   iat?: number;
+  /** Expiry (seconds), set by the verifier: a WebSocket refuses writes after it. */
+  exp?: number;
 }
 
 /** The user's role in `room`: admin everywhere, a room role where the token grants one, else viewer. */
@@ -149,7 +151,9 @@ export function createTokenVerifier(cfg: Config): TokenVerifier {
       } catch (err) {
         throw new AppError('ERR_AUTH_INVALID', `invalid bearer token: ${(err as Error).message}`, { cause: err });
       }
-      return userFromClaims(claims, auth.maxTokenTtlSec, Date.now());
+      const user = userFromClaims(claims, auth.maxTokenTtlSec, Date.now());
+      // The expiry travels with the user: a socket verifies its token once and refuses writes after it.
+      return { ...user, exp: claims.exp as number };
     },
   };
 }
@@ -196,6 +200,33 @@ export const authPlugin = fp(async (app: FastifyInstance) => {
  * `?token=` (only the WebSocket upgrade, where browsers cannot set headers).
  */
 export async function userOf(req: FastifyRequest, opts: { queryToken?: boolean } = {}): Promise<User | null> {
+  const token = tokenOf(req, opts);
+  if (token === undefined) return null;
+  const user = await req.server.tokens.verify(token);
+  const { redis, cfg } = req.server.deps;
+  const block = await blockOf(redis, cfg.redis.keyPrefix, user.id, user.iat);
+  if (block) throw block;
+  return user;
+}
+
+/**
+ * The caller of a write, with the ban/revocation check started but not
+ * awaited: the write awaits it beside its own Redis round trip (ingest.ts),
+ * so the two cost one round trip of latency. The promise never rejects
+ * unhandled (a handler is attached); awaiting it rethrows a Redis failure.
+ */
+export async function requireWriter(req: FastifyRequest): Promise<{ user: User; block: Promise<AppError | null> }> {
+  const token = tokenOf(req, {});
+  if (token === undefined) throw new AppError('ERR_AUTH_REQUIRED', 'this needs `Authorization: Bearer <JWT>`');
+  const user = await req.server.tokens.verify(token);
+  const { redis, cfg } = req.server.deps;
+  const block = blockOf(redis, cfg.redis.keyPrefix, user.id, user.iat);
+  block.catch(() => undefined);
+  return { user, block };
+}
+
+/** The bearer token of a request: the Authorization header, or `?token=` where allowed (undefined: none sent). */
+function tokenOf(req: FastifyRequest, opts: { queryToken?: boolean }): string | undefined {
   const header = req.headers.authorization;
   let token: string | undefined;
   if (header !== undefined) {
@@ -209,12 +240,7 @@ export async function userOf(req: FastifyRequest, opts: { queryToken?: boolean }
       token = q;
     }
   }
-  if (token === undefined) return null;
-  const user = await req.server.tokens.verify(token);
-  const { redis, cfg } = req.server.deps;
-  const block = await blockOf(redis, cfg.redis.keyPrefix, user.id, user.iat);
-  if (block) throw block;
-  return user;
+  return token;
 }
 
 export async function requireUser(req: FastifyRequest): Promise<User> {

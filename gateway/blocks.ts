@@ -11,7 +11,9 @@
  * braces: auth.ts allows letters, digits and `_ . : @ -`), so one MGET reads
  * them on a Redis Cluster too. Not cached: the lookup is one auto-pipelined
  * MGET per authenticated request, and a ban then holds on every gateway the
- * moment it is written, with nothing to invalidate.
+ * moment it is written, with nothing to invalidate. (A comment's check runs
+ * beside its comment gate, so it adds no latency; a WebSocket's writes
+ * re-check at most every 2 s, since a ban also closes the user's sockets.)
  */
 import { AppError } from '../core/errors.ts';
 import type { RedisClient } from '../core/redis.ts';

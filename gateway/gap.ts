@@ -7,7 +7,7 @@
  * does, so they are exactly what Redis would have served.
  */
 import { foldRoom, roomKeys, type FeedItem, type PositionedEvent } from '../pipelines/projection.ts';
-import { feedProjection, type FeedState } from '../pipelines/projections/feed.ts';
+import { feedProjection, shadowView } from '../pipelines/projections/feed.ts';
 import { readRoomState } from '../pipelines/read.ts';
 import { MemoryStore } from '../pipelines/store.ts';
 import type { RoomEvent } from '../schemas/events.ts';
@@ -89,8 +89,8 @@ async function readGap(deps: GatewayDeps, room: string, topic: string, partition
     deps.log.readRange(topic, partition, afterOffset + 1, untilOffset),
     readRoomState(deps.redis, deps.naming, room, deps.now()),
   ]);
-  const shadow: FeedState['shadow'] = {};
-  for (const [userId, m] of Object.entries(roomState.muted)) if (m.kind === 'shadow') shadow[userId] = m.untilMs;
+  const shadow: [string, number | null][] = [];
+  for (const [userId, m] of Object.entries(roomState.muted)) if (m.kind === 'shadow') shadow.push([userId, m.untilMs]);
 
   const events: PositionedEvent[] = [];
   for (const r of records) {
@@ -107,7 +107,7 @@ async function readGap(deps: GatewayDeps, room: string, topic: string, partition
   // means trimming never drops an item of the range, however long the gap.
   const projection = feedProjection(Math.max(1, events.length));
   const keys = roomKeys('gap:', projection.name, 0, room);
-  const folded = foldRoom(projection, { fence: undefined, state: { shadow } }, events, keys);
+  const folded = foldRoom(projection, { fence: undefined, state: projection.initial() }, events, keys, shadowView(keys, shadow));
   const store = new MemoryStore();
   store.exec(folded.cmds);
   return store.sortedMembers(keys.key('z')).map(([member]) => JSON.parse(member) as FeedItem);

@@ -6,6 +6,7 @@
  * 5xx, and nothing of it reaches the log. (Replay and stats need the archive:
  * their ranges are in services/archive-routes.int.spec.ts.)
  */
+import net from 'node:net';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import WebSocket from 'ws';
 import { startWorld, type World } from '../services/world.ts';
@@ -271,5 +272,46 @@ describe('pins and deletions name a comment of the room', () => {
     expect(pinned).toMatchObject({ eventId: id, text: 'pin me' });
     expect((await call('DELETE', `/v1/rooms/${room}/comments/${id}`, { token: viewer })).status).toBe(202);
     await waitFor(async () => (await feed(room)).events.some((e) => e.kind === 'delete' && e.eventId === id) || undefined, { what: 'the tombstone' });
+  });
+});
+
+describe('one request, one reading of it', () => {
+  /** Sends raw HTTP/1.1 and returns the status line and headers (sockets, so headers can repeat). */
+  const raw = (request: string) =>
+    new Promise<string>((resolve, reject) => {
+      const { port } = new URL(w.url);
+      const s = net.connect(Number(port), '127.0.0.1', () => s.write(request));
+      let out = '';
+      s.on('data', (b) => (out += b.toString('latin1')));
+      s.on('end', () => resolve(out));
+      s.on('error', reject);
+    });
+
+  it('refuses a repeated Authorization or Content-Type header instead of taking the first', async () => {
+    const room = randomName('dup');
+    const body = JSON.stringify({ text: 'who am I' });
+    const twoTokens = await raw(
+      `POST /v1/rooms/${room}/comments HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer ${w.token('first')}\r\nAuthorization: Bearer ${w.token('second')}\r\n` +
+        `Content-Type: application/json\r\nContent-Length: ${Buffer.byteLength(body)}\r\nConnection: close\r\n\r\n${body}`,
+    );
+    expect(twoTokens).toMatch(/^HTTP\/1\.1 400/);
+    expect(twoTokens).toContain('ERR_BAD_REQUEST');
+    const twoTypes = await raw(
+      `POST /v1/rooms/${room}/comments HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer ${w.token('first')}\r\nContent-Type: application/json\r\nContent-Type: text/plain\r\n` +
+        `Content-Length: ${Buffer.byteLength(body)}\r\nConnection: close\r\n\r\n${body}`,
+    );
+    expect(twoTypes).toMatch(/^HTTP\/1\.1 400/);
+    // One of each is fine.
+    const once = await raw(
+      `POST /v1/rooms/${room}/comments HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer ${w.token('first')}\r\nContent-Type: application/json\r\nContent-Length: ${Buffer.byteLength(body)}\r\nConnection: close\r\n\r\n${body}`,
+    );
+    expect(once).toMatch(/^HTTP\/1\.1 202/);
+  });
+
+  it('answers oversized headers without a body, even to HEAD', async () => {
+    const res = await raw(`HEAD /v1/rooms/x/state HTTP/1.1\r\nHost: x\r\nX-Pad: ${'a'.repeat(17_000)}\r\nConnection: close\r\n\r\n`);
+    expect(res).toMatch(/^HTTP\/1\.1 431/);
+    expect(res).toMatch(/Content-Length: 0\r\n/);
+    expect(res.endsWith('\r\n\r\n')).toBe(true);
   });
 });

@@ -45,6 +45,35 @@ export function strictInput(app: FastifyInstance): void {
     });
   });
   app.addHook('preValidation', async (req) => integerQuery(req));
+  app.addHook('onRequest', async (req) => singleHeaders(req));
+}
+
+/**
+ * Headers that may appear once (RFC 9110 §5.3): Node keeps the first of a
+ * repeated Authorization or Content-Type and drops the rest silently, while a
+ * proxy in front may act on another one — two readers of one request must
+ * never disagree about who sent it or what it holds, so a repeat is refused.
+ */
+const SINGLE = new Set(['authorization', 'content-type', 'content-length', 'content-encoding', 'transfer-encoding', 'host', 'x-forwarded-for', 'sec-websocket-key', 'sec-websocket-protocol']);
+
+function singleHeaders(req: FastifyRequest): void {
+  const raw = req.raw.rawHeaders;
+  let seen: Set<string> | undefined;
+  for (let i = 0; i < raw.length; i += 2) {
+    const name = raw[i]!.toLowerCase();
+    if (!SINGLE.has(name)) continue;
+    seen ??= new Set();
+    if (seen.has(name)) throw new AppError('ERR_BAD_REQUEST', `the ${name} header appears more than once`);
+    seen.add(name);
+  }
+}
+
+/** Answers malformed HTTP at the socket level without a body (a HEAD request must not get one; the code is in a header). */
+export function onClientError(err: NodeJS.ErrnoException, socket: import('node:net').Socket): void {
+  const status = err.code === 'HPE_HEADER_OVERFLOW' ? 431 : 400;
+  const text = status === 431 ? 'Request Header Fields Too Large' : 'Bad Request';
+  if (socket.writable) socket.end(`HTTP/1.1 ${status} ${text}\r\nConnection: close\r\nContent-Length: 0\r\nX-Error-Code: ERR_BAD_REQUEST\r\n\r\n`);
+  else socket.destroy();
 }
 
 /**

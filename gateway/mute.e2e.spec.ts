@@ -4,10 +4,15 @@
  * shadow-muted user's comments are accepted but shown to that user alone;
  * emote-only rooms take emoji only.
  */
+import path from 'node:path';
+import { REPO_ROOT } from '../core/config.ts';
 import { afterAll, describe, expect, it } from 'vitest';
 import { waitFor } from '../test/helpers.ts';
 import { startWorld as startSystem, type World as System } from '../services/world.ts';
 import type { FeedResponse } from './protocol.ts';
+
+/** One placeholder word: these tests moderate with it, whatever the shipped list holds. */
+const TEST_WORDLIST = path.join(REPO_ROOT, 'test', 'fixtures', 'wordlist.txt');
 
 const systems: System[] = [];
 afterAll(async () => {
@@ -15,7 +20,7 @@ afterAll(async () => {
 });
 
 async function system(muteKind: 'shadow' | 'visible') {
-  const s = await startSystem({ env: { MODERATION_MUTE_KIND: muteKind, MODERATION_OFFENSES_TO_MUTE: '2', LIMIT_COMMENTS: '1000' } });
+  const s = await startSystem({ env: { MODERATION_WORDLIST: TEST_WORDLIST, MODERATION_MUTE_KIND: muteKind, MODERATION_OFFENSES_TO_MUTE: '2', LIMIT_COMMENTS: '1000' } });
   systems.push(s);
   const post = (room: string, token: string, text: string) =>
     fetch(`${s.url}/v1/rooms/${room}/comments`, { method: 'POST', headers: { 'content-type': 'application/json', authorization: `Bearer ${token}` }, body: JSON.stringify({ text }) });

@@ -105,6 +105,74 @@ export interface DegradedMessage {
 
 export type ServerMessage = SnapshotMessage | CatchUpMessage | BatchMessage | ViewersMessage | DegradedMessage;
 
+// ---------------------------------------------------------------- writes over the socket
+
+/**
+ * Writes a client sends as text frames on its room's socket (the socket's
+ * room; a token given at the upgrade with `?token=`). `id` is the client's
+ * correlation id (1–64 characters), echoed in the answer. The other fields
+ * are those of the HTTP bodies, validated, normalised and limited the same
+ * way (gateway/ingest.ts).
+ */
+export interface CommentFrame {
+  type: 'comment';
+  id: string;
+  text: string;
+  mode?: 'scroll' | 'top' | 'bottom';
+  color?: number;
+  size?: 'small' | 'medium' | 'large';
+  videoOffsetMs?: number;
+  /** Idempotency key shared with HTTP: a retry (on the socket or over HTTP) returns the first result. */
+  clientMsgId?: string;
+}
+
+export interface ReactionFrame {
+  type: 'reaction';
+  id: string;
+  emoji: string;
+  /** 1–100 (default 1). */
+  count?: number;
+  clientMsgId?: string;
+}
+
+export interface DeleteFrame {
+  type: 'delete';
+  id: string;
+  /** The comment to delete: its author, or a moderator of the room and above. */
+  eventId: string;
+}
+
+export type WriteFrame = CommentFrame | ReactionFrame | DeleteFrame;
+
+/**
+ * The write is durable in Kafka (acks=all). For a reaction: the aggregated
+ * ReactionAdded event that holds it is (its eventId and position).
+ */
+export interface AckMessage {
+  type: 'ack';
+  id: string;
+  eventId: string;
+  position: Position;
+  /** Set when the clientMsgId was seen before: this is the first result again. */
+  duplicate?: true;
+}
+
+/** The write was refused or failed: nothing of it is in the log. `code` is the one HTTP would answer. */
+export interface NackMessage {
+  type: 'nack';
+  /** The frame's id; null when it could not be read (not JSON, no valid id). */
+  id: string | null;
+  code: string;
+  message: string;
+  /** When to try again (rate limits, slow mode, in progress, Kafka unavailable). */
+  retryAfterSec?: number;
+  /** As in HTTP error bodies (e.g. a mute's untilMs and reason, validation issues). */
+  details?: Record<string, unknown>;
+}
+
+/** What a write frame is answered with. */
+export type WriteReply = AckMessage | NackMessage;
+
 /** WebSocket close codes the gateway uses (4000–4999 are the application's). */
 export const CLOSE = {
   slowConsumer: 4008,
@@ -119,6 +187,8 @@ export const CLOSE = {
   shuttingDown: 1001,
   /** Too many connects from this client (its read budget, LIMIT_READS): retry after a while. */
   tryAgainLater: 1013,
+  /** The socket's token expired and anonymous reads are disabled: reconnect with a new token. */
+  tokenExpired: 4402,
 } as const;
 
 /** GET /v1/rooms/:room/feed */

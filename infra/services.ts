@@ -18,7 +18,7 @@ import { REPO_ROOT } from '../core/config.ts';
 import { InfraError } from '../core/errors.ts';
 import { run, which } from './proc.ts';
 
-export type ServiceName = 'kafka' | 'registry' | 'redis' | 'clickhouse' | 'redis-cluster' | `redis-cluster-${number}`;
+export type ServiceName = 'kafka' | `kafka-${number}` | 'registry' | 'redis' | 'clickhouse' | 'redis-cluster' | `redis-cluster-${number}`;
 
 export interface Service {
   name: ServiceName;
@@ -86,30 +86,70 @@ function withTimeout<T>(p: Promise<T>, ms: number, what: string): Promise<T> {
   return Promise.race([p, new Promise<T>((_, reject) => setTimeout(() => reject(new Error(`${what} timed out after ${ms} ms`)), ms).unref())]);
 }
 
-export function kafkaService(cfg: Config, p: Paths): Service {
+/** Broker and controller ports of local node `i` (0-based): KAFKA_PORT + 2i and KAFKA_CONTROLLER_PORT + 2i. */
+export function kafkaNodePorts(cfg: Config, i: number): { broker: number; controller: number } {
+  return { broker: cfg.kafka.port + 2 * i, controller: cfg.kafka.controllerPort + 2 * i };
+}
+
+async function installKafka(cfg: Config, home: string, progress: (m: string) => void): Promise<void> {
+  requireTool(cfg.infra.java, 'Kafka', 'apt-get install -y openjdk-17-jre-headless');
+  const mvn = requireTool(cfg.infra.mvn, 'Kafka', 'apt-get install -y maven');
+  if (fs.existsSync(markerFile(home))) return;
+  progress(`fetching Apache Kafka ${cfg.kafka.version} jars from Maven Central into ${home}`);
+  await installOnce(home, async (tmp) => {
+    await run(mvn, [
+      '-B', '-q', '-f', path.join(REPO_ROOT, 'infra/kafka/pom.xml'),
+      `-Dkafka.version=${cfg.kafka.version}`,
+      'dependency:copy-dependencies', `-DoutputDirectory=${path.join(tmp, 'libs')}`,
+    ]);
+  });
+}
+
+/** Is the cluster at these brokers up, with `expected` brokers registered? 'ok' or why not. */
+async function kafkaHealth(brokers: string[], expected: number): Promise<string> {
+  // Each broker is asked on its own: right after a node registers, the others'
+  // metadata can lag a moment, and "ok" must mean every node sees the cluster.
+  const views = await Promise.all(brokers.map(async (b) => {
+    const kafka = new Kafka({ brokers: [b], clientId: 'infra-health', logLevel: logLevel.NOTHING, retry: { retries: 0 }, connectionTimeout: 1500 });
+    const admin = kafka.admin();
+    try {
+      await withTimeout(admin.connect(), 3000, 'connect');
+      const c = await withTimeout(admin.describeCluster(), 3000, 'describeCluster');
+      return c.brokers.length >= expected ? 'ok' : `${c.brokers.length} of ${expected} brokers (as ${b} sees it)`;
+    } catch (err) {
+      return (err as Error).message;
+    } finally {
+      await admin.disconnect().catch(() => {});
+    }
+  }));
+  return views.find((v) => v !== 'ok') ?? 'ok';
+}
+
+/**
+ * One KRaft node (combined broker + controller). With one node it is the
+ * service `kafka` (data in .data/kafka); in a local cluster of n nodes it is
+ * `kafka-<i+1>` (data in .data/kafka-cluster/node-<i+1>), the nodes share a
+ * cluster id formatted once, every node votes, and internal topics get three
+ * replicas so losing one broker loses nothing (min.insync.replicas=2).
+ */
+export function kafkaNodeService(cfg: Config, p: Paths, i: number, n: number): Service {
   const home = path.join(p.cache, `kafka-${cfg.kafka.version}`);
-  const dataDir = path.join(p.data, 'kafka');
+  const single = n === 1;
+  const clusterDir = path.join(p.data, 'kafka-cluster');
+  const dataDir = single ? path.join(p.data, 'kafka') : path.join(clusterDir, `node-${i + 1}`);
   const propsFile = path.join(dataDir, 'server.properties');
+  const { broker, controller } = kafkaNodePorts(cfg, i);
+  const name: ServiceName = single ? 'kafka' : `kafka-${i + 1}`;
+  const voters = Array.from({ length: n }, (_, j) => `${j + 1}@127.0.0.1:${kafkaNodePorts(cfg, j).controller}`).join(',');
+  const rf = Math.min(3, n);
   return {
-    name: 'kafka',
-    port: cfg.kafka.port,
+    name,
+    port: broker,
     runsProcess: true,
     dependsOn: [],
-    logFile: path.join(p.logs, 'kafka.log'),
-    pidFile: path.join(p.run, 'kafka.pid'),
-    async install(progress) {
-      requireTool(cfg.infra.java, 'Kafka', 'apt-get install -y openjdk-17-jre-headless');
-      const mvn = requireTool(cfg.infra.mvn, 'Kafka', 'apt-get install -y maven');
-      if (fs.existsSync(markerFile(home))) return;
-      progress(`fetching Apache Kafka ${cfg.kafka.version} jars from Maven Central into ${home}`);
-      await installOnce(home, async (tmp) => {
-        await run(mvn, [
-          '-B', '-q', '-f', path.join(REPO_ROOT, 'infra/kafka/pom.xml'),
-          `-Dkafka.version=${cfg.kafka.version}`,
-          'dependency:copy-dependencies', `-DoutputDirectory=${path.join(tmp, 'libs')}`,
-        ]);
-      });
-    },
+    logFile: path.join(p.logs, `${name}.log`),
+    pidFile: path.join(p.run, `${name}.pid`),
+    install: (progress) => installKafka(cfg, home, progress),
     async command() {
       const logDirs = path.join(dataDir, 'log');
       fs.mkdirSync(logDirs, { recursive: true });
@@ -119,22 +159,28 @@ export function kafkaService(cfg: Config, p: Paths): Service {
         propsFile,
         [
           'process.roles=broker,controller',
-          'node.id=1',
-          `controller.quorum.voters=1@127.0.0.1:${cfg.kafka.controllerPort}`,
-          `listeners=PLAINTEXT://127.0.0.1:${cfg.kafka.port},CONTROLLER://127.0.0.1:${cfg.kafka.controllerPort}`,
-          `advertised.listeners=PLAINTEXT://127.0.0.1:${cfg.kafka.port}`,
+          `node.id=${i + 1}`,
+          `controller.quorum.voters=${voters}`,
+          `listeners=PLAINTEXT://127.0.0.1:${broker},CONTROLLER://127.0.0.1:${controller}`,
+          `advertised.listeners=PLAINTEXT://127.0.0.1:${broker}`,
           'controller.listener.names=CONTROLLER',
           'inter.broker.listener.name=PLAINTEXT',
           'listener.security.protocol.map=CONTROLLER:PLAINTEXT,PLAINTEXT:PLAINTEXT',
           `log.dirs=${logDirs}`,
-          // One node: every internal topic has one replica.
-          'offsets.topic.replication.factor=1',
+          // One node: every internal topic has one replica; three or more: three, two in sync.
+          `offsets.topic.replication.factor=${rf}`,
           'offsets.topic.num.partitions=10',
-          'transaction.state.log.replication.factor=1',
-          'transaction.state.log.min.isr=1',
-          'share.coordinator.state.topic.replication.factor=1',
-          'default.replication.factor=1',
-          'min.insync.replicas=1',
+          `transaction.state.log.replication.factor=${rf}`,
+          `transaction.state.log.min.isr=${rf >= 3 ? 2 : 1}`,
+          `share.coordinator.state.topic.replication.factor=${rf}`,
+          `default.replication.factor=${rf}`,
+          `min.insync.replicas=${rf >= 3 ? 2 : 1}`,
+          // A replica that lost its leader never becomes leader with fewer records (no unclean elections).
+          'unclean.leader.election.enable=false',
+          // A broker killed with -9 is fenced (and its partitions led elsewhere) after this
+          // long without heartbeats: the time writes to its partitions wait (default 9 s).
+          'broker.session.timeout.ms=4000',
+          'broker.heartbeat.interval.ms=1000',
           // Tests and demos form groups constantly; the 3 s default delay would slow each one.
           'group.initial.rebalance.delay.ms=0',
           // Topics are declared as code (topics/); a typo must not create one silently.
@@ -157,29 +203,64 @@ export function kafkaService(cfg: Config, p: Paths): Service {
         `-Dkafka.logs.dir=${p.logs}`,
         '-cp', classpath,
       ];
-      // Format the KRaft storage exactly once; a formatted dir keeps its cluster id.
+      // Format the KRaft storage exactly once; a formatted dir keeps its cluster id,
+      // and every node of a local cluster is formatted with the same one.
       if (!fs.existsSync(path.join(logDirs, 'meta.properties'))) {
-        const clusterId = randomBytes(16).toString('base64url');
+        let clusterId = randomBytes(16).toString('base64url');
+        if (!single) {
+          fs.mkdirSync(clusterDir, { recursive: true });
+          const idFile = path.join(clusterDir, 'cluster.id');
+          try {
+            fs.writeFileSync(idFile, clusterId, { flag: 'wx' });
+          } catch {
+            clusterId = fs.readFileSync(idFile, 'utf8').trim();
+          }
+        }
         await run(java, [...jvm, 'kafka.tools.StorageTool', 'format', '-t', clusterId, '-c', propsFile, '--ignore-formatted'], {
-          logFile: path.join(p.logs, 'kafka.log'),
+          logFile: path.join(p.logs, `${name}.log`),
         });
       }
       return { cmd: java, args: [...jvm, 'kafka.Kafka', propsFile], marker: propsFile };
     },
-    async health() {
-      const kafka = new Kafka({ brokers: [`127.0.0.1:${cfg.kafka.port}`], clientId: 'infra-health', logLevel: logLevel.NOTHING, retry: { retries: 0 }, connectionTimeout: 1500 });
-      const admin = kafka.admin();
-      try {
-        await withTimeout(admin.connect(), 3000, 'connect');
-        const c = await withTimeout(admin.describeCluster(), 3000, 'describeCluster');
-        return c.brokers.length > 0 ? 'ok' : 'no brokers';
-      } catch (err) {
-        return (err as Error).message;
-      } finally {
-        await admin.disconnect().catch(() => {});
-      }
+    // A node of a cluster is healthy when it answers; the cluster is healthy when all are registered.
+    health: () => kafkaHealth([`127.0.0.1:${broker}`], 1),
+  };
+}
+
+/** The local cluster as a whole: no process of its own; healthy when every broker is registered. */
+export function kafkaClusterService(cfg: Config, p: Paths, nodes: Service[]): Service {
+  return {
+    name: 'kafka',
+    port: cfg.kafka.port,
+    runsProcess: false,
+    dependsOn: nodes.map((n) => n.name),
+    members: nodes,
+    logFile: path.join(p.logs, 'kafka-cluster.log'),
+    pidFile: path.join(p.run, 'kafka-cluster.pid'), // never written: the nodes have theirs
+    async install(progress) {
+      await installKafka(cfg, path.join(p.cache, `kafka-${cfg.kafka.version}`), progress);
+    },
+    async command() {
+      throw new InfraError('ERR_INFRA_NOT_A_PROCESS', 'a local Kafka cluster runs no process itself; its nodes are the services kafka-<n>');
+    },
+    health: () => kafkaHealth(nodes.map((n) => `127.0.0.1:${n.port}`), nodes.length),
+    async converge(progress) {
+      progress(`kafka: ${nodes.length} brokers up, waiting until each is registered with the controllers`);
     },
   };
+}
+
+/** Kafka as `up` sees it: one node named `kafka`, or the group `kafka` of nodes `kafka-1..n`. */
+export function kafkaServices(cfg: Config, p: Paths): Service[] {
+  const n = cfg.kafka.localBrokers;
+  if (n === 1) return [kafkaNodeService(cfg, p, 0, 1)];
+  const nodes = Array.from({ length: n }, (_, i) => kafkaNodeService(cfg, p, i, n));
+  return [...nodes, kafkaClusterService(cfg, p, nodes)];
+}
+
+/** The first node (the one service with KAFKA_PORT), kept for callers that want one. */
+export function kafkaService(cfg: Config, p: Paths): Service {
+  return kafkaServices(cfg, p)[0]!;
 }
 
 export function registryService(cfg: Config, p: Paths): Service {
@@ -222,7 +303,7 @@ export function registryService(cfg: Config, p: Paths): Service {
           `-Dquarkus.http.port=${cfg.registry.port}`,
           '-Dquarkus.http.host=127.0.0.1',
           '-Dapicurio.storage.kind=kafkasql',
-          `-Dapicurio.kafkasql.bootstrap.servers=127.0.0.1:${cfg.kafka.port}`,
+          `-Dapicurio.kafkasql.bootstrap.servers=${cfg.kafka.brokers}`,
           `-Dapicurio.kafkasql.topic=${cfg.registry.journalTopic}`,
           '-Dquarkus.log.console.color=false',
           '-jar', jarPath,
@@ -514,5 +595,5 @@ export function clickhouseService(cfg: Config, p: Paths): Service {
 export function allServices(cfg: Config): Service[] {
   const p = pathsOf(cfg);
   const nodes = clusterPortsOf(cfg).map((port) => redisClusterNodeService(cfg, p, port));
-  return [kafkaService(cfg, p), redisService(cfg, p), registryService(cfg, p), clickhouseService(cfg, p), ...nodes, redisClusterService(cfg, p, nodes)];
+  return [...kafkaServices(cfg, p), redisService(cfg, p), registryService(cfg, p), clickhouseService(cfg, p), ...nodes, redisClusterService(cfg, p, nodes)];
 }

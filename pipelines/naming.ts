@@ -18,10 +18,28 @@ export interface ProjectionNaming {
 }
 
 export const activeVersionKey = (n: ProjectionNaming, projection: string) => `${n.keyPrefix}proj:${projection}:active`;
-export const roomsKey = (n: ProjectionNaming) => `${n.keyPrefix}rooms`;
+/** A room's own epoch; what clients see is this plus the switch counter (see read.ts roomEpoch). */
 export const epochKey = (n: ProjectionNaming, room: string) => `${n.keyPrefix}{${room}}:epoch`;
+/**
+ * How many times a rebuild switched a projection's version. Every room's
+ * epoch includes it, so one INCR at a switch moves the epoch of every room —
+ * no loop over rooms, no set of every room ever seen.
+ */
+export const switchesKey = (n: ProjectionNaming) => `${n.keyPrefix}proj:switches`;
 export const notifyChannel = (n: ProjectionNaming, room: string) => `${n.keyPrefix}{${room}}:notify`;
+/** The live projections' one consumer group (each projection version keeps its own fences and positions). */
+export const liveGroupOf = (n: ProjectionNaming) => `${n.groupPrefix}processors`;
+/** A rebuild's group: one projection version read alone from the log's start (also the live groups before the shared one). */
 export const groupOf = (n: ProjectionNaming, projection: string, version: number) => `${n.groupPrefix}projector.${projection}.v${version}`;
+export const moderatorGroupOf = (n: ProjectionNaming) => `${n.groupPrefix}moderator.v1`;
+/**
+ * Per projection version and partition, the next offset the live group must
+ * apply to it ("everything below is applied"): hash field
+ * `<projection>:v<version>:<partition>`. Written by the live group after
+ * each batch, and by a rebuild when it switches (where it stopped).
+ */
+export const positionsKey = (n: ProjectionNaming) => `${n.keyPrefix}proj:positions`;
+export const positionField = (projection: string, version: number, partition: number) => `${projection}:v${version}:${partition}`;
 
 export async function activeVersion(redis: RedisClient, n: ProjectionNaming, projection: string): Promise<number> {
   const v = await redis.get(activeVersionKey(n, projection));

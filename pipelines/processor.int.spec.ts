@@ -19,8 +19,8 @@ import type { LogAdmin, LogProducer } from '../topics/kafka.ts';
 import { applyTopics, declaredTopics } from '../topics/topics.ts';
 import { PROJECTION_NAMES, projectionsOf } from './catalog.ts';
 import type { PositionedEvent } from './projection.ts';
-import { activeVersionKey, epochKey, groupOf, notifyChannel, type Notification } from './naming.ts';
-import { readFeed, readRoomState } from './read.ts';
+import { activeVersionKey, liveGroupOf, notifyChannel, positionField, positionsKey, type Notification } from './naming.ts';
+import { readFeed, readRoomState, roomEpoch } from './read.ts';
 import { measureLag } from '../topics/lag.ts';
 
 const base = testConfig();
@@ -66,12 +66,11 @@ describe.each(modes)('processors on %s Redis', (mode) => {
       const acks = await Promise.all(events.map((e) => producer.send({ topic: env.TOPIC_ROOM_EVENTS, key: e.roomId, value: codec.encode(e) })));
       acks.forEach((a, i) => positioned.push({ event: events[i]!, offset: Number(a.offset), partition: a.partition }));
     };
+    const naming = { keyPrefix: env.REDIS_KEY_PREFIX, groupPrefix: env.PIPELINES_GROUP_PREFIX };
+    /** The live projections' one group has committed everything produced (and every partition's position says so). */
     const caughtUp = async () => {
-      for (const name of PROJECTION_NAMES) {
-        const lag = await measureLag(admin, groupOf({ keyPrefix: env.REDIS_KEY_PREFIX, groupPrefix: env.PIPELINES_GROUP_PREFIX }, name, 1), env.TOPIC_ROOM_EVENTS);
-        if ([...lag.values()].some((n) => n > 0)) return false;
-      }
-      return true;
+      const lag = await measureLag(admin, liveGroupOf(naming), env.TOPIC_ROOM_EVENTS);
+      return ![...lag.values()].some((n) => n > 0);
     };
     const compare = async () => {
       for (const p of Object.values(projectionsOf(cfg))) {
@@ -81,7 +80,7 @@ describe.each(modes)('processors on %s Redis', (mode) => {
         expect(actual, p.name).toEqual(expected);
       }
     };
-    return { env, cfg, producer, produce, positioned, caughtUp, compare };
+    return { env, cfg, naming, producer, produce, positioned, caughtUp, compare };
   }
 
   it('loses nothing and applies nothing twice when a processor is killed -9 mid-stream and restarted', async () => {
@@ -95,7 +94,7 @@ describe.each(modes)('processors on %s Redis', (mode) => {
     for (let i = 0; i < events.length; i += 200) {
       await w.produce(events.slice(i, i + 200));
       if (killedAt === undefined && i >= 1200) {
-        const group = groupOf({ keyPrefix: w.env.REDIS_KEY_PREFIX, groupPrefix: w.env.PIPELINES_GROUP_PREFIX }, 'feed', 1);
+        const group = liveGroupOf(w.naming);
         await waitFor(async () => {
           const lag = await measureLag(admin, group, w.env.TOPIC_ROOM_EVENTS);
           const behind = [...lag.values()].reduce((a, b) => a + b, 0);
@@ -122,7 +121,7 @@ describe.each(modes)('processors on %s Redis', (mode) => {
     const b = await startService(['pipelines', 'run'], w.env);
     // After the rebalance each instance owns part of the 4 partitions.
     await waitFor(() => {
-      const lastAssigned = (p: ServiceProcess) => [...p.output].reverse().find((l) => /feed: assigned partitions/.test(l));
+      const lastAssigned = (p: ServiceProcess) => [...p.output].reverse().find((l) => /processors: assigned partitions/.test(l));
       const la = lastAssigned(a);
       const lb = lastAssigned(b);
       return la && lb && !/\[\]/.test(la) && !/\[\]/.test(lb) && la !== lb ? true : undefined;
@@ -139,19 +138,18 @@ describe.each(modes)('processors on %s Redis', (mode) => {
     const live = await startService(['pipelines', 'run', '--projections', 'feed,tallies'], w.env);
     const rooms = Array.from({ length: 6 }, (_, i) => `rb-${i}`);
     await w.produce(mixedStream({ rooms, count: 1500, seed: 3 }));
-    const naming = { keyPrefix: w.env.REDIS_KEY_PREFIX, groupPrefix: w.env.PIPELINES_GROUP_PREFIX };
-    const lagOf = async (g: string) => [...(await measureLag(admin, g, w.env.TOPIC_ROOM_EVENTS)).values()].reduce((a, b) => a + b, 0);
-    await waitFor(async () => (await lagOf(groupOf(naming, 'feed', 1))) === 0, { what: 'live feed to catch up', timeoutMs: 60_000, intervalMs: 300 });
+    const naming = w.naming;
+    await waitFor(() => w.caughtUp(), { what: 'live feed to catch up', timeoutMs: 60_000, intervalMs: 300 });
     const before = await redisSnapshot(redis, `${w.env.REDIS_KEY_PREFIX}feed:v1:*`);
-    const epochsBefore = await Promise.all(rooms.map((r) => redis.get(epochKey(naming, r))));
+    const epochsBefore = await Promise.all(rooms.map((r) => roomEpoch(redis, naming, r)));
 
     const rb = startScript('services/cli.ts', ['pipelines', 'rebuild', 'feed'], w.env);
     expect(await rb.exited).toBe(0);
     expect(rb.output.join('\n')).toMatch(/rebuild feed v2 \[.*\] \d+%/); // the progress bar
     expect(rb.output.join('\n')).toMatch(/switched feed to version 2/);
     expect(await redis.get(activeVersionKey(naming, 'feed'))).toBe('2');
-    const epochsAfter = await Promise.all(rooms.map((r) => redis.get(epochKey(naming, r))));
-    epochsAfter.forEach((e, i) => expect(Number(e)).toBe(Number(epochsBefore[i] ?? 0) + 1));
+    const epochsAfter = await Promise.all(rooms.map((r) => roomEpoch(redis, naming, r)));
+    epochsAfter.forEach((e, i) => expect(e).toBe(epochsBefore[i]! + 1));
 
     // Rebuilt equals live (same content under the new version's key names), old keys gone.
     const after = await redisSnapshot(redis, `${w.env.REDIS_KEY_PREFIX}feed:v2:*`);
@@ -162,7 +160,7 @@ describe.each(modes)('processors on %s Redis', (mode) => {
     // The live processor follows: new events land in version 2.
     await live.waitForLine(/feed: active version is now 2/);
     await w.produce(mixedStream({ rooms, count: 200, seed: 4, startMs: 1_800_000_000_000 }));
-    await waitFor(async () => (await lagOf(groupOf(naming, 'feed', 2))) === 0 && (await lagOf(groupOf(naming, 'tallies', 1))) === 0, {
+    await waitFor(() => w.caughtUp(), {
       what: 'the live processor to apply new events to version 2',
       timeoutMs: 60_000,
       intervalMs: 300,
@@ -172,6 +170,69 @@ describe.each(modes)('processors on %s Redis', (mode) => {
     const p = projectionsOf(w.cfg).feed;
     expect(await redisSnapshot(redis, `${w.env.REDIS_KEY_PREFIX}feed:v2:*`)).toEqual(expectedSnapshot(p, w.env.REDIS_KEY_PREFIX, 2, w.positioned));
   }, 240_000);
+
+  it('rebuilds under continuous writes: switches with the live group ahead, and the new version equals a fold of the whole log', async () => {
+    const w = await world();
+    const live = await startService(['pipelines', 'run', '--projections', 'feed,tallies'], w.env);
+    const rooms = Array.from({ length: 8 }, (_, i) => `rw-${i}`);
+    await w.produce(mixedStream({ rooms, count: 3000, seed: 21 }));
+    // Writes never stop while the rebuild runs: lag 0 never comes, the switch must not wait for it.
+    let writing = true;
+    let chunks = 0;
+    const writer = (async () => {
+      while (writing) {
+        await w.produce(mixedStream({ rooms, count: 40, seed: 1000 + chunks, startMs: 1_800_000_000_000 + chunks * 5000 }));
+        chunks++;
+        await new Promise((r) => setTimeout(r, 10)); // pacing of the load, not a wait for a condition
+      }
+    })();
+    const rb = startScript('services/cli.ts', ['pipelines', 'rebuild', 'feed'], w.env);
+    expect(await rb.exited).toBe(0);
+    const chunksAtSwitch = chunks;
+    expect(writing).toBe(true);
+    // A few more chunks after the switch, so the live group applies version 2 on its own too.
+    await waitFor(() => (chunks >= chunksAtSwitch + 10 ? true : undefined), { what: 'writes after the switch', timeoutMs: 60_000 });
+    writing = false;
+    await writer;
+    const out = rb.output.join('\n');
+    expect(out).toMatch(/switched feed to version 2/);
+    console.log(out.split('\n').filter((l) => /caught up|switched|removed|done/.test(l)).join('\n'));
+    await live.waitForLine(/feed: active version is now 2/);
+    await waitFor(() => w.caughtUp(), { what: 'the live group to catch up', timeoutMs: 120_000, intervalMs: 300 });
+    await live.stop();
+    await w.producer.disconnect();
+    // Nothing lost, nothing twice: version 2 is the pure fold of every event, those before, during and after the switch.
+    const p = projectionsOf(w.cfg);
+    expect(await redisSnapshot(redis, `${w.env.REDIS_KEY_PREFIX}feed:v2:*`)).toEqual(expectedSnapshot(p.feed, w.env.REDIS_KEY_PREFIX, 2, w.positioned));
+    expect(await redisSnapshot(redis, `${w.env.REDIS_KEY_PREFIX}tallies:v1:*`)).toEqual(expectedSnapshot(p.tallies, w.env.REDIS_KEY_PREFIX, 1, w.positioned));
+    // The old version is gone, and stays gone: the live group had moved on when it was removed.
+    expect(await redisSnapshot(redis, `${w.env.REDIS_KEY_PREFIX}feed:v1:*`)).toEqual({});
+    expect(await redis.hget(positionsKey(w.naming), positionField('feed', 1, 0))).toBeNull();
+  }, 300_000);
+
+  it('a projection added to the live set later catches up from the log\'s start in the shared group', async () => {
+    const w = await world();
+    const rooms = Array.from({ length: 5 }, (_, i) => `add-${i}`);
+    const first = await startService(['pipelines', 'run', '--projections', 'feed'], w.env);
+    await w.produce(mixedStream({ rooms, count: 800, seed: 13 }));
+    await waitFor(() => w.caughtUp(), { what: 'feed alone to catch up', timeoutMs: 60_000, intervalMs: 300 });
+    await first.stop();
+    // tallies has no position in the group: its partitions rewind to their start, feed skips what it has.
+    const both = await startService(['pipelines', 'run', '--projections', 'feed,tallies'], w.env);
+    await w.produce(mixedStream({ rooms, count: 300, seed: 14, startMs: 1_800_000_000_000 }));
+    const ends = new Map<number, number>();
+    for (const e of w.positioned) ends.set(e.partition, Math.max(ends.get(e.partition) ?? 0, e.offset + 1));
+    const talliesDone = async () => {
+      for (const [partition, end] of ends) if (Number(await redis.hget(positionsKey(w.naming), positionField('tallies', 1, partition))) < end) return false;
+      return true;
+    };
+    await waitFor(async () => (await w.caughtUp()) && (await talliesDone()), { what: 'both to catch up', timeoutMs: 60_000, intervalMs: 300 });
+    await both.stop();
+    await w.producer.disconnect();
+    const p = projectionsOf(w.cfg);
+    expect(await redisSnapshot(redis, `${w.env.REDIS_KEY_PREFIX}tallies:v1:*`)).toEqual(expectedSnapshot(p.tallies, w.env.REDIS_KEY_PREFIX, 1, w.positioned));
+    expect(await redisSnapshot(redis, `${w.env.REDIS_KEY_PREFIX}feed:v1:*`)).toEqual(expectedSnapshot(p.feed, w.env.REDIS_KEY_PREFIX, 1, w.positioned));
+  }, 120_000);
 
   it('publishes each applied effect on the room\'s sharded channel, in order, and exposes consumer lag as a metric', async () => {
     const w = await world();
@@ -195,8 +256,11 @@ describe.each(modes)('processors on %s Redis', (mode) => {
     const metrics = await (await fetch(`http://127.0.0.1:${port}/metrics`)).text();
     const lagLines = metrics.split('\n').filter((l) => l.startsWith('danmaku_consumer_lag{'));
     expect(lagLines.length).toBeGreaterThan(0);
-    expect(lagLines.every((l) => l.includes(groupOf(naming, 'feed', 1)))).toBe(true);
+    expect(lagLines.every((l) => l.includes(liveGroupOf(naming)))).toBe(true);
     expect(metrics).toMatch(/danmaku_projection_events_applied_total\{projection="feed"\} \d+/);
+    // Batch sizes as the fetch gave them: every record of the stream went through some batch.
+    const batched = /danmaku_consumer_batch_records_sum\{group="[^"]+"\} (\d+)/.exec(metrics);
+    expect(Number(batched?.[1])).toBe(events.length);
     sub.disconnect();
     await proc.stop();
     await w.producer.disconnect();

@@ -12,7 +12,7 @@
  * so they can never disagree.
  */
 import type { RoomEvent } from '../schemas/events.ts';
-import type { Cmd } from './store.ts';
+import { MemoryStore, type Cmd, type LoadedFields } from './store.ts';
 
 export interface PositionedEvent {
   event: RoomEvent;
@@ -99,12 +99,39 @@ export interface Effect<S> {
   emits?: RoomEvent[];
 }
 
+/**
+ * Per-user state, kept beside the room's meta instead of in its state: one
+ * field per user in the hash `keys.key(suffix)`, and the sorted set
+ * `keys.key(suffix + ':exp')` of the same fields by the event time from which
+ * a field means nothing any more. The runner loads, per batch, only the fields
+ * the batch's events read (`readsOf`), never the whole hash; the projection
+ * writes them with the `fieldSet`/`fieldDel` commands and bounds the hash with
+ * `fieldsExpire` (event time, so replay and rebuild drop exactly what live
+ * dropped). Within a fold, what the projection wrote is what it reads next.
+ */
+export interface UserFields {
+  suffix: string;
+  /** The fields (user ids) applying `e` reads. */
+  readsOf(e: RoomEvent): readonly string[];
+}
+
+/** What apply reads of its per-user fields: as the commands before it left them. */
+export interface UserView {
+  get(field: string): string | undefined;
+}
+
 export interface Projection<S> {
   /** Stable name: part of key names, consumer groups and metrics. */
   readonly name: string;
   initial(): S;
-  /** Pure: never reads a clock, the network or randomness, so replay and rebuild agree with live. */
-  apply(state: S, e: PositionedEvent, keys: RoomKeys): Effect<S>;
+  /** Per-user state, loaded per batch for the users of the batch only (see UserFields). */
+  readonly users?: UserFields;
+  /**
+   * Pure: never reads a clock, the network or randomness, so replay and
+   * rebuild agree with live. `users` holds the fields `users.readsOf(e)`
+   * names (empty for a projection without per-user state).
+   */
+  apply(state: S, e: PositionedEvent, keys: RoomKeys, users: UserView): Effect<S>;
   /**
    * Optional: the projection to fold one batch with, asked for once per batch
    * by the runner. For inputs that change over time (moderation's reloadable
@@ -139,13 +166,82 @@ export interface FoldResult<S> {
   skipped: number;
 }
 
+/** The per-user hash of a projection and its expiry index, for one room. */
+export function userKeys(keys: RoomKeys, users: UserFields): { key: string; index: string } {
+  return { key: keys.key(users.suffix), index: keys.key(`${users.suffix}:exp`) };
+}
+
+/** The fields a batch of a room reads (events past the fence only). */
+export function fieldsRead(p: Projection<unknown>, fence: number | undefined, events: PositionedEvent[]): string[] {
+  if (!p.users) return [];
+  const out = new Set<string>();
+  for (const e of events) if (fence === undefined || e.offset > fence) for (const f of p.users.readsOf(e.event)) out.add(f);
+  return [...out];
+}
+
+/**
+ * The per-user fields a fold reads, in memory: seeded with what was loaded
+ * (the fields and their expiry), then kept as the store would hold them by
+ * running each effect's commands on those keys (the same command table as
+ * Redis, so a field expired or deleted mid-batch is gone for the next event).
+ */
+export class FieldsView implements UserView {
+  readonly store = new MemoryStore();
+  constructor(
+    readonly key: string,
+    readonly index: string,
+    loaded?: LoadedFields,
+  ) {
+    for (const [f, [v, at]] of loaded?.fields ?? []) {
+      this.store.hash(key).set(f, v);
+      if (at !== undefined) this.store.zadd(index, f, at);
+    }
+  }
+
+  get(field: string): string | undefined {
+    return this.store.hashes.get(this.key)?.get(field);
+  }
+
+  /** Runs the commands that touch these fields. */
+  follow(cmds: Cmd[]): void {
+    for (const c of cmds) if ((c.op === 'fieldSet' || c.op === 'fieldDel' || c.op === 'fieldsExpire') && c.key === this.key) this.store.exec([c]);
+  }
+
+  /** Everything the view holds: field → [value, expireAt]. */
+  entries(): LoadedFields {
+    const fields: LoadedFields['fields'] = new Map();
+    const idx = this.store.zsets.get(this.index);
+    for (const [f, v] of this.store.hashes.get(this.key) ?? []) fields.set(f, [v, idx?.get(f)]);
+    return { fields };
+  }
+}
+
+const NO_USERS: UserView = { get: () => undefined };
+
+/** A view for `p` in the room of `keys`: of `loaded`, or empty (a fold from the room's start). */
+export function fieldsView(p: Projection<unknown>, keys: RoomKeys, loaded?: LoadedFields): FieldsView | undefined {
+  if (!p.users) return undefined;
+  const k = userKeys(keys, p.users);
+  return new FieldsView(k.key, k.index, loaded);
+}
+
+/** Applies one event and keeps `view` up to date: what foldRoom does per event, for callers that fold one at a time (replay). */
+export function applyOne<S>(p: Projection<S>, state: S, e: PositionedEvent, keys: RoomKeys, view?: FieldsView): Effect<S> {
+  const eff = p.apply(state, e, keys, view ?? NO_USERS);
+  view?.follow(eff.cmds);
+  return eff;
+}
+
 /**
  * Folds a room's events into one effect, skipping those at or below the
  * fence. Commands of consecutive events are concatenated (not merged) so the
- * result is the same as applying them one at a time.
+ * result is the same as applying them one at a time. `view` holds the
+ * per-user fields the events read (see UserFields): loaded by the runner,
+ * empty for a fold from the room's start.
  */
-export function foldRoom<S>(p: Projection<S>, meta: RoomMeta<S>, events: PositionedEvent[], keys: RoomKeys): FoldResult<S> {
+export function foldRoom<S>(p: Projection<S>, meta: RoomMeta<S>, events: PositionedEvent[], keys: RoomKeys, view?: FieldsView): FoldResult<S> {
   let { fence, state } = meta;
+  const users = view ?? fieldsView(p as Projection<unknown>, keys);
   const cmds: Cmd[] = [];
   const deltas: Delta[] = [];
   const emits: RoomEvent[] = [];
@@ -156,11 +252,11 @@ export function foldRoom<S>(p: Projection<S>, meta: RoomMeta<S>, events: Positio
       skipped++;
       continue;
     }
-    const eff = p.apply(state, e, keys);
+    const eff = applyOne(p, state, e, keys, users);
     state = eff.state;
-    cmds.push(...eff.cmds);
-    deltas.push(...eff.deltas);
-    if (eff.emits) emits.push(...eff.emits);
+    for (const c of eff.cmds) cmds.push(c);
+    for (const d of eff.deltas) deltas.push(d);
+    if (eff.emits) for (const x of eff.emits) emits.push(x);
     fence = e.offset;
     applied++;
   }

@@ -6,12 +6,13 @@
  */
 import { describe, expect, it } from 'vitest';
 import { comment, makeEvent, type RoomEvent, type RoomEventPayload } from '../schemas/events.ts';
-import { foldRoom, roomKeys, type PositionedEvent, type Projection, type RoomMeta } from './projection.ts';
+import { fieldsRead, foldRoom, roomKeys, type PositionedEvent, type Projection, type RoomMeta } from './projection.ts';
+import { foldInBatches, loadFields, mixedStream, prng } from '../test/streams.ts';
 import { feedProjection } from './projections/feed.ts';
 import { roomStateProjection } from './projections/room-state.ts';
 import { hash01, sampledProjection } from './projections/sampled.ts';
 import { talliesProjection } from './projections/tallies.ts';
-import { MemoryStore } from './store.ts';
+import { compactRuns, MemoryStore } from './store.ts';
 
 const ROOM = 'r1';
 let clock = 1_700_000_000_000;
@@ -25,12 +26,12 @@ function ev(payload: RoomEventPayload, opts: { user?: string; role?: RoomEvent['
   };
 }
 
-/** Runs events through a projection the way the runner does: fold, then apply commands. */
+/** Runs events through a projection the way the runner does: load the batch's per-user fields, fold, then apply commands. */
 function run<S>(p: Projection<S>, batches: PositionedEvent[][], store = new MemoryStore(), meta: RoomMeta<S> = { fence: undefined, state: p.initial() }) {
   const keys = roomKeys('t:', p.name, 1, ROOM);
   const deltas = [];
   for (const batch of batches) {
-    const r = foldRoom(p, meta, batch, keys);
+    const r = foldRoom(p, meta, batch, keys, loadFields(store, p as Projection<unknown>, keys, fieldsRead(p as Projection<unknown>, meta.fence, batch)));
     store.exec(r.cmds);
     deltas.push(...r.deltas);
     meta = r.meta;
@@ -185,6 +186,130 @@ describe('idempotency (Emmett-style): the same events applied twice give the sam
       for (const other of [twice, overlapping]) {
         expect(other.meta).toEqual(once.meta);
         expect(other.store).toEqual(once.store);
+      }
+    });
+  }
+});
+
+describe('state that is O(1) per event and bounded (replay and batching agree)', () => {
+  /** Splits events into batches of random sizes, as fetches do. */
+  const batches = (events: PositionedEvent[], seed: number) => {
+    const rnd = prng(seed);
+    const out: PositionedEvent[][] = [];
+    for (let i = 0; i < events.length; ) {
+      const n = 1 + Math.floor(rnd() * 40);
+      out.push(events.slice(i, i + n));
+      i += n;
+    }
+    return out;
+  };
+
+  it('feed and sampled: shadow marks read per batch from the per-user fields equal one fold of the whole stream, and ended mutes leave', () => {
+    const rnd = prng(5);
+    const events: PositionedEvent[] = [];
+    let t = 1_700_000_000_000;
+    for (let i = 0; i < 3000; i++) {
+      t += Math.floor(rnd() * 200);
+      const user = `u${Math.floor(rnd() * 300)}`;
+      if (rnd() < 0.05) {
+        const until = rnd() < 0.1 ? null : t + Math.floor(rnd() * 20_000);
+        events.push(ev({ type: 'UserMuted', userId: user, untilMs: until, kind: rnd() < 0.8 ? 'shadow' : 'visible', reason: 'r' }, { role: 'system', at: t }));
+      } else events.push(ev(comment(`c${i}`), { user, at: t }));
+    }
+    for (const p of [feedProjection(5000), sampledProjection(3, 5000)] as Projection<unknown>[]) {
+      const keys = roomKeys('t:', p.name, 1, ROOM);
+      const whole = foldInBatches(p, keys, [events]);
+      const batched = foldInBatches(p, keys, batches(events, 9));
+      expect(batched.store, p.name).toEqual(whole.store);
+      expect(batched.meta, p.name).toEqual(whole.meta);
+      // The state carries no users; the fields hold the mutes in force at the last mute (and ones with no end).
+      expect(JSON.stringify(whole.meta.state).length).toBeLessThan(200);
+      const shadow = whole.store.hashes.get(keys.key('shadow')) ?? new Map();
+      const lastMute = [...events].reverse().find((e) => e.event.payload.type === 'UserMuted')!.event.occurredAt;
+      for (const [, until] of shadow) expect(until === 'null' || Number(until) > lastMute).toBe(true);
+      expect(shadow.size).toBeLessThan(60);
+    }
+  });
+
+  it('tallies: the same buckets and totals as keeping every second in the state, with a state that does not grow', () => {
+    // The tallies as they were folded before: every bucket of the window in the state.
+    const reference = (events: PositionedEvent[]) => {
+      const total = new Map<string, number>();
+      const sec = new Map<string, number>();
+      const buckets = new Map<number, Set<string>>();
+      for (const e of events) {
+        const p = e.event.payload;
+        if (p.type !== 'ReactionAdded') continue;
+        const s = Math.floor(e.event.occurredAt / 1000);
+        total.set(p.emoji, (total.get(p.emoji) ?? 0) + p.count);
+        sec.set(`${s}:${p.emoji}`, (sec.get(`${s}:${p.emoji}`) ?? 0) + p.count);
+        buckets.set(s, (buckets.get(s) ?? new Set()).add(p.emoji));
+        const newest = Math.max(...buckets.keys());
+        for (const [b, emojis] of buckets) {
+          if (b > newest - 60) continue;
+          for (const em of emojis) sec.delete(`${b}:${em}`);
+          buckets.delete(b);
+        }
+      }
+      return { total: Object.fromEntries([...total].map(([k, v]) => [k, String(v)])), sec: Object.fromEntries([...sec].map(([k, v]) => [k, String(v)])) };
+    };
+    const rnd = prng(17);
+    const events: PositionedEvent[] = [];
+    let t = 1_700_000_000_000;
+    for (let i = 0; i < 4000; i++) {
+      // Mostly forward, sometimes a jump of minutes, sometimes a reaction a few seconds late.
+      t += rnd() < 0.01 ? 90_000 + Math.floor(rnd() * 60_000) : Math.floor(rnd() * 300);
+      const at = rnd() < 0.05 ? t - Math.floor(rnd() * 70_000) : t;
+      events.push(ev({ type: 'ReactionAdded', emoji: ['heart', 'fire', 'clap'][Math.floor(rnd() * 3)]!, count: 1 + Math.floor(rnd() * 3) }, { at }));
+    }
+    const p = talliesProjection();
+    const keys = roomKeys('t:', p.name, 1, ROOM);
+    const ref = reference(events);
+    for (const split of [[events], batches(events, 3)]) {
+      const { store, meta } = foldInBatches(p, keys, split);
+      expect(Object.fromEntries(store.hashes.get(keys.key('total'))!)).toEqual(ref.total);
+      expect(Object.fromEntries([...(store.hashes.get(keys.key('sec')) ?? [])].sort())).toEqual(Object.fromEntries(Object.entries(ref.sec).sort()));
+      expect(Object.keys(meta.state)).toEqual(['totals', 'newest', 'burst']);
+      expect(Object.keys(meta.state.burst).length).toBeLessThanOrEqual(3);
+    }
+  });
+
+  it('room state: the muted hash keeps its reader format and holds the mutes in force, not every mute ever', () => {
+    let t = 1_700_000_000_000;
+    const events: PositionedEvent[] = [];
+    for (let i = 0; i < 2000; i++) {
+      t += 1000;
+      events.push(ev({ type: 'UserMuted', userId: `u${i}`, untilMs: t + 30_000, kind: i % 2 ? 'shadow' : 'visible', reason: 'flood' }, { role: 'system', at: t }));
+    }
+    events.push(ev({ type: 'UserMuted', userId: 'forever', untilMs: null, kind: 'visible', reason: 'abuse' }, { role: 'system', at: t + 1000 }));
+    const { store, keys } = run(roomStateProjection(), batches(events, 4));
+    const muted = store.hashes.get(keys.key('muted'))!;
+    expect(muted.size).toBeLessThanOrEqual(32);
+    expect(JSON.parse(muted.get('forever')!)).toMatchObject({ untilMs: null, kind: 'visible', reason: 'abuse' });
+    expect(JSON.parse(muted.get('u1999')!)).toMatchObject({ untilMs: t + 30_000, kind: 'shadow', reason: 'flood' });
+    expect(muted.has('u0')).toBe(false);
+  });
+});
+
+describe('what Redis runs for the feeds (compactRuns) leaves them as the commands one by one do', () => {
+  for (const [name, p] of [['feed', feedProjection(50)], ['sampled', sampledProjection(2, 50)]] as const) {
+    it(`${name}: on mixed streams, batch by batch`, () => {
+      for (const seed of [1, 2, 3]) {
+        const events = mixedStream({ rooms: [ROOM], count: 1500, seed }).map((event, i) => ({ event, offset: i, partition: 0 }));
+        const keys = roomKeys('t:', p.name, 1, ROOM);
+        const plain = new MemoryStore();
+        const compacted = new MemoryStore();
+        let meta: RoomMeta<unknown> = { fence: undefined, state: p.initial() };
+        for (let i = 0; i < events.length; i += 97) {
+          const batch = events.slice(i, i + 97);
+          const q = p as Projection<unknown>;
+          const r = foldRoom(q, meta, batch, keys, loadFields(plain, q, keys, fieldsRead(q, meta.fence, batch)));
+          plain.exec(r.cmds);
+          compacted.exec(compactRuns(r.cmds));
+          meta = r.meta;
+        }
+        expect(compacted.sortedMembers(keys.key('z'))).toEqual(plain.sortedMembers(keys.key('z')));
+        expect(compacted.hash(keys.key('idx'))).toEqual(plain.hash(keys.key('idx')));
       }
     });
   }

@@ -10,7 +10,7 @@ import type { RedisClient } from '../core/redis.ts';
 import type { FeedItem, PinState, RoomSettings } from './projection.ts';
 import { defaultSettings } from './projections/room-state.ts';
 import type { SampledState } from './projections/sampled.ts';
-import { activeVersion, epochKey, type ProjectionNaming } from './naming.ts';
+import { activeVersion, epochKey, switchesKey, type ProjectionNaming } from './naming.ts';
 import { roomKeys } from './projection.ts';
 
 export type View = 'ordered' | 'sampled';
@@ -35,8 +35,15 @@ export interface FeedPage {
 
 const projectionOfView = (v: View) => (v === 'ordered' ? 'feed' : 'sampled');
 
+/**
+ * The room's epoch: its own counter plus the number of version switches (a
+ * rebuild bumps every room's epoch with one INCR of the switch counter).
+ * Both only grow, so the sum does: a position of another epoch is not one of
+ * this epoch's, and its client needs a fresh snapshot.
+ */
 export async function roomEpoch(redis: RedisClient, n: ProjectionNaming, room: string): Promise<number> {
-  return Number((await redis.get(epochKey(n, room))) ?? 0);
+  const [own, switches] = await Promise.all([redis.get(epochKey(n, room)), redis.get(switchesKey(n))]);
+  return Number(own ?? 0) + Number(switches ?? 0);
 }
 
 /** The room's position in a view: the last offset its projection applied (-1 before any), and the epoch. */

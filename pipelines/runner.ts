@@ -1,16 +1,31 @@
 /**
- * The one runner: Kafka in, Redis out, for any projection. Each projection
- * version has its own consumer group (`<prefix>projector.<name>.v<N>`), so a
- * rebuild can read the log from the start beside the live version, and
- * processors scale out by running more instances in the same groups: Kafka
+ * The one runner: Kafka in, Redis out, for any set of projections. A worker
+ * reads the log in one consumer group and applies each batch to its *lanes*
+ * (projection + version). The live set of a process shares one group
+ * (`<prefix>processors`): each record is fetched and decoded once, whatever
+ * the number of projections. A rebuild runs one lane alone in its own group
+ * (`<prefix>projector.<name>.v<N>`), so it can read the log from the start
+ * beside the live version; moderation runs in `<prefix>moderator.v1`.
+ * Processors scale out by running more instances in the same group: Kafka
  * splits the partitions, and since a room lives in one partition, each room
- * is handled by one instance at a time.
+ * is handled by one instance at a time. Batches of different partitions are
+ * handled concurrently.
  *
- * Per partition batch: group the events by room; per room, load the fence and
- * state, fold the events (pure), and apply the effect with the Lua script
- * that checks the fence hasn't moved. Only after every room's effect is
+ * Per partition batch: group the events by room; per lane and room, load the
+ * fence and state (and the per-user fields the events read), fold the events
+ * (pure), and apply the effect with the Lua script that checks the fence
+ * hasn't moved. Every lane has its own fence (its own meta key), so a
+ * redelivered record is skipped per lane. Only after every lane's effect is
  * durable does the consumer commit the batch's offset. A crash anywhere
  * replays the batch; the fences make the replay a no-op where it was applied.
+ *
+ * Lanes sharing a group also keep a position per partition (the next offset
+ * they need, `positionsKey`): the group's committed offset is where the
+ * group is, a lane's position where that lane is. A lane behind the batch
+ * (a version a rebuild just switched to, whose position is where the rebuild
+ * stopped; a projection added to the set) rewinds the partition to its
+ * position; lanes ahead of a record skip it without folding, and records
+ * every lane is past are not even decoded.
  *
  * A projection may also emit events (moderation's decisions): they are
  * produced to the log, acks=all, before the room's effect is applied, so the
@@ -21,10 +36,10 @@
 import type { RedisClient } from '../core/redis.ts';
 import type { EventCodec } from '../schemas/codec.ts';
 import type { RoomEvent } from '../schemas/events.ts';
-import { EventConsumer, type DecodedRecord } from '../topics/consumer.ts';
-import type { LogClient, LogProducer } from '../topics/kafka.ts';
-import { groupOf, notifyChannel, roomsKey, type Notification, type ProjectionNaming } from './naming.ts';
-import { foldRoom, roomKeys, type Delta, type PositionedEvent, type Projection } from './projection.ts';
+import { EventConsumer, type BatchStart, type DecodedRecord } from '../topics/consumer.ts';
+import type { LogAdmin, LogClient, LogProducer } from '../topics/kafka.ts';
+import { notifyChannel, positionField, positionsKey, type Notification, type ProjectionNaming } from './naming.ts';
+import { fieldsRead, FieldsView, foldRoom, roomKeys, userKeys, type Delta, type PositionedEvent, type Projection, type RoomMeta } from './projection.ts';
 import { RedisStore } from './store.ts';
 
 /**
@@ -39,42 +54,69 @@ export function compactDeltas(deltas: Delta[]): Delta[] {
   return deltas.filter((d, i) => !lastOf.has(d.t) || lastOf.get(d.t) === i);
 }
 
-export interface WorkerOptions<S> {
+/** Events of one room folded into one script; a larger batch of a room goes as several, pipelined. */
+const CHUNK = 1000;
+
+/** One projection at one version, as a worker applies it. */
+export interface Lane {
+  projection: Projection<unknown>;
+  version: number;
+}
+
+export interface WorkerOptions {
   client: LogClient;
   redis: RedisClient;
   codec: EventCodec;
   topic: string;
   deadLetterTopic: string;
   naming: ProjectionNaming;
-  projection: Projection<S>;
-  version: number;
+  groupId: string;
+  /** The lanes, asked once per batch: a version switch applies from the next batch on. */
+  lanes(): Lane[];
   /** Live workers publish change notifications; a rebuild writes silently. */
   notify: boolean;
-  /** Consumer group; defaults to `<prefix>projector.<name>.v<version>`. */
-  groupId?: string;
-  /** The projection emits events (Effect.emits): the worker opens a producer for them. */
+  /** Keep the lanes' positions per partition (the live set's shared group; see above). */
+  positions?: boolean;
+  /** A lane emits events (Effect.emits): the worker opens a producer for them. */
   emits?: boolean;
+  partitionsConsumedConcurrently?: number;
   /** A room's emitted events are durable in the log (its effect is applied next). */
   onEmitted?(room: string, events: RoomEvent[]): void;
-  onApplied?(room: string, applied: number, skipped: number): void;
+  onApplied?(projection: string, room: string, applied: number, skipped: number): void;
+  /** A batch was committed: records fetched, ms taken. */
+  onBatch?(partition: number, records: number, ms: number): void;
   onError?(err: unknown): void;
   onAssigned?(partitions: number[]): void;
 }
 
-export class ProjectionWorker<S> {
+/** What a batch of a partition applies: its lanes and where each starts (set by `position`, read by `handle`). */
+interface BatchPlan {
+  lanes: Lane[];
+  /** Per lane: records below this offset are applied already. */
+  from: number[];
+}
+
+export class ProjectionWorker {
   private consumer: EventConsumer | undefined;
   private producer: LogProducer | undefined;
   private readonly store: RedisStore;
-  private readonly knownRooms = new Set<string>();
+  /** Position field → the next offset that lane needs, as this worker last read or wrote it. */
+  private readonly positions = new Map<string, number>();
+  private readonly plans = new Map<number, BatchPlan>();
+  /** Partition → the offset after the last batch this worker committed. */
+  private readonly next = new Map<number, number>();
+  private assigned: number[] = [];
+  private admin: LogAdmin | undefined;
+  private adminReady = false;
   applied = 0;
   skipped = 0;
 
-  constructor(private readonly o: WorkerOptions<S>) {
+  constructor(private readonly o: WorkerOptions) {
     this.store = new RedisStore(o.redis);
   }
 
   get groupId(): string {
-    return this.o.groupId ?? groupOf(this.o.naming, this.o.projection.name, this.o.version);
+    return this.o.groupId;
   }
 
   async start(signal?: AbortSignal): Promise<void> {
@@ -88,66 +130,191 @@ export class ProjectionWorker<S> {
       topic: this.o.topic,
       deadLetterTopic: this.o.deadLetterTopic,
       groupId: this.groupId,
-      handle: (events) => this.handle(events),
+      partitionsConsumedConcurrently: this.o.partitionsConsumedConcurrently,
+      position: this.o.positions ? (partition, first) => this.position(partition, Number(first)) : undefined,
+      handle: (events, partition, next) => this.handle(events, partition, Number(next)),
       onError: this.o.onError,
-      onAssigned: this.o.onAssigned,
+      onBatch: this.o.onBatch,
+      onAssigned: (partitions) => {
+        // Another instance may have moved what we cached: read positions afresh.
+        this.positions.clear();
+        this.next.clear();
+        this.assigned = partitions;
+        this.o.onAssigned?.(partitions);
+        if (this.o.positions) void this.checkPositions().catch((err: unknown) => this.o.onError?.(err));
+      },
     });
     await this.consumer.start(signal);
+  }
+
+  /** The lanes changed (a version switch): partitions where a lane is now behind are read again from there. */
+  async lanesChanged(): Promise<void> {
+    if (this.o.positions) await this.checkPositions();
+  }
+
+  /**
+   * Not only when a batch comes: a partition with no new records would
+   * otherwise leave a lane that is behind the group (a version just switched
+   * to, a projection just added) behind until its next record. For each
+   * assigned partition the group has read, if a lane needs records before
+   * where the group is, the partition is read again from there.
+   */
+  private async checkPositions(): Promise<void> {
+    const partitions = this.assigned;
+    if (partitions.length === 0) return;
+    const admin = (this.admin ??= this.o.client.admin());
+    if (!this.adminReady) {
+      await admin.connect();
+      this.adminReady = true;
+    }
+    const committed = await admin.committedOffsets(this.groupId, this.o.topic);
+    const lanes = this.o.lanes();
+    for (const partition of partitions) {
+      const at = this.next.get(partition) ?? Number(committed.get(partition) ?? '-1');
+      if (at < 0) continue; // nothing read yet: the group starts at the log's start anyway
+      const fields = lanes.map((l) => positionField(l.projection.name, l.version, partition));
+      const stored = await this.o.redis.hmget(positionsKey(this.o.naming), ...fields);
+      let min = Math.min(...stored.map((v) => (v === null || v === undefined ? 0 : Number(v))));
+      if (min < at) min = Math.max(min, Number(await this.o.client.lowWatermark(this.o.topic, partition)));
+      if (min < at) {
+        this.positions.clear();
+        this.consumer?.seek(partition, String(min));
+      }
+    }
   }
 
   async stop(): Promise<void> {
     await this.consumer?.stop();
     await this.producer?.disconnect();
+    if (this.adminReady) await this.admin?.disconnect();
   }
 
   get consumed(): { processed: number; deadLettered: number } {
     return { processed: this.consumer?.processed ?? 0, deadLettered: this.consumer?.deadLettered ?? 0 };
   }
 
-  async handle(records: DecodedRecord[]): Promise<void> {
-    const byRoom = new Map<string, PositionedEvent[]>();
-    for (const r of records) {
-      const list = byRoom.get(r.event.roomId) ?? [];
-      list.push({ event: r.event, offset: Number(r.offset), partition: r.partition });
-      byRoom.set(r.event.roomId, list);
+  /**
+   * Where a batch starting at `first` must start for these lanes. Cached
+   * positions are trusted while batches follow each other (every lane's
+   * position is where the batch starts); otherwise they are read again.
+   */
+  private async position(partition: number, first: number): Promise<BatchStart> {
+    const lanes = this.o.lanes();
+    const fields = lanes.map((l) => positionField(l.projection.name, l.version, partition));
+    if (fields.some((f) => this.positions.get(f) !== first)) {
+      const stored = await this.o.redis.hmget(positionsKey(this.o.naming), ...fields);
+      // No position: never applied in this group, the lane needs the partition from its start.
+      fields.forEach((f, i) => this.positions.set(f, Number(stored[i] ?? 0)));
     }
-    const projection = this.o.projection.forBatch?.() ?? this.o.projection;
-    // Rooms are independent: their scripts go out together (auto-pipelined).
-    await Promise.all([...byRoom].map(([room, events]) => this.applyRoom(projection, room, events)));
+    let from = fields.map((f) => this.positions.get(f)!);
+    if (Math.min(...from) < first) {
+      // Records below the low watermark are gone (retention): nothing there to apply, nothing to rewind to.
+      const low = Number(await this.o.client.lowWatermark(this.o.topic, partition));
+      from = from.map((p) => Math.max(p, low));
+      const min = Math.min(...from);
+      if (min < first) {
+        this.positions.clear(); // re-read after the rewind
+        return { rewindTo: String(min) };
+      }
+    }
+    const min = Math.min(...from);
+    this.plans.set(partition, { lanes, from });
+    return { skipBelow: String(min) };
   }
 
-  private async applyRoom(projection: Projection<S>, room: string, events: PositionedEvent[]): Promise<void> {
-    const { naming, version } = this.o;
+  async handle(records: DecodedRecord[], partition: number, next: number): Promise<void> {
+    const plan = this.o.positions ? this.plans.get(partition) : undefined;
+    const lanes = plan?.lanes ?? this.o.lanes();
+    const byRoom = new Map<string, PositionedEvent[]>();
+    for (const r of records) {
+      let list = byRoom.get(r.event.roomId);
+      if (!list) byRoom.set(r.event.roomId, (list = []));
+      list.push({ event: r.event, offset: Number(r.offset), partition: r.partition });
+    }
+    // Lanes and rooms are independent: their scripts go out together (auto-pipelined).
+    const work: Promise<void>[] = [];
+    lanes.forEach((lane, i) => {
+      const projection = lane.projection.forBatch?.() ?? lane.projection;
+      const from = plan?.from[i] ?? 0;
+      for (const [room, events] of byRoom) {
+        const todo = from > events[0]!.offset ? events.filter((e) => e.offset >= from) : events;
+        if (todo.length > 0) work.push(this.applyRoom(lane, projection, room, todo));
+      }
+    });
+    await Promise.all(work);
+    if (plan) {
+      const moved = new Map<string, number>();
+      for (const lane of lanes) {
+        const f = positionField(lane.projection.name, lane.version, partition);
+        moved.set(f, next);
+        this.positions.set(f, next);
+      }
+      // After every lane's effect is durable, before the commit: a position never runs ahead of the effects.
+      await this.store.advance(positionsKey(this.o.naming), moved);
+      this.next.set(partition, next);
+    }
+  }
+
+  /**
+   * A room's events for one lane. A busy room's batch is folded and applied
+   * in chunks of CHUNK events: each chunk's script expects the fence the one
+   * before leaves, so they all go out at once (one connection: Redis runs
+   * them in order) and Redis applies one while the next is folded.
+   */
+  private async applyRoom(lane: Lane, projection: Projection<unknown>, room: string, events: PositionedEvent[]): Promise<void> {
+    const { naming } = this.o;
+    const { version } = lane;
     const keys = roomKeys(naming.keyPrefix, projection.name, version, room);
     for (let attempt = 0; ; attempt++) {
-      const meta = await this.store.loadMeta(keys.meta, projection.initial);
-      const r = foldRoom(projection, meta, events, keys);
-      if (r.applied === 0) {
-        this.skipped += r.skipped;
-        return;
+      let meta: RoomMeta<unknown>;
+      let view: FieldsView | undefined;
+      if (projection.users) {
+        // The fields of the batch's users only, read with the fence they belong to.
+        const k = userKeys(keys, projection.users);
+        const loaded = await this.store.loadMetaAndFields(keys.meta, projection.initial, k.key, k.index, fieldsRead(projection, undefined, events));
+        meta = loaded.meta;
+        view = new FieldsView(k.key, k.index, loaded.loaded);
+      } else {
+        meta = await this.store.loadMeta(keys.meta, projection.initial);
       }
-      if (r.emits.length > 0) await this.emit(room, r.emits);
-      const deltas = compactDeltas(r.deltas);
-      const notification: Notification | undefined =
-        this.o.notify && deltas.length > 0 ? { room, projection: projection.name, version, offset: r.meta.fence!, deltas } : undefined;
-      const ok = await this.store.apply(
-        keys.meta,
-        meta.fence,
-        r.meta,
-        r.cmds,
-        notification ? { channel: notifyChannel(naming, room), message: JSON.stringify(notification) } : undefined,
-      );
-      if (ok) {
-        this.applied += r.applied;
-        this.skipped += r.skipped;
-        this.o.onApplied?.(room, r.applied, r.skipped);
-        if (!this.knownRooms.has(room)) {
-          // Outside the script: a set of all rooms spans slots; SADD is idempotent anyway.
-          await this.o.redis.sadd(roomsKey(naming), room);
-          this.knownRooms.add(room);
+      const sent: { applied: number; skipped: number; ok: Promise<boolean> }[] = [];
+      let skipped = 0;
+      let failure: unknown;
+      try {
+        for (let i = 0; i < events.length; i += CHUNK) {
+          const r = foldRoom(projection, meta, events.length <= CHUNK ? events : events.slice(i, i + CHUNK), keys, view);
+          if (r.applied === 0) {
+            skipped += r.skipped;
+            continue;
+          }
+          // Emitted events are durable before the script that moves the fence past their cause goes out.
+          if (r.emits.length > 0) await this.emit(projection.name, room, r.emits);
+          const deltas = compactDeltas(r.deltas);
+          const notification: Notification | undefined =
+            this.o.notify && deltas.length > 0 ? { room, projection: projection.name, version, offset: r.meta.fence!, deltas } : undefined;
+          const message = notification ? { channel: notifyChannel(naming, room), message: JSON.stringify(notification) } : undefined;
+          sent.push({ applied: r.applied, skipped: r.skipped, ok: this.store.apply(keys.meta, meta.fence, r.meta, r.cmds, message) });
+          meta = r.meta;
         }
-        return;
+      } catch (err) {
+        failure = err;
       }
+      const results = await Promise.allSettled(sent.map((x) => x.ok));
+      if (failure !== undefined) throw failure;
+      let moved = false;
+      for (const [i, res] of results.entries()) {
+        if (res.status === 'rejected') throw res.reason;
+        if (!res.value) {
+          moved = true;
+          continue;
+        }
+        this.applied += sent[i]!.applied;
+        skipped += sent[i]!.skipped;
+        this.o.onApplied?.(projection.name, room, sent[i]!.applied, 0);
+      }
+      this.skipped += skipped;
+      if (skipped) this.o.onApplied?.(projection.name, room, 0, skipped);
+      if (!moved) return;
       // The fence moved: another instance (a zombie after a rebalance) applied
       // some of these events first. Reload and fold again; the fence skips them.
       // What this attempt emitted for events still past the moved fence is
@@ -159,9 +326,9 @@ export class ProjectionWorker<S> {
   }
 
   /** Produces a room's emitted events and waits until Kafka acknowledged them all (acks=all). */
-  private async emit(room: string, events: RoomEvent[]): Promise<void> {
+  private async emit(projection: string, room: string, events: RoomEvent[]): Promise<void> {
     const producer = this.producer;
-    if (!producer) throw new Error(`projection ${this.o.projection.name} emits events, but its worker was not started with emits: true`);
+    if (!producer) throw new Error(`projection ${projection} emits events, but its worker was not started with emits: true`);
     await Promise.all(
       events.map((e) => producer.send({ topic: this.o.topic, key: room, value: this.o.codec.encode(e), headers: { 'event-type': e.payload.type } })),
     );

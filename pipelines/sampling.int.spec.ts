@@ -17,7 +17,7 @@ import { redisSnapshot, SHARED_DATA } from '../test/streams.ts';
 import { logClient } from '../topics/client.ts';
 import type { LogAdmin } from '../topics/kafka.ts';
 import { applyTopics, declaredTopics } from '../topics/topics.ts';
-import { groupOf } from './naming.ts';
+import { liveGroupOf } from './naming.ts';
 import { measureLag } from '../topics/lag.ts';
 
 const base = testConfig();
@@ -82,7 +82,7 @@ describe.skipIf(!hasData)('sampled feed on a real chat log', () => {
       await Promise.all(events.map((e) => producer.send({ topic: id, key: e.roomId, value: codec.encode(e) })));
       await producer.disconnect();
       const proc = await startService(['pipelines', 'run', '--projections', 'sampled'], env);
-      const group = groupOf({ keyPrefix: env.REDIS_KEY_PREFIX, groupPrefix: env.PIPELINES_GROUP_PREFIX }, 'sampled', 1);
+      const group = liveGroupOf({ keyPrefix: env.REDIS_KEY_PREFIX, groupPrefix: env.PIPELINES_GROUP_PREFIX });
       await waitFor(async () => [...(await measureLag(admin, group, id)).values()].every((n) => n === 0), { what: 'the sample', timeoutMs: 120_000, intervalMs: 300 });
       await proc.stop();
       const snap = await redisSnapshot(redis, `${env.REDIS_KEY_PREFIX}sampled:v1:*`);

@@ -1,9 +1,13 @@
 /**
- * The processors as a service: runs projection workers for the active version
- * of each projection (and, when asked, the moderation processor), follows
- * version switches made by a rebuild, and measures consumer lag into
- * `metricsRegistry` (served by the process that runs it, see services/).
- * Lifecycle and health as every long-running part (core/service.ts).
+ * The processors as a service: one worker for the active version of each of
+ * its projections, sharing one consumer group (`<prefix>processors`: each
+ * record fetched and decoded once), and, when asked, the moderation processor
+ * in its own group. It follows version switches made by a rebuild (the shared
+ * worker applies the new version from its next batch; its position makes the
+ * partition rewind to where the rebuild stopped), and measures consumer lag
+ * and batch sizes into `metricsRegistry` (served by the process that runs it,
+ * see services/). Lifecycle and health as every long-running part
+ * (core/service.ts).
  */
 import client from 'prom-client';
 import type { Config } from '../core/config.ts';
@@ -18,8 +22,8 @@ import { projectionsOf, type ProjectionName } from './catalog.ts';
 import { ModerationWorker } from './moderation/processor.ts';
 import { defaultModerationSettings, type ModerationSettings } from './moderation/rules.ts';
 import { WordListFile } from './moderation/wordlist.ts';
-import { activeVersion, type ProjectionNaming } from './naming.ts';
-import { ProjectionWorker } from './runner.ts';
+import { activeVersion, groupOf, liveGroupOf, positionField, positionsKey, type ProjectionNaming } from './naming.ts';
+import { ProjectionWorker, type Lane } from './runner.ts';
 import { measureLag } from '../topics/lag.ts';
 
 export interface ServiceOptions {
@@ -38,16 +42,32 @@ export const metricsRegistry = new client.Registry();
 const lagGauge = new client.Gauge({ name: 'danmaku_consumer_lag', help: 'Records in the log not yet applied by a processor group, per partition.', labelNames: ['group', 'topic', 'partition'], registers: [metricsRegistry] });
 const appliedCounter = new client.Counter({ name: 'danmaku_projection_events_applied_total', help: 'Events applied to a projection (after fence checks).', labelNames: ['projection'], registers: [metricsRegistry] });
 const skippedCounter = new client.Counter({ name: 'danmaku_projection_events_skipped_total', help: 'Redelivered events skipped by the fence.', labelNames: ['projection'], registers: [metricsRegistry] });
+const batchRecords = new client.Histogram({
+  name: 'danmaku_consumer_batch_records',
+  help: 'Records per partition batch a processor group handled (as the fetch gave them).',
+  labelNames: ['group'],
+  buckets: [1, 10, 50, 100, 250, 500, 1000, 2500, 5000, 10000],
+  registers: [metricsRegistry],
+});
+const batchSeconds = new client.Histogram({
+  name: 'danmaku_consumer_batch_seconds',
+  help: 'Time from a batch handed over to its offset committed (decode, every lane\'s effects, commit).',
+  labelNames: ['group'],
+  buckets: [0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5],
+  registers: [metricsRegistry],
+});
 
 export class ProcessorService implements Service {
   readonly name: string;
-  private readonly live = new Liveness();
-  readonly failed = this.live.failed;
+  private readonly liveness = new Liveness();
+  readonly failed = this.liveness.failed;
   private redis: RedisClient | undefined;
   private client: LogClient | undefined;
   private admin: LogAdmin | undefined;
   private codec: EventCodec | undefined;
-  private readonly workers = new Map<ProjectionName, ProjectionWorker<unknown>>();
+  private live: ProjectionWorker | undefined;
+  /** The version each projection of the live set applies: read by the worker per batch, moved by followVersions. */
+  private readonly versions = new Map<ProjectionName, number>();
   private moderator: ModerationWorker | undefined;
   private timers: NodeJS.Timeout[] = [];
   private stopped = false;
@@ -73,41 +93,72 @@ export class ProcessorService implements Service {
     await this.admin.connect();
     this.codec = new EventCodec({ registry: createRegistry(cfg.registry.url), subject: subjectFor(this.topics.roomEvents) });
     await this.codec.init();
-    for (const name of this.o.projections) await this.startWorker(name, await activeVersion(this.redis, this.naming, name));
+    for (const name of this.o.projections) this.versions.set(name, await activeVersion(this.redis, this.naming, name));
+    if (this.versions.size > 0) await this.startLive();
     if (this.o.moderation) await this.startModerator();
     this.timers.push(setInterval(() => void this.followVersions(), this.o.versionPollMs ?? 1000));
     this.timers.push(setInterval(() => void this.updateLag(), cfg.pipelines.lagIntervalMs));
-    const running = [...this.workers.values()].map((w) => w.groupId);
-    if (this.moderator) running.push(this.moderator.groupId);
-    this.live.set('ok', `groups ${running.join(', ')}`);
+    const running = [this.live?.groupId, this.moderator?.groupId].filter(Boolean);
+    this.liveness.set('ok', `groups ${running.join(', ')}`);
   }
 
   health(): Health {
-    return this.live.health;
+    return this.liveness.health;
   }
 
-  private async startWorker(name: ProjectionName, version: number): Promise<void> {
-    const projection = projectionsOf(this.o.cfg)[name];
-    const w = new ProjectionWorker({
+  private lanes(): Lane[] {
+    const all = projectionsOf(this.o.cfg);
+    return [...this.versions].map(([name, version]) => ({ projection: all[name], version }));
+  }
+
+  private async startLive(): Promise<void> {
+    const groupId = liveGroupOf(this.naming);
+    await this.adoptOldGroups(this.lanes());
+    this.live = new ProjectionWorker({
       client: this.client!,
       redis: this.redis!,
       codec: this.codec!,
       topic: this.topics.roomEvents,
       deadLetterTopic: this.topics.deadLetter,
       naming: this.naming,
-      projection,
-      version,
+      groupId,
+      lanes: () => this.lanes(),
+      positions: true,
       notify: true,
-      onApplied: (_room, applied, skipped) => {
-        appliedCounter.inc({ projection: name }, applied);
-        if (skipped) skippedCounter.inc({ projection: name }, skipped);
+      partitionsConsumedConcurrently: this.o.cfg.pipelines.partitionsConcurrently,
+      onApplied: (projection, _room, applied, skipped) => {
+        if (applied) appliedCounter.inc({ projection }, applied);
+        if (skipped) skippedCounter.inc({ projection }, skipped);
       },
-      onError: (err) => this.log(`${name}: ${(err as Error).message}`),
-      onAssigned: (partitions) => this.log(`${name}: assigned partitions [${partitions.join(',')}]`),
+      onBatch: (_partition, records, ms) => {
+        batchRecords.observe({ group: groupId }, records);
+        batchSeconds.observe({ group: groupId }, ms / 1000);
+      },
+      onError: (err) => this.log(`${groupId}: ${(err as Error).message}`),
+      onAssigned: (partitions) => this.log(`group ${groupId}: assigned partitions [${partitions.join(',')}]`),
     });
-    this.workers.set(name, w);
-    await w.start();
-    this.log(`${name}: running version ${version} (group ${w.groupId})`);
+    await this.live.start();
+    this.log(`running ${[...this.versions].map(([n, v]) => `${n} v${v}`).join(', ')} in group ${groupId}`);
+  }
+
+  /**
+   * Before the shared group, each projection version had its own group
+   * (`<prefix>projector.<name>.v<N>`), whose committed offsets say what it
+   * applied. A lane with no position yet takes them as its position, so the
+   * shared group (which starts at the log's start) skips, without decoding,
+   * what those groups had applied, instead of folding the log again. The
+   * old groups are left alone (delete them once the shared group runs).
+   */
+  private async adoptOldGroups(lanes: Lane[]): Promise<void> {
+    const key = positionsKey(this.naming);
+    for (const { projection, version } of lanes) {
+      const old = await this.admin!.committedOffsets(groupOf(this.naming, projection.name, version), this.topics.roomEvents).catch(() => new Map<number, string>());
+      for (const [partition, offset] of old) {
+        if (Number(offset) < 0) continue;
+        const field = positionField(projection.name, version, partition);
+        if ((await this.redis!.hsetnx(key, field, offset)) === 1) this.log(`${projection.name} v${version}: partition ${partition} starts at ${offset}, where group ${groupOf(this.naming, projection.name, version)} left it`);
+      }
+    }
   }
 
   private async startModerator(): Promise<void> {
@@ -136,6 +187,7 @@ export class ProcessorService implements Service {
         if (list.refresh()) this.log(`moderation: word list reloaded (${list.words().length} entries)`);
         return list.current();
       },
+      partitionsConsumedConcurrently: cfg.pipelines.partitionsConcurrently,
       onError: (err) => this.log(`moderation: ${(err as Error).message}`),
       onAssigned: (partitions) => this.log(`moderation: assigned partitions [${partitions.join(',')}]`),
     });
@@ -143,26 +195,27 @@ export class ProcessorService implements Service {
     this.log(`moderation: running (group ${this.moderator.groupId}, word list ${m.wordlist})`);
   }
 
-  private versionOf(w: ProjectionWorker<unknown>): number {
-    return Number(/\.v(\d+)$/.exec(w.groupId)![1]);
-  }
-
-  /** A rebuild switched readers to a new version: continue in that version's group. */
+  /**
+   * A rebuild switched readers to a new version: the shared worker applies it
+   * from its next batch. Nothing is lost in between: the new version's
+   * position is where the rebuild stopped, so if the group is past it, the
+   * partition rewinds to it (the other lanes skip what they applied), and its
+   * fences skip what the rebuild applied.
+   */
   private async followVersions(): Promise<void> {
     if (this.stopped || !this.redis) return;
-    for (const [name, w] of this.workers) {
+    for (const [name, current] of this.versions) {
       const v = await activeVersion(this.redis, this.naming, name).catch(() => undefined);
-      if (v === undefined || v === this.versionOf(w) || this.stopped) continue;
-      this.log(`${name}: active version is now ${v}; switching from ${this.versionOf(w)}`);
-      await w.stop();
-      await this.startWorker(name, v);
+      if (v === undefined || v === current || this.stopped) continue;
+      this.log(`${name}: active version is now ${v}; switching from ${current}`);
+      this.versions.set(name, v);
+      await this.live?.lanesChanged().catch((err: unknown) => this.log(`${name}: ${(err as Error).message}`));
     }
   }
 
   async updateLag(): Promise<void> {
     if (!this.admin) return;
-    const groups = [...this.workers.values()].map((w) => w.groupId);
-    if (this.moderator) groups.push(this.moderator.groupId);
+    const groups = [this.live?.groupId, this.moderator?.groupId].filter((g): g is string => g !== undefined);
     for (const groupId of groups) {
       const w = { groupId };
       const lag = await measureLag(this.admin, w.groupId, this.topics.roomEvents).catch(() => undefined);
@@ -170,19 +223,20 @@ export class ProcessorService implements Service {
     }
   }
 
-  worker(name: ProjectionName): ProjectionWorker<unknown> | undefined {
-    return this.workers.get(name);
+  /** The live set's worker (undefined without projections). */
+  worker(): ProjectionWorker | undefined {
+    return this.live;
   }
 
   async stop(): Promise<void> {
     if (this.stopped) return;
     this.stopped = true;
     for (const t of this.timers) clearInterval(t);
-    await Promise.all([...this.workers.values()].map((w) => w.stop()));
+    await this.live?.stop();
     await this.moderator?.stop();
     await this.admin?.disconnect();
     await this.client?.close();
     this.redis?.disconnect();
-    this.live.set('stopped');
+    this.liveness.set('stopped');
   }
 }

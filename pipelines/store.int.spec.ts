@@ -10,7 +10,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { openRedis, type RedisClient } from '../core/redis.ts';
 import { randomName, testConfig } from '../test/helpers.ts';
 import { redisSnapshot, type Snapshot } from '../test/streams.ts';
-import { COMMANDS, idOfMember, MemoryStore, RedisStore, type Cmd, type Op } from './store.ts';
+import { COMMANDS, compactRuns, idOfMember, MemoryStore, RedisStore, type Cmd, type Op } from './store.ts';
 
 const base = testConfig();
 const modes = base.test.redisModes.split(',').map((m) => m.trim()) as ('single' | 'cluster')[];
@@ -26,6 +26,10 @@ const INDEXES = ['i1', 'i2'];
 const COUNTERS = ['h1', 'h2'];
 const HASHES = [...COUNTERS, ...INDEXES];
 const STRINGS = ['s1', 's2'];
+// Per-user fields and their expiry indexes (sorted sets of field names, apart from the feeds' sets of items).
+const FIELD_HASHES = ['x1', 'x2'];
+const EXPIRY_INDEXES = ['xi1', 'xi2'];
+const USERS = ['u1', 'u2', 'u3'];
 const IDS = ['e1', 'e2', 'e3', 'del:d1', 'del:d2'];
 
 const score = fc.oneof(fc.integer({ min: 0, max: 12 }), fc.integer({ min: -1000, max: Number.MAX_SAFE_INTEGER }));
@@ -45,13 +49,37 @@ const generators: { [O in Op]: fc.Arbitrary<Extract<Cmd, { op: O }>> } = {
   HDEL: fc.record({ op: fc.constant('HDEL'), key: fc.constantFrom(...HASHES), fields: fc.array(field, { minLength: 1, maxLength: 3 }) }),
   HINCRBY: fc.record({ op: fc.constant('HINCRBY'), key: fc.constantFrom(...COUNTERS), field, by: fc.integer({ min: -1000, max: 1000 }) }),
   SET: fc.record({ op: fc.constant('SET'), key: fc.constantFrom(...STRINGS), value: text }),
-  DEL: fc.record({ op: fc.constant('DEL'), key: fc.constantFrom(...ZSETS, ...HASHES, ...STRINGS) }),
+  DEL: fc.record({ op: fc.constant('DEL'), key: fc.constantFrom(...ZSETS, ...HASHES, ...STRINGS, ...FIELD_HASHES, ...EXPIRY_INDEXES) }),
   feedAdd: fc
     .record({ key: fc.constantFrom(...ZSETS), index: fc.constantFrom(...INDEXES), offset: score, member, eventId: fc.option(fc.constantFrom(...IDS)) })
     // Mostly the member's own id, as the projections write it; sometimes another.
     .map(({ eventId, ...c }) => ({ op: 'feedAdd' as const, ...c, eventId: eventId ?? idOfMember(c.member) })),
   feedRemove: fc.record({ op: fc.constant('feedRemove'), key: fc.constantFrom(...ZSETS), index: fc.constantFrom(...INDEXES), eventId: fc.constantFrom(...IDS) }),
   feedTrim: fc.record({ op: fc.constant('feedTrim'), key: fc.constantFrom(...ZSETS), index: fc.constantFrom(...INDEXES), keep: fc.integer({ min: 0, max: 4 }) }),
+  feedAppend: fc
+    .record({
+      key: fc.constantFrom(...ZSETS),
+      index: fc.constantFrom(...INDEXES),
+      keep: fc.integer({ min: 0, max: 4 }),
+      entries: fc.array(fc.record({ offset: score, member, eventId: fc.option(fc.constantFrom(...IDS)) }), { minLength: 1, maxLength: 6 }),
+    })
+    .map(({ entries, ...c }) => ({
+      op: 'feedAppend' as const,
+      ...c,
+      eventIds: entries.map((e) => e.eventId ?? idOfMember(e.member)),
+      offsets: entries.map((e) => e.offset),
+      members: entries.map((e) => e.member),
+    })),
+  fieldSet: fc.record({
+    op: fc.constant('fieldSet'),
+    key: fc.constantFrom(...FIELD_HASHES),
+    index: fc.constantFrom(...EXPIRY_INDEXES),
+    field: fc.constantFrom(...USERS),
+    value: text,
+    expireAt: fc.oneof(fc.constant(-1), fc.integer({ min: 0, max: 12 }), fc.integer({ min: 0, max: Number.MAX_SAFE_INTEGER })),
+  }),
+  fieldDel: fc.record({ op: fc.constant('fieldDel'), key: fc.constantFrom(...FIELD_HASHES), index: fc.constantFrom(...EXPIRY_INDEXES), field: fc.constantFrom(...USERS) }),
+  fieldsExpire: fc.record({ op: fc.constant('fieldsExpire'), key: fc.constantFrom(...FIELD_HASHES), index: fc.constantFrom(...EXPIRY_INDEXES), upTo: score }),
 };
 const OPS = Object.keys(COMMANDS) as Op[];
 const anyCmd: fc.Arbitrary<Cmd> = fc.oneof(...OPS.map((op) => generators[op] as fc.Arbitrary<Cmd>));
@@ -90,6 +118,34 @@ describe.each(modes)('the command table on %s Redis', (mode) => {
     expect(Object.keys(generators).sort()).toEqual([...OPS].sort());
   });
 
+  it('the load script reads the fence, the state and the fields (with their expiry) as MemoryStore holds them', async () => {
+    const fieldOps = fc.array(fc.oneof(generators.fieldSet, generators.fieldDel, generators.fieldsExpire) as fc.Arbitrary<Cmd>, { minLength: 1, maxLength: 12 });
+    await fc.assert(
+      fc.asyncProperty(fieldOps, async (batch) => {
+        const prefix = `${id}:${run++}:`;
+        const meta = `${prefix}{room}:meta`;
+        const cmds = placed(prefix, batch);
+        const memory = new MemoryStore();
+        memory.exec(cmds);
+        expect(await store.apply(meta, undefined, { fence: 7, state: { s: 1 } }, cmds)).toBe(true);
+        for (const [h, x] of FIELD_HASHES.map((h, i) => [h, EXPIRY_INDEXES[i]!] as const)) {
+          const [key, index] = [`${prefix}{room}:${h}`, `${prefix}{room}:${x}`];
+          const got = await store.loadMetaAndFields(meta, () => ({}), key, index, [...USERS, 'nobody']);
+          expect(got.meta).toEqual({ fence: 7, state: { s: 1 } });
+          const want = new Map<string, [string, number | undefined]>();
+          for (const u of USERS) {
+            const v = memory.hashes.get(key)?.get(u);
+            if (v !== undefined) want.set(u, [v, memory.zsets.get(index)?.get(u)]);
+          }
+          expect(got.loaded.fields).toEqual(want);
+        }
+        const keys = Object.keys(await redisSnapshot(redis, `${prefix}*`));
+        if (keys.length > 0) await redis.del(...keys);
+      }),
+      { numRuns: 40 },
+    );
+  });
+
   it.each(OPS)('%s: MemoryStore and the Lua script leave the same keys', async (op) => {
     await fc.assert(
       fc.asyncProperty(batchesOf(op), async (batches) => {
@@ -99,7 +155,8 @@ describe.each(modes)('the command table on %s Redis', (mode) => {
         let fence: number | undefined;
         for (const [i, batch] of batches.entries()) {
           const cmds = placed(prefix, batch);
-          memory.exec(cmds);
+          // What the script runs: runs of add + trim pairs folded into feedAppend (compactRuns).
+          memory.exec(compactRuns(cmds));
           expect(await store.apply(meta, fence, { fence: i, state: { batch: i } }, cmds)).toBe(true);
           fence = i;
         }

@@ -6,6 +6,7 @@
  * - MemoryStore: the same semantics in process, for unit specs and for
  *   replay (so live, rebuild and replay share one projection code path).
  */
+import { createHash } from 'node:crypto';
 import type { RedisClient } from '../core/redis.ts';
 import type { RoomMeta } from './projection.ts';
 
@@ -110,6 +111,106 @@ export const COMMANDS = {
       idx.delete(c.eventId);
     },
   }),
+  /**
+   * Per-user state with an expiry in event time (see UserFields in
+   * projection.ts): a hash `key` of one field per user, and a sorted set
+   * `index` of the same fields scored by the event time from which the field
+   * means nothing any more. `expireAt` -1: kept until replaced or deleted.
+   */
+  fieldSet: command({
+    keys: ['key', 'index'],
+    args: { field: 'string', value: 'string', expireAt: 'number' },
+    lua: `
+      redis.call('HSET', K[1], A[1], A[2])
+      if A[3] >= 0 then redis.call('ZADD', K[2], A[3], A[1]) else redis.call('ZREM', K[2], A[1]) end`,
+    memory: (m, c) => {
+      m.hash(c.key).set(c.field, c.value);
+      if (c.expireAt >= 0) m.zadd(c.index, c.field, c.expireAt);
+      else m.zrem(c.index, c.field);
+    },
+  }),
+  fieldDel: command({
+    keys: ['key', 'index'],
+    args: { field: 'string' },
+    lua: `
+      redis.call('HDEL', K[1], A[1])
+      redis.call('ZREM', K[2], A[1])`,
+    memory: (m, c) => {
+      m.hash(c.key).delete(c.field);
+      m.zrem(c.index, c.field);
+    },
+  }),
+  /** Drops every field whose expiry is at or before `upTo` (event time): what keeps per-user state bounded. */
+  fieldsExpire: command({
+    keys: ['key', 'index'],
+    args: { upTo: 'number' },
+    lua: `
+      local f = redis.call('ZRANGEBYSCORE', K[2], '-inf', A[1])
+      if #f > 0 then
+        for i = 1, #f, 1000 do redis.call('HDEL', K[1], unpack(f, i, math.min(i + 999, #f))) end
+        redis.call('ZREMRANGEBYSCORE', K[2], '-inf', A[1])
+      end`,
+    memory: (m, c) => {
+      for (const field of m.zpopUpTo(c.index, c.upTo)) m.hash(c.key).delete(field);
+    },
+  }),
+  /**
+   * A run of `feedAdd` + `feedTrim` pairs on one feed, as one command: the
+   * Redis side folds such runs into it (see compactRuns), so a batch of a busy
+   * room trims once instead of once per comment. Each entry is added as
+   * feedAdd adds it, the trim to `keep` waits until the end — except when an
+   * entry's id is indexed already while a trim is pending: the trim runs
+   * first, then the entry is tried again (it may have been trimmed away).
+   */
+  feedAppend: command({
+    keys: ['key', 'index'],
+    args: { keep: 'number', eventIds: 'string[]', offsets: 'number[]', members: 'string[]' },
+    lua: `
+      local function trim()
+        local n = redis.call('ZCARD', K[1])
+        if n <= A[1] then return end
+        local drop = redis.call('ZRANGE', K[1], 0, n - A[1] - 1)
+        local ids = {}
+        for i, m in ipairs(drop) do
+          local o = cjson.decode(m)
+          ids[i] = o.kind == 'delete' and ('del:' .. o.deletionId) or o.eventId
+        end
+        for i = 1, #ids, 1000 do redis.call('HDEL', K[2], unpack(ids, i, math.min(i + 999, #ids))) end
+        redis.call('ZREMRANGEBYRANK', K[1], 0, n - A[1] - 1)
+      end
+      local pending = false
+      for i, id in ipairs(A[2]) do
+        local added = redis.call('HSETNX', K[2], id, A[3][i]) == 1
+        if not added and pending then
+          trim()
+          pending = false
+          added = redis.call('HSETNX', K[2], id, A[3][i]) == 1
+        end
+        if added then
+          redis.call('ZADD', K[1], A[3][i], A[4][i])
+          pending = true
+        end
+      end
+      trim()`,
+    memory: (m, c) => {
+      const idx = m.hash(c.index);
+      let pending = false;
+      c.eventIds.forEach((id, i) => {
+        let added = !idx.has(id);
+        if (!added && pending) {
+          trimFeed(m, c.key, c.index, c.keep);
+          pending = false;
+          added = !idx.has(id);
+        }
+        if (added) {
+          idx.set(id, String(c.offsets[i]!));
+          m.zadd(c.key, c.members[i]!, c.offsets[i]!);
+          pending = true;
+        }
+      });
+      trimFeed(m, c.key, c.index, c.keep);
+    },
+  }),
   /** Keeps the newest `keep` entries, dropping the index entries of the rest (members are feed items, see idOfMember). */
   feedTrim: command({
     keys: ['key', 'index'],
@@ -126,22 +227,62 @@ export const COMMANDS = {
         end
         redis.call('ZREMRANGEBYRANK', K[1], 0, n - A[1] - 1)
       end`,
-    memory: (m, c) => {
-      const n = m.zset(c.key).size;
-      if (n <= c.keep) return; // what ZCARD decides first in Lua; spares the sort
-      for (const [member] of m.sortedMembers(c.key).slice(0, n - c.keep)) {
-        m.zrem(c.key, member);
-        m.hash(c.index).delete(idOfMember(member));
-      }
-    },
+    memory: (m, c) => trimFeed(m, c.key, c.index, c.keep),
   }),
 };
+
+function trimFeed(m: MemoryStore, key: string, index: string, keep: number): void {
+  const n = m.zset(key).size;
+  if (n <= keep) return; // what ZCARD decides first in Lua; spares the sort
+  for (const [member] of m.sortedMembers(key).slice(0, n - keep)) {
+    m.zrem(key, member);
+    m.hash(index).delete(idOfMember(member));
+  }
+}
+
+/**
+ * What the Redis side runs instead of `cmds`: each run of feedAdd + feedTrim
+ * pairs on the same feed (same keys, same `keep`) becomes one feedAppend.
+ * The same result, for the feeds the projections keep: every index entry
+ * names a member of the set under its own id (idOfMember), and each member
+ * has its own score. Then deferring the trim changes nothing — the newest
+ * `keep` of a set with more entries added loses exactly what trimming after
+ * each addition lost (each trim drops what cannot be among the newest
+ * `keep` of any superset) — and an id already indexed is found as it would
+ * have been (feedAppend trims before it looks again). MemoryStore runs the
+ * commands as they are; the processor specs compare the two on real streams.
+ */
+export function compactRuns(cmds: Cmd[]): Cmd[] {
+  const out: Cmd[] = [];
+  for (let i = 0; i < cmds.length; ) {
+    const add = cmds[i]!;
+    const trim = cmds[i + 1];
+    if (add.op !== 'feedAdd' || trim?.op !== 'feedTrim' || trim.key !== add.key || trim.index !== add.index) {
+      out.push(add);
+      i++;
+      continue;
+    }
+    const run: Extract<Cmd, { op: 'feedAppend' }> = { op: 'feedAppend', key: add.key, index: add.index, keep: trim.keep, eventIds: [], offsets: [], members: [] };
+    for (;;) {
+      const a = cmds[i];
+      const t = cmds[i + 1];
+      if (a?.op !== 'feedAdd' || t?.op !== 'feedTrim' || a.key !== run.key || a.index !== run.index || t.key !== run.key || t.index !== run.index || t.keep !== run.keep) break;
+      run.eventIds.push(a.eventId);
+      run.offsets.push(a.offset);
+      run.members.push(a.member);
+      i += 2;
+    }
+    out.push(run.eventIds.length === 1 ? add : run, ...(run.eventIds.length === 1 ? [trim] : []));
+  }
+  return out;
+}
 
 /** The types a command field can have, by the name the table uses. */
 interface FieldTypes {
   string: string;
   number: number;
   'string[]': string[];
+  'number[]': number[];
 }
 type FieldType = keyof FieldTypes;
 
@@ -189,6 +330,12 @@ export class MemoryStore {
   readonly strings = new Map<string, string>();
   /** Per sorted set, score → members: a removal by score (feedRemove) is a lookup, not a scan. */
   readonly #byScore = new Map<string, Map<number, Set<string>>>();
+  /**
+   * Per sorted set that fieldsExpire has read: a min-heap of [score, member],
+   * kept lazily (an entry whose member has another score now, or none, is
+   * dropped when it comes up), so expiring is O(log n) per field, not a scan.
+   */
+  readonly #heaps = new Map<string, [number, string][]>();
 
   exec(cmds: Cmd[]): void {
     for (const c of cmds) SPECS[c.op].memory(this, c);
@@ -220,6 +367,26 @@ export class MemoryStore {
     let members = scores.get(score);
     if (!members) scores.set(score, (members = new Set()));
     members.add(member);
+    const heap = this.#heaps.get(key);
+    if (heap) heapPush(heap, [score, member]);
+  }
+
+  /** ZRANGEBYSCORE key -inf upTo + ZREMRANGEBYSCORE key -inf upTo: the members removed, lowest first. */
+  zpopUpTo(key: string, upTo: number): string[] {
+    let heap = this.#heaps.get(key);
+    if (!heap) {
+      heap = [];
+      for (const [m, sc] of this.zset(key)) heapPush(heap, [sc, m]);
+      this.#heaps.set(key, heap);
+    }
+    const out: string[] = [];
+    while (heap.length > 0 && heap[0]![0] <= upTo) {
+      const [sc, m] = heapPop(heap);
+      if (this.zsets.get(key)?.get(m) !== sc) continue; // re-scored or removed since
+      this.zrem(key, m);
+      out.push(m);
+    }
+    return out;
   }
 
   zrem(key: string, member: string): void {
@@ -241,9 +408,39 @@ export class MemoryStore {
   del(key: string): void {
     this.zsets.delete(key);
     this.#byScore.delete(key);
+    this.#heaps.delete(key);
     this.hashes.delete(key);
     this.strings.delete(key);
   }
+}
+
+function heapPush(h: [number, string][], x: [number, string]): void {
+  h.push(x);
+  for (let i = h.length - 1; i > 0; ) {
+    const p = (i - 1) >> 1;
+    if (h[p]![0] <= h[i]![0]) break;
+    [h[p], h[i]] = [h[i]!, h[p]!];
+    i = p;
+  }
+}
+
+function heapPop(h: [number, string][]): [number, string] {
+  const top = h[0]!;
+  const last = h.pop()!;
+  if (h.length > 0) {
+    h[0] = last;
+    for (let i = 0; ; ) {
+      const l = 2 * i + 1;
+      const r = l + 1;
+      let m = i;
+      if (l < h.length && h[l]![0] < h[m]![0]) m = l;
+      if (r < h.length && h[r]![0] < h[m]![0]) m = r;
+      if (m === i) break;
+      [h[m], h[i]] = [h[i]!, h[m]!];
+      i = m;
+    }
+  }
+  return top;
 }
 
 /**
@@ -267,7 +464,9 @@ function indented(lua: string): string {
 // ARGV[1] = expected fence ('' = never applied), ARGV[2] = new fence,
 // ARGV[3] = new state JSON, ARGV[4] = commands JSON, each {op, {KEYS indexes},
 // {arguments}} (see encodeCmds), ARGV[5] = notification channel ('' = none),
-// ARGV[6] = message.
+// ARGV[6] = message, ARGV[7..] = the commands' string arguments, which the
+// JSON names by their place ("1" = ARGV[7]): feed items pass as they are,
+// not escaped into the JSON and unescaped again.
 // Returns {1} when applied, {0, current fence} when the fence moved under us
 // (another instance applied first; the caller reloads and refolds).
 // Why this makes the update exactly-once in effect: the fence check, every
@@ -282,35 +481,112 @@ local run = {}
 ${Object.entries(SPECS)
   .map(([op, s]) => `run['${op}'] = function(K, A)\n${indented(s.lua)}\nend`)
   .join('\n')}
+local function str(a) if type(a) == 'string' then return ARGV[6 + tonumber(a)] end return a end
 for _, c in ipairs(cjson.decode(ARGV[4])) do
   local K = c[2]
   for i, k in ipairs(K) do K[i] = KEYS[k] end
-  run[c[1]](K, c[3])
+  local A = c[3]
+  for i, a in ipairs(A) do
+    if type(a) == 'table' then
+      for j, x in ipairs(a) do a[j] = str(x) end
+    else
+      A[i] = str(a)
+    end
+  end
+  run[c[1]](K, A)
 end
 redis.call('HSET', KEYS[1], 'fence', ARGV[2], 'state', ARGV[3])
 if ARGV[5] ~= '' then redis.call('SPUBLISH', ARGV[5], ARGV[6]) end
 return {1}
 `;
 
-/** Encodes commands for the script: `[op, [key indexes], [arguments]]`, key names replaced by indexes into KEYS. */
-export function encodeCmds(meta: string, cmds: Cmd[]): { keys: string[]; json: string } {
+/**
+ * Encodes commands for the script: `[op, [key indexes], [arguments]]`, key
+ * names replaced by indexes into KEYS, string arguments by their place in
+ * `strings` (as a JSON string: "1" is the first), numbers as they are.
+ */
+export function encodeCmds(meta: string, cmds: Cmd[]): { keys: string[]; json: string; strings: string[] } {
   const keys = [meta];
+  const keyAt = new Map<string, number>([[meta, 1]]);
   const at = (k: string) => {
-    let i = keys.indexOf(k);
-    if (i < 0) i = keys.push(k) - 1;
-    return i + 1; // Lua is 1-based
+    let i = keyAt.get(k);
+    if (i === undefined) keyAt.set(k, (i = keys.push(k))); // Lua is 1-based
+    return i;
   };
+  const strings: string[] = [];
+  const arg = (v: unknown): unknown => (typeof v === 'string' ? String(strings.push(v)) : v);
   const rows = cmds.map((c) => {
     const s = SPECS[c.op];
     const fields = c as unknown as Record<string, unknown>;
-    return [c.op, s.keys.map((k) => at(fields[k] as string)), s.argNames.map((a) => fields[a])];
+    return [c.op, s.keys.map((k) => at(fields[k] as string)), s.argNames.map((a) => (Array.isArray(fields[a]) ? (fields[a] as unknown[]).map(arg) : arg(fields[a])))];
   });
-  return { keys, json: JSON.stringify(rows) };
+  return { keys, json: JSON.stringify(rows), strings };
 }
 
+// Reads a room's fence and state and, in the same step, the per-user fields a
+// batch needs: KEYS[1] = meta, KEYS[2] = the fields' hash, KEYS[3] = its expiry
+// index; ARGV = the fields. Returns {fence, state, value1, expiry1, value2, …},
+// nil for anything absent (Lua's false, which does not end the reply as nil
+// would). One script, so the fields are those of that fence.
+export const LOAD_LUA = `
+local out = redis.call('HMGET', KEYS[1], 'fence', 'state')
+for i = 1, #ARGV, 1000 do
+  local j = math.min(i + 999, #ARGV)
+  local v = redis.call('HMGET', KEYS[2], unpack(ARGV, i, j))
+  local s = redis.call('ZMSCORE', KEYS[3], unpack(ARGV, i, j))
+  for k = 1, j - i + 1 do
+    out[#out + 1] = v[k]
+    out[#out + 1] = s[k]
+  end
+end
+return out
+`;
+
+// Moves positions forward only: KEYS[1] = hash, ARGV = field, value, field,
+// value… A field is set when the value is above what it holds, so an instance
+// that lost a partition in a rebalance cannot move its position back.
+export const ADVANCE_LUA = `
+for i = 1, #ARGV, 2 do
+  local cur = tonumber(redis.call('HGET', KEYS[1], ARGV[i]) or '-1')
+  if tonumber(ARGV[i + 1]) > cur then redis.call('HSET', KEYS[1], ARGV[i], ARGV[i + 1]) end
+end
+return 1
+`;
+
+/** A batch's view of a projection's per-user fields: what the fold reads, and the fields' expiry. */
+export interface LoadedFields {
+  /** field → [value, expireAt (undefined: kept until replaced)] */
+  fields: Map<string, [string, number | undefined]>;
+}
+
+/** A Lua script run by its SHA1, loaded on first use (NOSCRIPT). */
+class Script {
+  readonly sha: string;
+  constructor(readonly lua: string) {
+    this.sha = createHash('sha1').update(lua).digest('hex');
+  }
+}
+
+const APPLY = new Script(APPLY_LUA);
+const LOAD = new Script(LOAD_LUA);
+const ADVANCE = new Script(ADVANCE_LUA);
+
 export class RedisStore {
-  constructor(private readonly redis: RedisClient) {
-    redis.defineCommand('dmApplyEffect', { lua: APPLY_LUA });
+  constructor(private readonly redis: RedisClient) {}
+
+  /**
+   * EVALSHA, then EVAL when Redis does not know the script yet. Not ioredis's
+   * defineCommand: on a cluster with auto-pipelining, ioredis routes a defined
+   * command by its first argument (the key count), so scripts of rooms on
+   * different nodes land in one pipeline and fail; EVALSHA's keys it knows.
+   */
+  private async run<T>(script: Script, keys: string[], args: (string | number)[]): Promise<T> {
+    try {
+      return (await this.redis.evalsha(script.sha, keys.length, ...keys, ...args)) as T;
+    } catch (err) {
+      if (!(err instanceof Error) || !err.message.startsWith('NOSCRIPT')) throw err;
+      return (await this.redis.eval(script.lua, keys.length, ...keys, ...args)) as T;
+    }
   }
 
   async loadMeta<S>(metaKey: string, initial: () => S): Promise<RoomMeta<S>> {
@@ -318,19 +594,37 @@ export class RedisStore {
     return { fence: fence ? Number(fence) : undefined, state: state ? (JSON.parse(state) as S) : initial() };
   }
 
+  /** The fence and state, and `fields` of the per-user hash `hash` (expiry index `index`), read together. */
+  async loadMetaAndFields<S>(metaKey: string, initial: () => S, hash: string, index: string, fields: string[]): Promise<{ meta: RoomMeta<S>; loaded: LoadedFields }> {
+    const r = await this.run<(string | null)[]>(LOAD, [metaKey, hash, index], fields);
+    const meta = { fence: r[0] ? Number(r[0]) : undefined, state: r[1] ? (JSON.parse(r[1]) as S) : initial() };
+    const loaded: LoadedFields = { fields: new Map() };
+    fields.forEach((f, i) => {
+      const v = r[2 + 2 * i];
+      const at = r[3 + 2 * i];
+      if (v !== null && v !== undefined) loaded.fields.set(f, [v, at === null || at === undefined ? undefined : Number(at)]);
+    });
+    return { meta, loaded };
+  }
+
+  /** Sets each field of `hash` to its value where that is higher than what it holds. */
+  async advance(hash: string, values: Map<string, number>): Promise<void> {
+    if (values.size === 0) return;
+    await this.run<number>(ADVANCE, [hash], [...values].flatMap(([f, v]) => [f, String(v)]));
+  }
+
   /** Applies atomically if the fence is still `expected`; false when it moved (caller refolds). */
   async apply(metaKey: string, expected: number | undefined, next: RoomMeta<unknown>, cmds: Cmd[], notify?: { channel: string; message: string }): Promise<boolean> {
-    const { keys, json } = encodeCmds(metaKey, cmds);
-    const r = (await (this.redis as unknown as { dmApplyEffect(n: number, ...args: (string | number)[]): Promise<[number, string?]> }).dmApplyEffect(
-      keys.length,
-      ...keys,
+    const { keys, json, strings } = encodeCmds(metaKey, compactRuns(cmds));
+    const r = await this.run<[number, string?]>(APPLY, keys, [
       expected === undefined ? '' : String(expected),
       String(next.fence),
       JSON.stringify(next.state),
       json,
       notify?.channel ?? '',
       notify?.message ?? '',
-    )) as [number, string?];
+      ...strings,
+    ]);
     return r[0] === 1;
   }
 }

@@ -14,6 +14,7 @@ import avsc from 'avsc';
 import fs from 'node:fs';
 import { AppError, UnavailableError } from '../core/errors.ts';
 import { illFormedPath } from '../core/unicode.ts';
+import { checkAvroBody } from './bounded.ts';
 import { PAYLOAD_TYPES, type RoomEvent, type RoomEventPayload } from './events.ts';
 import { SCHEMA_FILE } from './gen-types.ts';
 
@@ -103,6 +104,8 @@ export class EventCodec {
   private writerId: number | undefined;
   /** Resolvers per writer schema id: built once, the hot path only reads. */
   private readonly resolvers = new Map<number, avsc.Resolver | null>();
+  /** Writer types per schema id, for the bounds check before decoding. */
+  private readonly writers = new Map<number, avsc.Type>();
 
   constructor(opts: CodecOptions) {
     const schema = opts.schema ?? loadRoomEventSchema();
@@ -118,6 +121,7 @@ export class EventCodec {
       const { id } = await this.registry.register({ type: SchemaType.AVRO, schema: this.schemaJson }, { subject: this.subject, compatibility: COMPATIBILITY.BACKWARD_TRANSITIVE });
       this.writerId = id;
       this.resolvers.set(id, null); // same schema: no resolution needed
+      this.writers.set(id, this.type);
       return id;
     } catch (err) {
       throw registryError(err, `registering ${this.subject}`);
@@ -160,6 +164,9 @@ export class EventCodec {
     }
     const id = buf.readUInt32BE(1);
     const resolver = await this.resolverFor(id);
+    // Counts, lengths, int widths and UTF-8 checked before avsc trusts them (bounded.ts).
+    const bad = checkAvroBody(this.writers.get(id) ?? this.type, buf.subarray(WIRE_HEADER));
+    if (bad) throw new EventError('ERR_EVENT_UNDECODABLE', `Avro body is not a well-formed record of schema ${id}: ${bad}`);
     let wire: Wire;
     try {
       wire = (resolver ? this.type.fromBuffer(buf.subarray(WIRE_HEADER), resolver) : this.type.fromBuffer(buf.subarray(WIRE_HEADER))) as Wire;
@@ -189,6 +196,7 @@ export class EventCodec {
       throw new EventError('ERR_EVENT_WRONG_SCHEMA', `schema ${id} is not a readable RoomEvent: ${(err as Error).message.split('\n')[0]}`, err);
     }
     this.resolvers.set(id, resolver);
+    this.writers.set(id, writer);
     return resolver;
   }
 }

@@ -7,7 +7,7 @@
  *   npm run archiver -- run [--gateway]     (--gateway: replay and analytics from this process, what embedded ClickHouse needs)
  *   npm run archiver -- migrate | status
  *   npm run gateway
- *   npm run services -- run <processors,moderation,archiver,gateway,chatter> [--projections ...]
+ *   npm run services -- run <processors,moderation,moderation-model,archiver,gateway,chatter> [--projections ...]
  */
 import { parseArgs } from 'node:util';
 import { loadConfig } from '../core/config.ts';

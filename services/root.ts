@@ -11,8 +11,9 @@
  * services `npm start` runs together.
  */
 import { createHmac } from 'node:crypto';
+import path from 'node:path';
 import { openClickHouse, type ClickHouse } from '../core/clickhouse.ts';
-import type { Config } from '../core/config.ts';
+import { REPO_ROOT, type Config } from '../core/config.ts';
 import { AppError, ConfigError } from '../core/errors.ts';
 import type { Service } from '../core/service.ts';
 import { clickhouseOptions } from '../archive/connect.ts';
@@ -22,10 +23,14 @@ import { jwtSecretOf, tokenSigner } from '../gateway/auth.ts';
 import { ChatterService } from '../gateway/demo/chatter.ts';
 import { GatewayService } from '../gateway/service.ts';
 import { PROJECTION_NAMES, type ProjectionName } from '../pipelines/catalog.ts';
+import { ModelStageService, modelMetrics } from '../pipelines/moderation/model/service.ts';
 import { metricsRegistry, ProcessorService } from '../pipelines/service.ts';
 import type { MetricsSource } from './metrics.ts';
 
-export const SERVICE_NAMES = ['processors', 'moderation', 'archiver', 'gateway', 'chatter'] as const;
+/** The service processes' command line (services/cli.ts), which gateway workers run too. */
+const CLI = path.join(REPO_ROOT, 'services', 'cli.ts');
+
+export const SERVICE_NAMES = ['processors', 'moderation', 'moderation-model', 'archiver', 'gateway', 'chatter'] as const;
 export type ServiceName = (typeof SERVICE_NAMES)[number];
 
 export function parseServiceNames(list: string): ServiceName[] {
@@ -93,7 +98,15 @@ export function compose(cfg: Config, names: readonly ServiceName[], o: RootOptio
     const a = archiver;
     const archive = archiveReaderFor(cfg, a ? async () => a.clickhouse : undefined);
     if (archive) closers.push(() => archive.close());
-    services.push(new GatewayService({ cfg, archive, log: log('gateway') }));
+    // GATEWAY_WORKERS > 1: the service forks workers that run this CLI's `gateway` command (each the
+    // whole gateway; replay and analytics only through a ClickHouse server: chdb is one process's).
+    services.push(new GatewayService({ cfg, archive, log: log('gateway'), worker: { exec: CLI, args: ['gateway'] } }));
+  }
+  if (want.has('moderation-model')) {
+    // The trained classifier: a Python process in its own consumer group that
+    // only adds removals, so it starts after what delivers comments.
+    services.push(new ModelStageService({ cfg, log: log('moderation-model') }));
+    reportAt(cfg.moderation.model.metricsPort, { registry: modelMetrics });
   }
   if (want.has('chatter')) {
     const c = o.chatter ?? { room: 'demo', rate: 3 };
@@ -153,9 +166,12 @@ export function archiveReaderFor(cfg: Config, handle?: () => Promise<ClickHouse>
 /**
  * Which services `npm start` runs in which process: processors and
  * moderation together; the archiver with the gateway when ClickHouse is
- * embedded (one process per data directory), apart with a server.
+ * embedded (one process per data directory), apart with a server; the model
+ * stage (when MODERATION_MODEL_ENABLED) last and alone, so delivery is up
+ * before it and never shares a process with it.
  */
 export function processGroups(cfg: Config): ServiceName[][] {
   const pipelines: ServiceName[] = cfg.moderation.enabled ? ['processors', 'moderation'] : ['processors'];
-  return cfg.clickhouse.url ? [pipelines, ['archiver'], ['gateway']] : [pipelines, ['archiver', 'gateway']];
+  const groups: ServiceName[][] = cfg.clickhouse.url ? [pipelines, ['archiver'], ['gateway']] : [pipelines, ['archiver', 'gateway']];
+  return cfg.moderation.model.enabled ? [...groups, ['moderation-model']] : groups;
 }

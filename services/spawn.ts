@@ -31,6 +31,11 @@ export interface SpawnOptions {
   echo?: string;
   /** How long start() waits for readiness. */
   readyTimeoutMs?: number;
+  /**
+   * Node options before the script (e.g. `--cpu-prof --cpu-prof-dir=…` for the
+   * benchmarks' profiles: Node refuses --cpu-prof in NODE_OPTIONS).
+   */
+  nodeArgs?: string[];
 }
 
 const CLI = path.join(REPO_ROOT, 'services', 'cli.ts');
@@ -66,7 +71,7 @@ export class ServiceProcess implements Service {
 
   start(signal?: AbortSignal): Promise<void> {
     const argv = [...(this.o.argv ?? ['services', 'run', this.services.join(',')]), ...(this.o.args ?? [])];
-    const node = [process.execPath, '--import', 'tsx', CLI, ...argv];
+    const node = [process.execPath, ...(this.o.nodeArgs ?? []), '--import', 'tsx', CLI, ...argv];
     const env = { ...process.env, ...this.o.env };
     // A raised open-file limit needs a shell (Node cannot set rlimits); `exec`
     // keeps the pid node's own and the IPC descriptor open.

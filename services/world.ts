@@ -65,6 +65,8 @@ export interface WorldOptions {
   cleanup?: boolean;
   /** Prefix of the world's id. */
   prefix?: string;
+  /** Node options of every service process (e.g. `--cpu-prof`, for the benchmarks). */
+  nodeArgs?: string[];
 }
 
 export function worldId(prefix: string): string {
@@ -153,7 +155,7 @@ export async function startWorld(o: WorldOptions = {}): Promise<World> {
   let processor: ServiceProcess | undefined;
   if (o.processor !== false) {
     const names: ServiceName[] = loadConfig({ ...process.env, ...env }).moderation.enabled ? ['processors', 'moderation'] : ['processors'];
-    processor = new ServiceProcess(names, { env, maxMs: o.maxMs, echo: echo('processors') });
+    processor = new ServiceProcess(names, { env, maxMs: o.maxMs, echo: echo('processors'), nodeArgs: o.nodeArgs });
     procs.push(processor);
     await processor.start();
   }
@@ -163,6 +165,7 @@ export async function startWorld(o: WorldOptions = {}): Promise<World> {
     const proc = new ServiceProcess(['gateway'], {
       env: { ...env, GATEWAY_HOST: '127.0.0.1', GATEWAY_PORT: String(port), GATEWAY_ID: `gw-${port}`, ...extra },
       maxMs: o.maxMs,
+      nodeArgs: o.nodeArgs,
       nofile: so.nofile,
       echo: so.echo ?? echo('gateway'),
     });

@@ -9,7 +9,7 @@ import path from 'node:path';
 import zlib from 'node:zlib';
 import { REPO_ROOT } from '../core/config.ts';
 import type { RedisClient } from '../core/redis.ts';
-import { foldRoom, roomKeys, type PositionedEvent, type Projection, type RoomMeta } from '../pipelines/projection.ts';
+import { fieldsRead, FieldsView, foldRoom, roomKeys, userKeys, type FoldResult, type PositionedEvent, type Projection, type RoomKeys, type RoomMeta } from '../pipelines/projection.ts';
 import { MemoryStore } from '../pipelines/store.ts';
 import { comment, makeEvent, type RoomEvent } from '../schemas/events.ts';
 
@@ -101,6 +101,35 @@ export function expectedSnapshot(projection: Projection<unknown>, keyPrefix: str
   for (const [k, h] of store.hashes) if (h.size > 0) snap[k] = Object.fromEntries([...h].sort());
   for (const [k, v] of store.strings) snap[k] = v;
   return snap;
+}
+
+/** What the runner's load script reads from Redis for a batch (the fields its events read), read from a MemoryStore. */
+export function loadFields(store: MemoryStore, p: Projection<unknown>, keys: RoomKeys, fields: string[]): FieldsView | undefined {
+  if (!p.users) return undefined;
+  const k = userKeys(keys, p.users);
+  const loaded = new Map<string, [string, number | undefined]>();
+  for (const f of fields) {
+    const v = store.hashes.get(k.key)?.get(f);
+    if (v !== undefined) loaded.set(f, [v, store.zsets.get(k.index)?.get(f)]);
+  }
+  return new FieldsView(k.key, k.index, { fields: loaded });
+}
+
+/**
+ * One room's events folded batch by batch the way the runner does it: per
+ * batch, the per-user fields its events read are loaded from the store, the
+ * batch is folded, and its commands applied to the store.
+ */
+export function foldInBatches<S>(p: Projection<S>, keys: RoomKeys, batches: PositionedEvent[][], store = new MemoryStore(), meta: RoomMeta<S> = { fence: undefined, state: p.initial() }): { store: MemoryStore; meta: RoomMeta<S>; results: FoldResult<S>[] } {
+  const results: FoldResult<S>[] = [];
+  for (const batch of batches) {
+    const q = p as Projection<unknown>;
+    const r = foldRoom(p, meta, batch, keys, loadFields(store, q, keys, fieldsRead(q, meta.fence, batch)));
+    store.exec(r.cmds);
+    meta = r.meta;
+    results.push(r);
+  }
+  return { store, meta, results };
 }
 
 /** Reads every key under `pattern` from Redis (single or cluster) in the same shape. */

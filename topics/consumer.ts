@@ -11,7 +11,7 @@ import { AppError, isRetriable } from '../core/errors.ts';
 import { isRedisUnavailable } from '../core/redis.ts';
 import { EventCodec, EventError } from '../schemas/codec.ts';
 import type { RoomEvent } from '../schemas/events.ts';
-import type { LogClient, LogConsumer, LogProducer, LogRecord } from './kafka.ts';
+import type { BatchContext, LogClient, LogConsumer, LogProducer, LogRecord } from './kafka.ts';
 
 export const DLQ_HEADERS = {
   sourceTopic: 'dlq.source.topic',
@@ -77,19 +77,36 @@ export async function decodeOrDeadLetter(records: LogRecord[], codec: EventCodec
   return { decoded, deadLettered };
 }
 
+/** Where a handler needs a batch of a partition to start (see EventConsumerOptions.position). */
+export type BatchStart =
+  /** Records below this offset are applied everywhere already: not decoded, not handed over (but committed). */
+  | { skipBelow: string }
+  /** The handler needs records from this earlier offset first: the partition is read again from there, this batch dropped. */
+  | { rewindTo: string };
+
 export interface EventConsumerOptions {
   client: LogClient;
   codec: EventCodec;
   topic: string;
   deadLetterTopic: string;
   groupId: string;
-  /** Applies a partition's decoded events; must be idempotent (redelivery happens). */
-  handle(events: DecodedRecord[], partition: number): Promise<void>;
+  /**
+   * Applies a partition's decoded events; must be idempotent (redelivery
+   * happens). Called for every batch, with no events when none were left to
+   * hand over; `nextOffset` is what is committed once it resolves.
+   */
+  handle(events: DecodedRecord[], partition: number, nextOffset: string): Promise<void>;
+  /** Optional, asked before a batch is decoded: from where the handler needs it. */
+  position?(partition: number, firstOffset: string): Promise<BatchStart>;
   onError?(err: unknown): void;
   /** Partitions this member got in a rebalance. */
   onAssigned?(partitions: number[]): void;
+  /** A batch was handled and committed: its size as fetched, and how long it took. */
+  onBatch?(partition: number, records: number, ms: number): void;
   /** Caps retry backoff of retriable failures. */
   maxBackoffMs?: number;
+  /** Batches of different partitions handled at once (a partition's own batches stay in order). */
+  partitionsConsumedConcurrently?: number;
 }
 
 /** Capped exponential backoff with full jitter (kafkajs's retrier does the same). */
@@ -107,36 +124,65 @@ export class EventConsumer {
   constructor(private readonly opts: EventConsumerOptions) {}
 
   async start(signal?: AbortSignal): Promise<void> {
-    const { client, codec, topic, groupId } = this.opts;
+    const { client, topic, groupId } = this.opts;
     this.producer = client.producer({ lingerMs: 0 });
     await this.producer.connect();
     const dlq = new DeadLetters(this.producer, this.opts.deadLetterTopic, groupId);
-    this.consumer = client.consumer(groupId);
+    this.consumer = client.consumer(groupId, { partitionsConsumedConcurrently: this.opts.partitionsConsumedConcurrently });
     await this.consumer.connect();
     await this.consumer.subscribe([topic], true);
     if (this.opts.onAssigned) this.consumer.onGroupJoin((a) => this.opts.onAssigned!(a[topic] ?? []));
     signal?.addEventListener('abort', () => void this.stop(), { once: true });
     await this.consumer.run({
       eachBatch: async (records, ctx) => {
-        for (let attempt = 0; ; attempt++) {
-          if (this.stopping || !ctx.isActive()) return; // uncommitted: redelivered to whoever owns it next
-          try {
-            const { decoded, deadLettered } = await decodeOrDeadLetter(records, codec, dlq);
-            if (decoded.length > 0) await this.opts.handle(decoded, records[0]!.partition);
-            this.deadLettered += deadLettered;
-            this.processed += records.length;
-            await ctx.commit((BigInt(records[records.length - 1]!.offset) + 1n).toString());
-            return;
-          } catch (err) {
-            this.opts.onError?.(err);
-            // Handlers write their effects to Redis: a Redis that cannot be reached is waited out like any retriable error.
-            if (!isRetriable(err) && !isRedisUnavailable(err)) throw err;
-            await new Promise((r) => setTimeout(r, backoffMs(attempt, this.opts.maxBackoffMs ?? 5000)));
-            await ctx.heartbeat().catch(() => {});
-          }
+        const t0 = Date.now();
+        const partition = records[0]!.partition;
+        const next = (BigInt(records[records.length - 1]!.offset) + 1n).toString();
+        // kafkajs heartbeats between batches only: a fetch's batches are handled
+        // together, and a large one (catching up) may take longer than the
+        // session. Keep the membership alive while this one runs.
+        const beat = setInterval(() => void ctx.heartbeat().catch(() => {}), 1000);
+        try {
+          await this.batch(records, ctx, partition, next, t0, dlq);
+        } finally {
+          clearInterval(beat);
         }
       },
     });
+  }
+
+  /** One batch: decode, hand over, commit; retriable failures are retried with backoff, the rest end the consumer. */
+  private async batch(records: LogRecord[], ctx: BatchContext, partition: number, next: string, t0: number, dlq: DeadLetters): Promise<void> {
+    for (let attempt = 0; ; attempt++) {
+      if (this.stopping || !ctx.isActive()) return; // uncommitted: redelivered to whoever owns it next
+      try {
+        let todo = records;
+        const start = await this.opts.position?.(partition, records[0]!.offset);
+        if (start && 'rewindTo' in start) {
+          ctx.seek(start.rewindTo);
+          return; // dropped, uncommitted: the partition is read again from rewindTo
+        }
+        if (start) todo = records.filter((r) => BigInt(r.offset) >= BigInt(start.skipBelow));
+        const { decoded, deadLettered } = await decodeOrDeadLetter(todo, this.opts.codec, dlq);
+        await this.opts.handle(decoded, partition, next);
+        this.deadLettered += deadLettered;
+        this.processed += records.length;
+        await ctx.commit(next);
+        this.opts.onBatch?.(partition, records.length, Date.now() - t0);
+        return;
+      } catch (err) {
+        this.opts.onError?.(err);
+        // Handlers write their effects to Redis: a Redis that cannot be reached is waited out like any retriable error.
+        if (!isRetriable(err) && !isRedisUnavailable(err)) throw err;
+        await new Promise((r) => setTimeout(r, backoffMs(attempt, this.opts.maxBackoffMs ?? 5000)));
+        await ctx.heartbeat().catch(() => {});
+      }
+    }
+  }
+
+  /** Reads an assigned partition again from `offset` (a partition not assigned here is left alone). */
+  seek(partition: number, offset: string): void {
+    this.consumer?.seek(this.opts.topic, partition, offset);
   }
 
   async stop(): Promise<void> {

@@ -73,6 +73,10 @@ interface Pending {
   record: OutRecord;
   resolve(ack: Ack): void;
   reject(err: unknown): void;
+  /** When it was first sent: a record left unacknowledged is re-sent until sendTimeoutMs from here. */
+  firstSentAt?: number;
+  /** Why its last send failed, for the error it gets once sendTimeoutMs has passed. */
+  lastError?: AppError;
 }
 
 export class LogProducer {
@@ -135,47 +139,72 @@ export class LogProducer {
   }
 
   private async sendBatch(batch: Pending[]): Promise<void> {
+    // Partitions are chosen here, with kafkajs's Java-compatible murmur2
+    // partitioner, so each record's ack (base offset of its partition + its
+    // index there) can be mapped back to it.
+    const byPartition = new Map<string, { topic: string; partition: number; list: Pending[] }>();
     try {
-      // Partitions are chosen here, with kafkajs's Java-compatible murmur2
-      // partitioner, so each record's ack (base offset of its partition + its
-      // index there) can be mapped back to it.
-      const byTopic = new Map<string, { partition: number; p: Pending }[]>();
       for (const p of batch) {
         const count = await this.partitionCount(p.record.topic);
         const partition = murmur2Partition(p.record.key, count);
-        const list = byTopic.get(p.record.topic) ?? [];
-        list.push({ partition, p });
-        byTopic.set(p.record.topic, list);
-      }
-      const result = await withTimeout(
-        this.producer.sendBatch({
-          acks: -1,
-          timeout: this.opts.sendTimeoutMs,
-          compression: this.opts.compression === 'gzip' ? CompressionTypes.GZIP : CompressionTypes.None,
-          topicMessages: [...byTopic].map(([topic, list]) => ({
-            topic,
-            messages: list.map(({ partition, p }) => ({ partition, key: p.record.key, value: p.record.value, headers: p.record.headers })),
-          })),
-        }),
-        this.opts.sendTimeoutMs + 1000,
-      );
-      const base = new Map<string, bigint>();
-      for (const m of result) base.set(`${m.topicName}/${m.partition}`, BigInt(m.baseOffset ?? '0'));
-      const seen = new Map<string, bigint>();
-      for (const [topic, list] of byTopic) {
-        for (const { partition, p } of list) {
-          const k = `${topic}/${partition}`;
-          const n = seen.get(k) ?? 0n;
-          seen.set(k, n + 1n);
-          const b = base.get(k);
-          if (b === undefined) p.reject(new AppError('ERR_KAFKA_ACK_MISMATCH', `no acknowledgement for ${k}`));
-          else p.resolve({ topic, partition, offset: String(b + n) });
-        }
+        const k = `${p.record.topic}/${partition}`;
+        const group = byPartition.get(k) ?? { topic: p.record.topic, partition, list: [] };
+        group.list.push(p);
+        byPartition.set(k, group);
       }
     } catch (err) {
       const e = kafkaError(err, 'produce');
       for (const p of batch) p.reject(e);
+      return;
     }
+    // One request per partition, all at once: a request that fails leaves its
+    // partition's idempotent sequence where it was, so sending its records
+    // again is deduplicated by the broker if they landed after all. One
+    // request spanning brokers would not allow that: kafkajs advances the
+    // sequences of the brokers that answered before another failed, and a
+    // re-send of those would be a duplicate.
+    const again: Pending[] = [];
+    await Promise.all([...byPartition.values()].map(async ({ topic, partition, list }) => {
+      try {
+        const result = await withTimeout(
+          this.producer.send({
+            topic,
+            acks: -1,
+            timeout: this.opts.sendTimeoutMs,
+            compression: this.opts.compression === 'gzip' ? CompressionTypes.GZIP : CompressionTypes.None,
+            messages: list.map((p) => ({ partition, key: p.record.key, value: p.record.value, headers: p.record.headers })),
+          }),
+          this.opts.sendTimeoutMs + 1000,
+        );
+        const m = result.find((r) => r.partition === partition);
+        // kafkajs (unmaintained) can return without an ack for a partition
+        // whose leader moved during its retries (tulios/kafkajs#1798): the
+        // request failed and the sequence is unchanged, so it is sent again.
+        if (!m) return void again.push(...list);
+        const base = BigInt(m.baseOffset ?? '0');
+        list.forEach((p, i) => p.resolve({ topic, partition, offset: String(base + BigInt(i)) }));
+      } catch (err) {
+        const e = kafkaError(err, 'produce');
+        // A lost leader (connection refused, not leader, timeout) is retried
+        // until sendTimeoutMs from the first send: a new leader is usually
+        // elected within the broker session timeout. A rejected record is not.
+        if (e.code === 'ERR_KAFKA_UNAVAILABLE') again.push(...list.map((p) => Object.assign(p, { lastError: e })));
+        else for (const p of list) p.reject(e);
+      }
+    }));
+    if (again.length > 0) this.retryUnacked(again.sort((x, y) => batch.indexOf(x) - batch.indexOf(y)));
+  }
+
+  private retryUnacked(list: Pending[]): void {
+    const now = Date.now();
+    const again: Pending[] = [];
+    for (const p of list) {
+      p.firstSentAt ??= now;
+      if (now - p.firstSentAt > this.opts.sendTimeoutMs) {
+        p.reject(new UnavailableError('ERR_KAFKA_UNAVAILABLE', `no acknowledgement for ${p.record.topic} within ${this.opts.sendTimeoutMs} ms (${p.lastError?.message ?? 'a broker was lost'}; retry)`));
+      } else again.push(p);
+    }
+    if (again.length > 0) this.queue.unshift(...again);
   }
 
   /** Set by LogClient: partition count of a topic (cached there). */
@@ -205,8 +234,26 @@ export interface BatchContext {
   /** Commits `offset` (the next offset to read) for this batch's partition. */
   commit(nextOffset: string): Promise<void>;
   heartbeat(): Promise<void>;
-  /** False once the consumer is stopping or lost this partition in a rebalance. */
+  /** False once the consumer is stopping, lost this partition in a rebalance, or was told to seek it. */
   isActive(): boolean;
+  /**
+   * Reads this partition again from `offset` (earlier or later): the batch in
+   * hand is dropped (the caller returns without committing it), and the next
+   * batch of the partition starts at `offset`. Nothing is committed by the seek.
+   */
+  seek(offset: string): void;
+}
+
+export interface ConsumerOptions {
+  sessionTimeoutMs?: number;
+  /** Most bytes one fetch returns per partition: the upper bound of a batch. */
+  maxBytesPerPartition?: number;
+  /**
+   * Batches of different partitions handled at once (kafkajs's
+   * partitionsConsumedConcurrently); a partition's own batches stay in order,
+   * one at a time.
+   */
+  partitionsConsumedConcurrently?: number;
 }
 
 export interface ConsumerRunOptions {
@@ -216,17 +263,23 @@ export interface ConsumerRunOptions {
 export class LogConsumer {
   private readonly consumer: Consumer;
   private running = false;
+  private readonly concurrency: number;
 
   constructor(
     kafka: Kafka,
     readonly groupId: string,
-    opts: { sessionTimeoutMs?: number; maxBytesPerPartition?: number } = {},
+    opts: ConsumerOptions = {},
   ) {
+    this.concurrency = Math.max(1, opts.partitionsConsumedConcurrently ?? 1);
     this.consumer = kafka.consumer({
       groupId,
       sessionTimeout: opts.sessionTimeoutMs ?? 10_000,
       heartbeatInterval: 1000,
       maxBytesPerPartition: opts.maxBytesPerPartition ?? 1024 * 1024,
+      // A fetch returns the partitions' batches together (up to maxBytes), and
+      // kafkajs fetches again only once all of them are handled: keep the total
+      // above what every partition may bring, so no partition waits a round.
+      maxBytes: Math.max(10 * 1024 * 1024, (opts.maxBytesPerPartition ?? 1024 * 1024) * this.concurrency),
       allowAutoTopicCreation: false,
       retry: { retries: 10 },
     });
@@ -249,7 +302,7 @@ export class LogConsumer {
     await this.consumer.run({
       autoCommit: false,
       eachBatchAutoResolve: false,
-      partitionsConsumedConcurrently: 1,
+      partitionsConsumedConcurrently: this.concurrency,
       eachBatch: async ({ batch, heartbeat, isRunning, isStale, resolveOffset }) => {
         const records: LogRecord[] = batch.messages.map((m) => ({
           topic: batch.topic,
@@ -268,9 +321,19 @@ export class LogConsumer {
           },
           heartbeat,
           isActive: () => this.running && isRunning() && !isStale(),
+          seek: (offset) => this.consumer.seek({ topic: batch.topic, partition: batch.partition, offset }),
         });
       },
     });
+  }
+
+  /**
+   * Reads an assigned partition from `offset` from its next fetch on (a batch
+   * of it in hand is then stale: see BatchContext.isActive). Nothing is
+   * committed; a partition this member does not own is left alone.
+   */
+  seek(topic: string, partition: number, offset: string): void {
+    if (this.running) this.consumer.seek({ topic, partition, offset });
   }
 
   onCrash(listener: (err: Error) => void): void {
@@ -302,6 +365,8 @@ export interface TopicSpec {
 export interface TopicState {
   name: string;
   partitions: number;
+  /** Replicas of its partitions (the smallest, should they differ). */
+  replicationFactor: number;
   configs: Record<string, string>;
 }
 
@@ -325,15 +390,34 @@ export class LogAdmin {
   }
   async createTopics(specs: TopicSpec[]): Promise<void> {
     if (specs.length === 0) return;
-    await this.admin.createTopics({
-      waitForLeaders: true,
-      topics: specs.map((s) => ({
-        topic: s.name,
-        numPartitions: s.partitions,
-        replicationFactor: s.replicationFactor,
-        configEntries: Object.entries(s.configs).map(([name, value]) => ({ name, value })),
-      })),
-    });
+    try {
+      await this.admin.createTopics({
+        waitForLeaders: false,
+        topics: specs.map((s) => ({
+          topic: s.name,
+          numPartitions: s.partitions,
+          replicationFactor: s.replicationFactor,
+          configEntries: Object.entries(s.configs).map(([name, value]) => ({ name, value })),
+        })),
+      });
+    } catch (err) {
+      throw kafkaError(err, 'create topics');
+    }
+    // kafkajs's own wait for leaders gives up when the broker it asks does not
+    // know the topic yet (UNKNOWN_TOPIC_OR_PARTITION), which on several brokers
+    // happens for a moment after creation: wait here until every partition has
+    // a leader, on whichever broker answers.
+    const deadline = Date.now() + 30_000;
+    for (;;) {
+      try {
+        const meta = await this.admin.fetchTopicMetadata({ topics: specs.map((s) => s.name) });
+        if (meta.topics.every((t) => t.partitions.length > 0 && t.partitions.every((p) => p.leader >= 0))) return;
+      } catch (err) {
+        if (Date.now() > deadline) throw kafkaError(err, 'waiting for the new topics\' leaders');
+      }
+      if (Date.now() > deadline) throw new UnavailableError('ERR_KAFKA_UNAVAILABLE', `new topics ${specs.map((s) => s.name).join(', ')} have no leaders after 30 s`);
+      await new Promise((r) => setTimeout(r, 100));
+    }
   }
   async describeTopics(names: string[]): Promise<TopicState[]> {
     if (names.length === 0) return [];
@@ -343,7 +427,7 @@ export class LogAdmin {
       const res = cfg.resources.find((r) => r.resourceName === t.name);
       const configs: Record<string, string> = {};
       for (const e of res?.configEntries ?? []) configs[e.configName] = e.configValue;
-      return { name: t.name, partitions: t.partitions.length, configs };
+      return { name: t.name, partitions: t.partitions.length, replicationFactor: Math.min(...t.partitions.map((p) => p.replicas.length)), configs };
     });
   }
   async deleteTopics(names: string[]): Promise<void> {
@@ -371,6 +455,26 @@ export class LogAdmin {
       return (await this.admin.listGroups()).groups.map((g) => g.groupId);
     } catch (err) {
       throw kafkaError(err, 'list groups');
+    }
+  }
+
+  /** Members of a consumer group right now (0 when it is empty or unknown). */
+  async groupMembers(groupId: string): Promise<number> {
+    try {
+      const { groups } = await this.admin.describeGroups([groupId]);
+      return groups[0]?.members.length ?? 0;
+    } catch (err) {
+      throw kafkaError(err, `describe group ${groupId}`);
+    }
+  }
+
+  /** Deletes consumer groups that have no members (their committed offsets go with them). */
+  async deleteGroups(groupIds: string[]): Promise<void> {
+    if (groupIds.length === 0) return;
+    try {
+      await this.admin.deleteGroups(groupIds);
+    } catch (err) {
+      throw kafkaError(err, `delete groups ${groupIds.join(', ')}`);
     }
   }
 
@@ -403,7 +507,7 @@ export class LogClient {
     p.partitionCount = (topic) => this.partitionCount(topic);
     return p;
   }
-  consumer(groupId: string, opts: { sessionTimeoutMs?: number } = {}): LogConsumer {
+  consumer(groupId: string, opts: ConsumerOptions = {}): LogConsumer {
     return new LogConsumer(this.kafka, groupId, opts);
   }
   admin(): LogAdmin {

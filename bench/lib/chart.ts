@@ -100,17 +100,31 @@ export function bars(p: Panel & { groups: string[]; series: { name: string; valu
 }
 
 /** Lines over a numeric x axis. */
-export function lines(p: Panel & { xLabel: string; series: { name: string; points: [number, number][] }[] }): string {
+export function lines(p: Panel & { xLabel: string; series: { name: string; points: [number, number][] }[]; xLog?: boolean }): string {
   const parts: string[] = [];
   const s = scale(p.series.flatMap((x) => x.points.map((pt) => pt[1])), p.h, p.log ?? false);
   axes(p, s, parts);
   const xs = p.series.flatMap((x) => x.points.map((pt) => pt[0]));
-  const xmax = Math.max(1, ...xs);
-  const xmin = Math.min(0, ...xs);
-  const xTicks = niceTicks(xmax - xmin, 6).map((t) => t + xmin);
-  const mx = (v: number) => p.x + ((v - xmin) / (xTicks[xTicks.length - 1]! - xmin)) * p.w;
+  let xTicks: number[];
+  let mx: (v: number) => number;
+  const xPos = xs.filter((v) => v > 0);
+  if (p.xLog && xPos.length > 0) {
+    // A doubling ladder: its own rates as ticks (few), else powers of ten.
+    const lo = Math.min(...xPos);
+    const hi = Math.max(lo * 2, ...xPos);
+    const distinct = [...new Set(xPos)].sort((a, b) => a - b);
+    xTicks = distinct.length <= 12 ? distinct : Array.from({ length: Math.floor(Math.log10(hi)) - Math.ceil(Math.log10(lo)) + 1 }, (_, i) => 10 ** (Math.ceil(Math.log10(lo)) + i));
+    const l0 = Math.log10(lo) - 0.05;
+    const l1 = Math.log10(hi) + 0.05;
+    mx = (v: number) => p.x + ((Math.log10(Math.max(v, lo)) - l0) / (l1 - l0)) * p.w;
+  } else {
+    const xmax = Math.max(1, ...xs);
+    const xmin = Math.min(0, ...xs);
+    xTicks = niceTicks(xmax - xmin, 6).map((t) => t + xmin);
+    mx = (v: number) => p.x + ((v - xmin) / (xTicks[xTicks.length - 1]! - xmin)) * p.w;
+  }
   for (const t of xTicks) parts.push(`<text x="${mx(t)}" y="${p.y + p.h + 16}" text-anchor="middle" font-size="11">${fmt(t)}</text>`);
-  parts.push(`<text x="${p.x + p.w / 2}" y="${p.y + p.h + 32}" text-anchor="middle" font-size="12">${esc(p.xLabel)}</text>`);
+  parts.push(`<text x="${p.x + p.w / 2}" y="${p.y + p.h + 32}" text-anchor="middle" font-size="12">${esc(p.xLabel)}${p.xLog ? ' (log)' : ''}</text>`);
   p.series.forEach((ser, si) => {
     const pts = ser.points.filter((pt) => Number.isFinite(pt[1]) && (!p.log || pt[1] > 0));
     if (pts.length === 0) return;
@@ -132,4 +146,31 @@ export function svg(width: number, height: number, title: string, subtitle: stri
     '</svg>',
     '',
   ].join('\n');
+}
+
+/** Groups along x (e.g. steps), each one bar stacked from the series (e.g. processes), with the group's total above it. */
+export function stackedBars(p: Panel & { groups: string[]; series: { name: string; values: number[] }[] }): string {
+  const parts: string[] = [];
+  const totals = p.groups.map((_, gi) => p.series.reduce((a, s) => a + (Number.isFinite(s.values[gi]!) ? s.values[gi]! : 0), 0));
+  // Headroom above the tallest stack for the legend.
+  const s = scale(totals, p.h, false, 1 + 0.08 * (p.series.length + 1));
+  axes(p, s, parts);
+  const gw = p.w / Math.max(1, p.groups.length);
+  const bw = gw * 0.6;
+  p.groups.forEach((g, gi) => {
+    const x = p.x + gw * gi + (gw - bw) / 2;
+    parts.push(`<text x="${(x + bw / 2).toFixed(1)}" y="${p.y + p.h + 16}" text-anchor="middle" font-size="11">${esc(g)}</text>`);
+    let acc = 0;
+    p.series.forEach((ser, si) => {
+      const v = ser.values[gi]!;
+      if (!Number.isFinite(v) || v <= 0) return;
+      const y0 = p.y + s.map(acc);
+      acc += v;
+      const y1 = p.y + s.map(acc);
+      parts.push(`<rect x="${x.toFixed(1)}" y="${y1.toFixed(1)}" width="${bw.toFixed(1)}" height="${(y0 - y1).toFixed(1)}" fill="${COLORS[si % COLORS.length]}"><title>${esc(`${ser.name} ${g}: ${fmt(v)}`)}</title></rect>`);
+    });
+    parts.push(`<text x="${(x + bw / 2).toFixed(1)}" y="${(p.y + s.map(acc) - 3).toFixed(1)}" text-anchor="middle" font-size="9">${fmt(acc)}</text>`);
+  });
+  legend(p.x + 8, p.y + 4, p.series.map((x) => x.name), parts);
+  return parts.join('\n');
 }

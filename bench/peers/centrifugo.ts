@@ -15,8 +15,8 @@ import { randomBytes } from 'node:crypto';
 import type { Config } from '../../core/config.ts';
 import { freePort, sleep, startCommand, type Child } from '../lib/proc.ts';
 
-/** A released v6 tag (2025). */
-export const CENTRIFUGO_VERSION = 'v6.1.0';
+/** The v6 release the Go module proxy serves here (it refuses v6.0–v6.2); pinned, so every run measures the same peer. */
+export const CENTRIFUGO_VERSION = 'v6.9.1';
 export const CENTRIFUGO_MODULE = 'github.com/centrifugal/centrifugo/v6';
 
 export function centrifugoDir(cfg: Config): string {

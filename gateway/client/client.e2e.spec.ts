@@ -176,3 +176,61 @@ describe('DanmakuClient (Node, ws)', () => {
     await proxy.cut();
   });
 });
+
+describe('DanmakuClient writes', () => {
+  /** `ws`'s WebSocket, recording the frames the client sends. */
+  const frames: { type: string; id: string }[] = [];
+  class RecordingWebSocket extends WebSocket {
+    override send(data: unknown, ...rest: unknown[]): void {
+      frames.push(JSON.parse(String(data)) as { type: string; id: string });
+      (super.send as (...a: unknown[]) => void)(data, ...rest);
+    }
+  }
+
+  it('posts and reacts over its socket, resolving on acks; a nack rejects with the code HTTP gives', async () => {
+    const room = randomName('cliw');
+    const client = new DanmakuClient({ baseUrl: sys.url, room, WebSocket: RecordingWebSocket, token: sys.token('sdk') });
+    clients.push(client);
+    await client.ready;
+    const before = frames.length;
+    const posted = await client.post('over the socket', { color: 0x00ff00 });
+    expect(posted.eventId).toMatch(/^[0-9a-f-]{36}$/);
+    expect(posted.position.epoch).toBe(0);
+    const reacted = await client.react('heart', 3);
+    expect(reacted.eventId).toMatch(/^[0-9a-f-]{36}$/);
+    expect(frames.slice(before).map((f) => f.type)).toEqual(['comment', 'reaction']);
+    await waitFor(() => client.items.some((c) => c.eventId === posted.eventId) || undefined, { what: 'the comment pushed back' });
+    await waitFor(() => client.snapshot.tallies.totals.heart === 3 || undefined, { what: 'the tally pushed back' });
+    // Refusals: the catalogue's code and status.
+    await expect(client.react('poop')).rejects.toMatchObject({ code: 'ERR_UNKNOWN_EMOJI', status: 400 });
+    await expect(client.post('\u200b')).rejects.toMatchObject({ code: 'ERR_TEXT_LENGTH', status: 400 });
+    // A retried post (same clientMsgId) is the first result again.
+    const again = await client.post('over the socket', { clientMsgId: 'sdk-1' });
+    expect(await client.post('over the socket', { clientMsgId: 'sdk-1' })).toEqual({ ...again, duplicate: true });
+  });
+
+  it('reopens its socket with a token given later, then writes over it', async () => {
+    const room = randomName('cliw');
+    const client = new DanmakuClient({ baseUrl: sys.url, room, WebSocket: RecordingWebSocket });
+    clients.push(client);
+    await client.ready;
+    client.setToken(sys.token('late'));
+    const before = frames.length;
+    const posted = await client.post('after the token');
+    expect(frames.slice(before).map((f) => f.type)).toEqual(['comment']);
+    await waitFor(() => client.items.some((c) => c.eventId === posted.eventId && c.userId === 'late') || undefined, { what: 'the comment as the user' });
+    expect(client.mode.transport).toBe('ws');
+  });
+
+  it('writes over HTTP while polling', async () => {
+    const room = randomName('cliw');
+    const client = new DanmakuClient({ baseUrl: sys.url, room, token: sys.token('poller'), maxPollMs: 500 });
+    clients.push(client);
+    await client.ready;
+    expect(client.mode.transport).toBe('polling');
+    const posted = await client.post('over http');
+    const reacted = await client.react('fire');
+    expect([posted.eventId, reacted.eventId].every((id) => /^[0-9a-f-]{36}$/.test(id))).toBe(true);
+    await waitFor(() => client.items.some((c) => c.eventId === posted.eventId) || undefined, { what: 'the comment polled back' });
+  });
+});

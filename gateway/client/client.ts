@@ -13,9 +13,34 @@
  * back to polling `/feed?since=` at the pace the server asks (`nextPollMs`)
  * and tries WebSocket again now and then.
  *
+ * Writes: with a token, `post` and `react` go over the open WebSocket as
+ * write frames (protocol.ts `WriteFrame`) and resolve on the gateway's ack
+ * (durable in Kafka) or reject on its nack, with the code HTTP would give.
+ * While the client polls (or has no socket yet within a few seconds) they
+ * go over HTTP instead. A comment always carries a clientMsgId, so it is
+ * retried (on 503 or a connection lost before the answer) without ever
+ * posting twice; a reaction is retried only when the gateway said it was not
+ * counted (503) — one whose connection dropped before its answer rejects with
+ * ERR_NETWORK, since it may have been counted.
+ *
  * Node 20 has no global WebSocket: pass `ws`'s (`import WebSocket from 'ws'`).
  */
-import { CLOSE, formatPosition, type FeedEntry, type FeedResponse, type PinState, type Position, type RoomSettings, type ServerMessage, type Tallies, type View } from '../protocol.ts';
+import { ERRORS } from '../../core/errors.ts';
+import {
+  CLOSE,
+  formatPosition,
+  type AckMessage,
+  type FeedEntry,
+  type FeedResponse,
+  type PinState,
+  type Position,
+  type RoomSettings,
+  type ServerMessage,
+  type Tallies,
+  type View,
+  type WriteFrame,
+  type WriteReply,
+} from '../protocol.ts';
 import {
   backoffDelay,
   initialState,
@@ -45,6 +70,8 @@ export interface WebSocketLike {
   // eslint-disable-next-line @typescript-eslint/no-explicit-any
   onerror: ((ev: any) => void) | null;
   close(code?: number, reason?: string): void;
+  /** Writes go over the socket when it can send (every real WebSocket can). */
+  send?(data: string): void;
 }
 export type WebSocketConstructor = new (url: string) => WebSocketLike;
 
@@ -129,6 +156,8 @@ export interface DanmakuClientOptions {
   maxItems?: number;
   /** Retries of a post/react answered 503 or failing on the network (default 2; the clientMsgId keeps them idempotent). */
   writeRetries?: number;
+  /** A write while the WebSocket is still connecting waits this long for it before going over HTTP (default 5 s). */
+  socketWriteWaitMs?: number;
   random?: () => number;
 }
 
@@ -177,6 +206,20 @@ async function errorOf(res: Response): Promise<DanmakuError> {
   return new DanmakuError(code, message, res.status, retryAfterMs(res));
 }
 
+/** The HTTP status a nack's code stands for (the catalogue, core/errors.ts); 0 for a code this client does not know. */
+function statusOf(code: string): number {
+  return Object.hasOwn(ERRORS, code) ? ERRORS[code as keyof typeof ERRORS].status : 0;
+}
+
+/** A write sent on a socket and not answered yet. */
+interface PendingWrite {
+  socket: WebSocketLike;
+  resolve(ack: AckMessage): void;
+  reject(err: DanmakuError): void;
+}
+
+type WriteBody = { type: 'comment'; text: string } & PostOptions | { type: 'reaction'; emoji: string; count: number };
+
 function textOf(data: unknown): string {
   if (typeof data === 'string') return data;
   if (data instanceof ArrayBuffer) return new TextDecoder().decode(data);
@@ -206,6 +249,11 @@ export class DanmakuClient {
   private pollGeneration = 0;
   private pollFailures = 0;
   private lastPollMs = 1000;
+  /** The socket that delivered its snapshot, and whether it was opened with a token (it may write). */
+  private live: { socket: WebSocketLike; authed: boolean } | null = null;
+  private liveWaiters: (() => void)[] = [];
+  private readonly pendingWrites = new Map<string, PendingWrite>();
+  private writeSeq = 0;
   private readyResolve!: () => void;
   /** Resolves once the client has its first snapshot (over WebSocket or polling). */
   readonly ready: Promise<void>;
@@ -242,9 +290,23 @@ export class DanmakuClient {
     return { transport: this.transport, view: this.state.view, degraded: this.state.degraded, rate: this.state.rate, wsFailures: this.wsFailures };
   }
 
-  /** Changes the bearer token used for writes (and for the next WebSocket connection). */
+  /**
+   * Changes the bearer token used for writes. An open WebSocket is reopened
+   * with it (resuming from the client's position: no gap, no duplicate), so
+   * writes go over the socket as the new user.
+   */
   setToken(token: string | undefined): void {
+    if (token === this.token) return;
     this.token = token;
+    if (this.closed || !this.started || !this.WS || this.transport === 'polling') return;
+    const s = this.socket;
+    if (s) {
+      this.socket = null;
+      this.dropSocket(s);
+      this.closeQuietly(s, 1000);
+    }
+    clearTimeout(this.reconnectTimer);
+    this.openSocket(false);
   }
 
   on<K extends keyof ClientEvents>(event: K, cb: Listener<K>): () => void {
@@ -266,13 +328,15 @@ export class DanmakuClient {
     else this.startPolling(); // no WebSocket at all in this runtime
   }
 
+  /** Posts a comment; resolves once it is durable (over the socket when one is open with a token, else HTTP). */
   async post(text: string, opts: PostOptions = {}): Promise<PostResult> {
     const body = { text, ...opts, clientMsgId: opts.clientMsgId ?? randomId(this.random) };
-    return (await this.write(`/v1/rooms/${encodeURIComponent(this.opts.room)}/comments`, body)) as PostResult;
+    return this.writeAny({ type: 'comment', ...body }, `/v1/rooms/${encodeURIComponent(this.opts.room)}/comments`, body, true);
   }
 
-  async react(emoji: string, count = 1): Promise<unknown> {
-    return this.write(`/v1/rooms/${encodeURIComponent(this.opts.room)}/reactions`, { emoji, count });
+  /** Adds a reaction; resolves once the aggregated event holding it is durable (up to the gateway's flush interval). */
+  async react(emoji: string, count = 1): Promise<PostResult> {
+    return this.writeAny({ type: 'reaction', emoji, count }, `/v1/rooms/${encodeURIComponent(this.opts.room)}/reactions`, { emoji, count }, false);
   }
 
   /** GET /state: pinned comment, tallies, viewers, settings, position. */
@@ -290,7 +354,11 @@ export class DanmakuClient {
     this.stopPolling();
     const s = this.socket;
     this.socket = null;
-    if (s) this.closeQuietly(s, 1000);
+    if (s) {
+      this.dropSocket(s);
+      this.closeQuietly(s, 1000);
+    }
+    for (const w of this.liveWaiters.splice(0)) w();
     this.setTransport('closed');
   }
 
@@ -388,6 +456,7 @@ export class DanmakuClient {
       return;
     }
     this.socket = s;
+    const authed = this.token !== undefined;
     let gotSnapshot = false;
     let finished = false;
     const timeout = setTimeout(() => {
@@ -398,20 +467,25 @@ export class DanmakuClient {
       finished = true;
       clearTimeout(timeout);
       if (this.socket === s) this.socket = null;
+      this.dropSocket(s);
       this.closeQuietly(s, 1000);
       if (this.closed) return;
-      if (code === CLOSE.unauthorized || code === CLOSE.badRequest) {
-        this.emit('error', new DanmakuError(code === CLOSE.unauthorized ? 'ERR_AUTH_INVALID' : 'ERR_BAD_REQUEST', `the gateway closed the socket (${code})`, 0));
-        // A token that expired must not stop reading: carry on anonymously.
-        if (code === CLOSE.unauthorized) this.token = undefined;
+      if (code === CLOSE.unauthorized || code === CLOSE.tokenExpired || code === CLOSE.badRequest) {
+        this.emit('error', new DanmakuError(code === CLOSE.badRequest ? 'ERR_BAD_REQUEST' : 'ERR_AUTH_INVALID', `the gateway closed the socket (${code})`, 0));
+        // A token that expired must not stop reading: carry on anonymously (setToken brings writes back).
+        if (code !== CLOSE.badRequest) this.token = undefined;
       }
       this.socketFailed(trial, gotSnapshot);
     };
     s.onmessage = (ev: { data: unknown }) => {
-      let msg: ServerMessage;
+      let msg: ServerMessage | WriteReply;
       try {
-        msg = JSON.parse(textOf(ev.data)) as ServerMessage;
+        msg = JSON.parse(textOf(ev.data)) as ServerMessage | WriteReply;
       } catch {
+        return;
+      }
+      if (msg.type === 'ack' || msg.type === 'nack') {
+        this.answered(msg);
         return;
       }
       if (msg.type === 'snapshot' && !gotSnapshot) {
@@ -421,6 +495,8 @@ export class DanmakuClient {
         if (this.transport === 'polling') this.stopPolling();
         clearTimeout(this.wsRetryTimer);
         this.transport = 'ws';
+        this.live = { socket: s, authed };
+        for (const w of this.liveWaiters.splice(0)) w();
         this.apply(msg);
         this.emitMode();
         return;
@@ -432,8 +508,19 @@ export class DanmakuClient {
     s.onerror = () => fail(undefined);
   }
 
+  /** A socket is gone (closed, failed, replaced): its unanswered writes fail with ERR_NETWORK (the write may or may not have been made). */
+  private dropSocket(s: WebSocketLike): void {
+    if (this.live?.socket === s) this.live = null;
+    for (const [id, w] of this.pendingWrites) {
+      if (w.socket !== s) continue;
+      this.pendingWrites.delete(id);
+      w.reject(new DanmakuError('ERR_NETWORK', 'the connection closed before the write was answered', 0));
+    }
+  }
+
   private socketFailed(trial: boolean, hadSnapshot: boolean): void {
     if (this.closed) return;
+    // Writes waiting for a socket go over HTTP once the client falls back to polling (startPolling wakes them).
     if (trial && this.transport === 'polling') {
       this.scheduleWsRetry();
       return;
@@ -463,6 +550,7 @@ export class DanmakuClient {
   private startPolling(): void {
     if (this.closed || this.transport === 'polling') return;
     this.setTransport('polling');
+    for (const w of this.liveWaiters.splice(0)) w();
     this.pollFailures = 0;
     const gen = ++this.pollGeneration;
     void this.pollOnce(gen);
@@ -555,6 +643,74 @@ export class DanmakuClient {
   }
 
   // ---- writes ---------------------------------------------------------------
+
+  /**
+   * One write, over the socket when it can, else HTTP; retried (with
+   * backoff) on 503, and — `idempotent` writes only — on a lost connection.
+   */
+  private async writeAny(frame: WriteBody, path: string, body: unknown, idempotent: boolean): Promise<PostResult> {
+    const retries = this.opts.writeRetries ?? 2;
+    for (let attempt = 0; ; attempt++) {
+      const socket = await this.writableSocket();
+      if (!socket) return (await this.write(path, body)) as PostResult;
+      let err: DanmakuError;
+      try {
+        const ack = await this.sendFrame(socket, frame);
+        return ack.duplicate ? { eventId: ack.eventId, position: ack.position, duplicate: true } : { eventId: ack.eventId, position: ack.position };
+      } catch (e) {
+        err = e instanceof DanmakuError ? e : new DanmakuError('ERR_NETWORK', (e as Error).message, 0);
+        const retriable = err.status === 503 || (idempotent && err.code === 'ERR_NETWORK');
+        if (!retriable) throw err;
+      }
+      if (attempt >= retries || this.closed) throw err;
+      await new Promise((r) => setTimeout(r, err.retryAfterMs ?? backoffDelay(attempt, this.opts.backoff, this.random)));
+    }
+  }
+
+  /**
+   * The socket writes can go over: open, past its snapshot, opened with a
+   * token. While one is connecting, waits for it (socketWriteWaitMs); null
+   * means HTTP (polling, no token, no WebSocket, or it did not come).
+   */
+  private async writableSocket(): Promise<WebSocketLike | null> {
+    const usable = () => {
+      const l = this.live;
+      return l && l.authed && this.token !== undefined && typeof l.socket.send === 'function' && l.socket.readyState === 1 ? l.socket : null;
+    };
+    const now = usable();
+    if (now || !this.WS || !this.token || this.closed || this.transport === 'polling' || this.transport === 'closed') return now;
+    await new Promise<void>((resolve) => {
+      const t = setTimeout(done, this.opts.socketWriteWaitMs ?? 5000);
+      function done() {
+        clearTimeout(t);
+        resolve();
+      }
+      this.liveWaiters.push(done);
+    });
+    return usable();
+  }
+
+  private sendFrame(socket: WebSocketLike, frame: WriteBody): Promise<AckMessage> {
+    const id = `w${++this.writeSeq}`;
+    return new Promise<AckMessage>((resolve, reject) => {
+      this.pendingWrites.set(id, { socket, resolve, reject });
+      try {
+        socket.send!(JSON.stringify({ ...frame, id } satisfies WriteFrame));
+      } catch (e) {
+        this.pendingWrites.delete(id);
+        reject(new DanmakuError('ERR_NETWORK', (e as Error).message, 0));
+      }
+    });
+  }
+
+  private answered(m: WriteReply): void {
+    if (m.id === null) return; // a frame the gateway could not read: never one of ours
+    const w = this.pendingWrites.get(m.id);
+    if (!w) return;
+    this.pendingWrites.delete(m.id);
+    if (m.type === 'ack') w.resolve(m);
+    else w.reject(new DanmakuError(m.code, m.message, statusOf(m.code), m.retryAfterSec === undefined ? undefined : m.retryAfterSec * 1000));
+  }
 
   private async write(path: string, body: unknown): Promise<unknown> {
     const retries = this.opts.writeRetries ?? 2;

@@ -357,23 +357,33 @@ form.addEventListener('submit', (ev) => {
   })();
 });
 
+/**
+ * A reaction goes over the page's WebSocket (the client sends it as a write
+ * frame once its socket carries the token) and is answered when the gateway's
+ * aggregated flush holding it is durable, up to half a second later: the
+ * emoji pops at once, and only a refusal is shown.
+ */
 async function react(code: string, button: HTMLButtonElement): Promise<void> {
   try {
     await ensureToken();
+    popReaction(code);
     await client.react(code, 1);
-    const pop = document.createElement('div');
-    pop.className = 'danmaku fixed';
-    pop.textContent = EMOJI[code] ?? code;
-    pop.style.fontSize = '28px';
-    pop.style.top = `${stage.clientHeight - 60}px`;
-    pop.style.left = `${8 + Math.random() * 84}%`;
-    layer.appendChild(pop);
-    pop.animate([{ transform: 'translate(-50%, 0)', opacity: 1 }, { transform: 'translate(-50%, -120px)', opacity: 0 }], { duration: 1200, easing: 'ease-out' }).onfinish = () =>
-      pop.remove();
   } catch (err) {
     setStatus(describe(err), true);
     button.blur();
   }
+}
+
+function popReaction(code: string): void {
+  const pop = document.createElement('div');
+  pop.className = 'danmaku fixed';
+  pop.textContent = EMOJI[code] ?? code;
+  pop.style.fontSize = '28px';
+  pop.style.top = `${stage.clientHeight - 60}px`;
+  pop.style.left = `${8 + Math.random() * 84}%`;
+  layer.appendChild(pop);
+  pop.animate([{ transform: 'translate(-50%, 0)', opacity: 1 }, { transform: 'translate(-50%, -120px)', opacity: 0 }], { duration: 1200, easing: 'ease-out' }).onfinish = () =>
+    pop.remove();
 }
 
 try {

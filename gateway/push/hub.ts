@@ -142,6 +142,8 @@ export interface HubOptions {
   snapshots: SnapshotSource;
   presence?: Presence;
   log?: FastifyBaseLogger;
+  /** Told the projection version of every notification (the write path's version cache, gateway/versions.ts). */
+  onVersion?: (projection: string, version: number) => void;
 }
 
 export interface HubStats {
@@ -423,6 +425,7 @@ export class RoomHub {
     } catch {
       return;
     }
+    this.o.onVersion?.(n.projection, n.version);
     const known = room.versions.get(n.projection);
     room.versions.set(n.projection, n.version);
     if (n.resync === true || (known !== undefined && known !== n.version)) {

@@ -34,5 +34,6 @@ export const pushMetrics = {
   }),
   reaped: new Counter({ name: 'danmaku_push_reaped_total', help: 'Sockets terminated because they missed a heartbeat pong.', registers: [pushRegistry] }),
   resyncs: new Counter({ name: 'danmaku_push_resyncs_total', help: 'Fresh snapshots sent to live sockets (epoch change, rebuilt projection, overflow).', labelNames: ['reason'] as const, registers: [pushRegistry] }),
+  writeAnswers: new Counter({ name: 'danmaku_ws_write_answers_total', help: 'Answers to WebSocket write frames, ack or nack.', labelNames: ['kind'] as const, registers: [pushRegistry] }),
   catchUps: new Counter({ name: 'danmaku_push_catchups_total', help: 'Resumes served with a catch-up, by source.', labelNames: ['source'] as const, registers: [pushRegistry] }),
 };

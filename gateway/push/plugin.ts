@@ -17,6 +17,10 @@
  *   reason 'epoch'.
  * Then the held batches, minus what the snapshot or catch-up already had:
  * no gap, no duplicate.
+ *
+ * The socket also takes write frames (comments, reactions, deletes) from a
+ * client that connected with a token: socket-writes.ts answers each with an
+ * ack or a nack.
  */
 import fp from 'fastify-plugin';
 import type { FastifyInstance, FastifyRequest } from 'fastify';
@@ -33,6 +37,7 @@ import { CLOSE, parsePosition, type CatchUpMessage, type Position, type Snapshot
 import { RoomHub, SNAPSHOT_ITEMS, snapshotFor, visibleTo, type HubClient, type SnapshotBase } from './hub.ts';
 import { extraRegistries } from '../ops.ts';
 import { pushMetrics, pushRegistry } from './metrics.ts';
+import { SocketWrites } from '../socket-writes.ts';
 
 declare module 'fastify' {
   interface FastifyInstance {
@@ -92,6 +97,7 @@ export const pushPlugin = fp(async (app: FastifyInstance) => {
     snapshots: (room, view, reason) => readRoom(deps, app.presence, room, view, reason),
     presence: app.presence,
     log: app.log,
+    onVersion: (projection, version) => app.ingest.versions.observe(projection, version),
   });
   app.decorate('pushHub', hub);
   if (!extraRegistries.includes(pushRegistry)) extraRegistries.push(pushRegistry); // served on /metrics
@@ -114,8 +120,16 @@ export const pushPlugin = fp(async (app: FastifyInstance) => {
     let closed = false;
     let client: HubClient | undefined;
     let leave: (() => void) | undefined;
+    let expiry: NodeJS.Timeout | undefined;
+    const { room } = req.params as { room: string };
+    // Write frames (socket-writes.ts): listened to at once, so none is lost while the
+    // upgrade is checked; they are held until the token is known, then answered.
+    const writes = new SocketWrites(socket, { room, ingest: app.ingest, deps, log: req.log, traceId: String(req.id) });
+    socket.on('message', (data, isBinary) => writes.onFrame(data, isBinary));
     socket.on('close', () => {
       closed = true;
+      writes.close();
+      clearTimeout(expiry);
       leave?.();
       if (client) hub.remove(client);
     });
@@ -124,7 +138,6 @@ export const pushPlugin = fp(async (app: FastifyInstance) => {
       if (socket.readyState === socket.OPEN) socket.close(code, reasonText(why));
     };
 
-    const { room } = req.params as { room: string };
     const q = (req.query ?? {}) as Record<string, unknown>;
     if (!ROOM_ID.test(room)) return fail(CLOSE.badRequest, 'room id must match ^[A-Za-z0-9][A-Za-z0-9_.:-]{0,63}$');
     const view = q.view === undefined || q.view === '' ? 'ordered' : q.view;
@@ -143,6 +156,13 @@ export const pushPlugin = fp(async (app: FastifyInstance) => {
     }
     if (closed) return;
     const userId = user?.id ?? null;
+    // Verified once per connection: writes after `exp` are refused; a reader that may not read anonymously is closed then.
+    writes.authenticated(user);
+    if (user?.exp !== undefined && !deps.cfg.auth.anonymousReads) {
+      const left = user.exp * 1000 - deps.now();
+      expiry = setTimeout(() => fail(CLOSE.tokenExpired, 'token expired: reconnect with a new one'), Math.max(0, Math.min(left, 2 ** 31 - 1)));
+      expiry.unref();
+    }
 
     try {
       leave = app.presence.join(room);

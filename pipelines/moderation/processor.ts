@@ -10,7 +10,11 @@
  * effect's `emits` and no Redis commands or notifications of its own.
  *
  * Exactly-once in effect: the per-room judging state (user histories) sits in
- * Redis behind the same fence as every projection. For each batch the
+ * Redis behind the same fence as every projection — one field per user
+ * (`moderation:v1:{room}:users`, JSON UserHistory) with an expiry index in
+ * event time (`users:exp`): a batch loads the histories of its authors only,
+ * writes back the ones it changed, and each comment drops the histories that
+ * can no longer change a verdict (see historyExpiresAt). For each batch the
  * decisions are computed from that state, produced to Kafka (acks=all), and
  * only then is the state advanced and the offset committed. A crash between
  * the two produces the same decisions again — same inputs, same rules, and
@@ -26,14 +30,19 @@ import type { RedisClient } from '../../core/redis.ts';
 import type { EventCodec } from '../../schemas/codec.ts';
 import { makeEvent, type RoomEvent } from '../../schemas/events.ts';
 import type { LogClient } from '../../topics/kafka.ts';
-import type { ProjectionNaming } from '../naming.ts';
-import type { Projection } from '../projection.ts';
+import { moderatorGroupOf, type ProjectionNaming } from '../naming.ts';
+import { userKeys, type Cmd, type Projection, type RoomKeys, type UserFields, type UserView } from '../projection.ts';
 import { ProjectionWorker } from '../runner.ts';
 import { judge, type ModerationSettings, type UserHistory, type WordMatcher } from './rules.ts';
 
-export interface ModerationState {
-  users: Record<string, UserHistory>;
-}
+/** Nothing per room: the user histories are per-user fields (MODERATION_USERS). */
+export type ModerationState = Record<string, never>;
+
+/** The histories as per-user fields: a judged comment reads its author's. */
+export const MODERATION_USERS: UserFields = {
+  suffix: 'users',
+  readsOf: (e) => (e.payload.type === 'CommentPosted' && e.actor.role !== 'system' ? [e.actor.userId] : []),
+};
 
 export const MODERATOR = { userId: 'moderation', role: 'system' as const };
 
@@ -48,28 +57,42 @@ export function derivedEventId(targetEventId: string, kind: string, occurredAt: 
   return `${ts.slice(0, 8)}-${ts.slice(8, 12)}-7${hex.slice(0, 3)}-${variant}${hex.slice(3, 6)}-${hex.slice(6, 18)}`;
 }
 
-/** Forgets users with nothing left to remember, so the state stays bounded. */
-function prune(users: Record<string, UserHistory>, now: number): Record<string, UserHistory> {
-  const out: Record<string, UserHistory> = {};
-  for (const [u, h] of Object.entries(users)) {
-    const active = h.recent.some((r) => now - r.at < 600_000) || h.offenses.length > 0 || (h.mutedUntil !== null && h.mutedUntil > now);
-    if (active) out[u] = h;
-  }
-  return out;
+/**
+ * From when a history is as good as none: every entry `judge` would still
+ * look at has left its window (a recent comment at `a` counts for a comment
+ * at `now` only while a > now - window; an offense likewise) and the mute has
+ * ended. A comment at or after that time gets the same verdict and leaves the
+ * same history as with no history at all, so dropping it then changes no
+ * decision (for comments in time order; one older than a drop that already
+ * happened is judged as if its author had been quiet). -Infinity: empty.
+ */
+export function historyExpiresAt(h: UserHistory, s: ModerationSettings): number {
+  let at = h.mutedUntil ?? -Infinity;
+  for (const r of h.recent) at = Math.max(at, r.at + Math.max(s.repeatWindowMs, s.floodWindowMs));
+  for (const o of h.offenses) at = Math.max(at, o + s.offenseWindowMs);
+  return at;
 }
 
-/** Pure: the events moderation writes for one event, and the next state. */
-export function moderate(state: ModerationState, e: RoomEvent, words: WordMatcher, s: ModerationSettings): { state: ModerationState; emits: RoomEvent[] } {
+/**
+ * Pure: the events moderation writes for one comment (judged against its
+ * author's history as it was), and the author's history after it (undefined:
+ * nothing to remember).
+ */
+export function moderate(
+  history: UserHistory | undefined,
+  e: RoomEvent,
+  words: WordMatcher,
+  s: ModerationSettings,
+): { history: UserHistory | undefined; emits: RoomEvent[] } {
   const p = e.payload;
-  if (p.type !== 'CommentPosted' || e.actor.role === 'system') return { state, emits: [] };
-  const { judgement, history } = judge(
+  if (p.type !== 'CommentPosted' || e.actor.role === 'system') return { history, emits: [] };
+  const { judgement, history: next } = judge(
     { eventId: e.eventId, userId: e.actor.userId, role: e.actor.role, text: p.text, occurredAt: e.occurredAt },
-    state.users[e.actor.userId],
+    history,
     words,
     s,
   );
-  const users = prune({ ...state.users, [e.actor.userId]: history }, e.occurredAt);
-  if (judgement.verdict === 'allow') return { state: { users }, emits: [] };
+  if (judgement.verdict === 'allow') return { history: next, emits: [] };
   const at = e.occurredAt;
   const base = { roomId: e.roomId, actor: MODERATOR, occurredAt: at, videoOffsetMs: e.videoOffsetMs };
   const emits: RoomEvent[] = [
@@ -89,7 +112,26 @@ export function moderate(state: ModerationState, e: RoomEvent, words: WordMatche
       makeEvent({ ...base, eventId: derivedEventId(e.eventId, 'muted', at), payload: { type: 'UserMuted', userId: e.actor.userId, untilMs: judgement.mute.untilMs, kind: judgement.mute.kind, reason: judgement.mute.reason } }),
     );
   }
-  return { state: { users }, emits };
+  return { history: next, emits };
+}
+
+/**
+ * One comment's effect on the history fields: histories that expired by the
+ * comment's time are dropped (what keeps the hash to the room's recently
+ * active users), then the author's is written if it changed.
+ */
+function historyCmds(keys: RoomKeys, e: RoomEvent, before: string | undefined, history: UserHistory | undefined, s: ModerationSettings): Cmd[] {
+  const k = userKeys(keys, MODERATION_USERS);
+  const cmds: Cmd[] = [{ op: 'fieldsExpire', ...k, upTo: e.occurredAt }];
+  const expireAt = history ? historyExpiresAt(history, s) : -Infinity;
+  if (expireAt <= e.occurredAt) {
+    // As good as none already (an exempt author's old history): not kept.
+    if (before !== undefined) cmds.push({ op: 'fieldDel', ...k, field: e.actor.userId });
+    return cmds;
+  }
+  const value = JSON.stringify(history);
+  if (value !== before) cmds.push({ op: 'fieldSet', ...k, field: e.actor.userId, value, expireAt });
+  return cmds;
 }
 
 /**
@@ -101,10 +143,13 @@ export function moderate(state: ModerationState, e: RoomEvent, words: WordMatche
 export function moderationProjection(settings: ModerationSettings, words: () => WordMatcher): Projection<ModerationState> {
   const judgedBy = (list: () => WordMatcher): Projection<ModerationState> => ({
     name: 'moderation',
-    initial: () => ({ users: {} }),
-    apply(state, e) {
-      const m = moderate(state, e.event, list(), settings);
-      return { state: m.state, cmds: [], deltas: [], emits: m.emits };
+    initial: () => ({}),
+    users: MODERATION_USERS,
+    apply(state, e, keys, users: UserView) {
+      if (MODERATION_USERS.readsOf(e.event).length === 0) return { state, cmds: [], deltas: [] };
+      const before = users.get(e.event.actor.userId);
+      const m = moderate(before === undefined ? undefined : (JSON.parse(before) as UserHistory), e.event, list(), settings);
+      return { state, cmds: historyCmds(keys, e.event, before, m.history, settings), deltas: [], emits: m.emits };
     },
   });
   // Folded directly (outside a runner), each event reads the current list.
@@ -130,6 +175,8 @@ export interface ModerationWorkerOptions {
   onError?(err: unknown): void;
   onAssigned?(partitions: number[]): void;
   onDecided?(e: RoomEvent): void;
+  /** Batches of different partitions judged at once. */
+  partitionsConsumedConcurrently?: number;
 }
 
 /**
@@ -138,10 +185,11 @@ export interface ModerationWorkerOptions {
  * `roomKeys(prefix, 'moderation', 1, room)`.
  */
 export class ModerationWorker {
-  private readonly worker: ProjectionWorker<ModerationState>;
+  private readonly worker: ProjectionWorker;
   decided = 0;
 
   constructor(o: ModerationWorkerOptions) {
+    const lane = { projection: moderationProjection(o.settings, o.words) as Projection<unknown>, version: 1 };
     this.worker = new ProjectionWorker({
       client: o.client,
       redis: o.redis,
@@ -149,9 +197,9 @@ export class ModerationWorker {
       topic: o.topic,
       deadLetterTopic: o.deadLetterTopic,
       naming: o.naming,
-      projection: moderationProjection(o.settings, o.words),
-      version: 1,
-      groupId: `${o.naming.groupPrefix}moderator.v1`,
+      lanes: () => [lane],
+      groupId: moderatorGroupOf(o.naming),
+      partitionsConsumedConcurrently: o.partitionsConsumedConcurrently,
       // Moderation changes nothing viewers see by itself: the projections
       // that apply its events announce those.
       notify: false,

@@ -89,36 +89,95 @@ export function emptyHistory(): UserHistory {
 }
 
 /**
+ * A word-list entry. A plain string is `{ word, whole: false }`. A `whole`
+ * entry matches only as a whole word: not inside a longer run of letters of
+ * its own script (Latin, with digits; Cyrillic; Greek; Hangul; Katakana, with
+ * the long-vowel mark ー), so 'scat' is not found in 'moscato', 'cock' not in
+ * 'peacock', 'レイプ' not in 'グレイプニル' and 'ディック' not in 'メディック'.
+ * Han and hiragana have no word boundaries to check, so there it is a substring.
+ */
+export interface WordEntry {
+  word: string;
+  whole: boolean;
+}
+
+/** Scripts whose letters run together into words (digits join Latin words, as in \w). */
+const WORD_SCRIPTS: readonly [string, RegExp][] = [
+  ['latin', /[\p{Script=Latin}\p{N}]/u],
+  ['cyrillic', /\p{Script=Cyrillic}/u],
+  ['greek', /\p{Script=Greek}/u],
+  ['hangul', /\p{Script=Hangul}/u],
+  ['katakana', /[\p{Script=Katakana}\u30FC]/u],
+];
+
+function wordClassOf(ch: string | undefined): string | undefined {
+  if (ch === undefined) return undefined;
+  for (const [name, re] of WORD_SCRIPTS) if (re.test(ch)) return name;
+  return undefined;
+}
+
+/** The code point that ends just before `i` (undefined at the start). */
+function charBefore(text: string, i: number): string | undefined {
+  if (i <= 0) return undefined;
+  const low = text.charCodeAt(i - 1);
+  return low >= 0xdc00 && low <= 0xdfff && i >= 2 ? text.slice(i - 2, i) : text[i - 1];
+}
+
+/** Whether `word` occurs in `text` with no letter of its own script right before or after it. */
+function includesWhole(text: string, word: string, first: string | undefined, last: string | undefined): boolean {
+  for (let i = text.indexOf(word); i !== -1; i = text.indexOf(word, i + 1)) {
+    const end = i + word.length;
+    const after = end < text.length ? String.fromCodePoint(text.codePointAt(end)!) : undefined;
+    if ((first === undefined || wordClassOf(charBefore(text, i)) !== first) && (last === undefined || wordClassOf(after) !== last)) return true;
+  }
+  return false;
+}
+
+/**
  * Words are compared in `skeleton` form on both sides. Words of 4+ characters,
  * and any word with CJK characters, match as substrings ('spamlink' in
  * 'spamlinks'); shorter words only as whole tokens (or token sequences, for
  * phrases), so that a three-letter word does not fire inside every longer word
- * that contains it. When several words match, the one listed first wins.
+ * that contains it. `whole` entries (see `WordEntry`) match as whole words
+ * whatever their length. When several words match, the one listed first wins.
  */
-export function wordMatcher(words: string[]): WordMatcher {
-  const substrings: { word: string; index: number }[] = [];
-  const phrases: { word: string; index: number }[] = [];
+export function wordMatcher(words: readonly (string | WordEntry)[]): WordMatcher {
+  type Candidate = { word: string; index: number };
+  const substrings: Candidate[] = [];
+  const phrases: Candidate[] = [];
+  const bounded: (Candidate & { first: string | undefined; last: string | undefined })[] = [];
   const tokens = new Map<string, number>();
   const seen = new Set<string>();
   for (const w of words) {
-    const word = skeleton(w);
+    const entry = typeof w === 'string' ? { word: w, whole: false } : w;
+    const word = skeleton(entry.word);
     if (word === '' || seen.has(word)) continue;
     seen.add(word);
     const index = seen.size - 1;
-    if ([...word].length >= 4 || CJK.test(word)) substrings.push({ word, index });
+    if (entry.whole) {
+      const chars = [...word];
+      bounded.push({ word, index, first: wordClassOf(chars[0]), last: wordClassOf(chars.at(-1)) });
+    } else if ([...word].length >= 4 || CJK.test(word)) substrings.push({ word, index });
     else if (word.includes(' ')) phrases.push({ word, index });
     else tokens.set(word, index);
   }
 
   return {
     match(text: string): string | undefined {
-      let best: { word: string; index: number } | undefined;
-      const consider = (c: { word: string; index: number }): void => {
+      let best: Candidate | undefined;
+      const consider = (c: Candidate): void => {
         if (best === undefined || c.index < best.index) best = c;
       };
       for (const c of substrings) {
         if (best !== undefined && c.index > best.index) break;
         if (text.includes(c.word)) {
+          consider(c);
+          break;
+        }
+      }
+      for (const c of bounded) {
+        if (best !== undefined && c.index > best.index) break;
+        if (text.includes(c.word) && includesWhole(text, c.word, c.first, c.last)) {
           consider(c);
           break;
         }

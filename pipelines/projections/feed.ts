@@ -6,14 +6,21 @@
  *
  * Layout: sorted set `z` (score = offset, member = JSON item) and hash `idx`
  * (eventId → offset) so a deletion finds its target without scanning.
+ * Shadow-muted users are per-user fields (`shadow`: userId → until ms or
+ * 'null' = indefinitely, with the expiry index `shadow:exp`), read for the
+ * authors of a batch only; each mute drops the mutes that have ended.
  */
 import type { RoomEvent } from '../../schemas/events.ts';
-import type { Cmd, Delta, FeedEntry, PositionedEvent, Projection, RoomKeys, Tombstone } from '../projection.ts';
+import { FieldsView, userKeys, type Cmd, type Delta, type FeedEntry, type PositionedEvent, type Projection, type RoomKeys, type Tombstone, type UserFields, type UserView } from '../projection.ts';
 
-export interface FeedState {
-  /** Shadow-muted users (userId → until ms, null = indefinitely): their comments are marked. */
-  shadow: Record<string, number | null>;
-}
+/** Nothing: the feed's only per-room memory, shadow mutes, is per-user fields (SHADOW_USERS). */
+export type FeedState = Record<string, never>;
+
+/** Shadow mutes as per-user fields: a comment reads its author's. */
+export const SHADOW_USERS: UserFields = {
+  suffix: 'shadow',
+  readsOf: (e) => (e.payload.type === 'CommentPosted' ? [e.actor.userId] : []),
+};
 
 export function feedEntryOf(e: RoomEvent, offset: number): FeedEntry | undefined {
   const p = e.payload;
@@ -35,10 +42,10 @@ export function feedEntryOf(e: RoomEvent, offset: number): FeedEntry | undefined
 }
 
 /** Is the user shadow-muted at time `at`? (Event time, never the wall clock.) */
-export function isShadowed(shadow: Record<string, number | null>, userId: string, at: number): boolean {
-  if (!(userId in shadow)) return false;
-  const until = shadow[userId];
-  return until === null || until === undefined || at < until;
+export function isShadowed(users: UserView, userId: string, at: number): boolean {
+  const until = users.get(userId);
+  if (until === undefined) return false;
+  return until === 'null' || at < Number(until);
 }
 
 /** Effects shared by the ordered and the sampled feed. */
@@ -66,25 +73,37 @@ export function removalTarget(e: RoomEvent): { target: string; reason: string } 
   return undefined;
 }
 
-export function nextShadow(shadow: Record<string, number | null>, e: RoomEvent): Record<string, number | null> {
+/** A view of the shadow fields holding these mutes (userId, until ms or null): a fold that starts from known mutes (gateway/gap.ts). */
+export function shadowView(keys: RoomKeys, mutes: [string, number | null][]): FieldsView {
+  const k = userKeys(keys, SHADOW_USERS);
+  return new FieldsView(k.key, k.index, { fields: new Map(mutes.map(([u, until]) => [u, [String(until), until ?? undefined]])) });
+}
+
+/**
+ * A mute's effect on the shadow fields: mutes that ended by the mute's time
+ * are dropped (so the fields stay as few as the mutes in force), then the
+ * user's is set (a shadow mute still running) or removed (a visible mute, or
+ * one already over: it replaces any shadow mute).
+ */
+export function shadowCmds(keys: RoomKeys, e: RoomEvent): Cmd[] {
   const p = e.payload;
-  if (p.type !== 'UserMuted') return shadow;
-  const next = { ...shadow };
-  // Forget expired mutes so the state stays small.
-  for (const [u, until] of Object.entries(next)) if (until !== null && until <= e.occurredAt) delete next[u];
-  if (p.kind === 'shadow' && (p.untilMs === null || p.untilMs > e.occurredAt)) next[p.userId] = p.untilMs;
-  else delete next[p.userId];
-  return next;
+  if (p.type !== 'UserMuted') return [];
+  const k = userKeys(keys, SHADOW_USERS);
+  const cmds: Cmd[] = [{ op: 'fieldsExpire', ...k, upTo: e.occurredAt }];
+  if (p.kind === 'shadow' && (p.untilMs === null || p.untilMs > e.occurredAt)) cmds.push({ op: 'fieldSet', ...k, field: p.userId, value: String(p.untilMs), expireAt: p.untilMs ?? -1 });
+  else cmds.push({ op: 'fieldDel', ...k, field: p.userId });
+  return cmds;
 }
 
 export function feedProjection(maxItems: number): Projection<FeedState> {
   return {
     name: 'feed',
-    initial: () => ({ shadow: {} }),
-    apply(state, e, keys) {
+    initial: () => ({}),
+    users: SHADOW_USERS,
+    apply(state, e, keys, users) {
       const entry = feedEntryOf(e.event, e.offset);
       if (entry) {
-        if (isShadowed(state.shadow, entry.userId, entry.occurredAt)) entry.shadow = true;
+        if (isShadowed(users, entry.userId, entry.occurredAt)) entry.shadow = true;
         return {
           state,
           cmds: [
@@ -99,8 +118,7 @@ export function feedProjection(maxItems: number): Projection<FeedState> {
         const r = removal(keys, e, rm.target, rm.reason);
         return { state, cmds: [...r.cmds, { op: 'feedTrim', key: keys.key('z'), index: keys.key('idx'), keep: maxItems }], deltas: r.deltas };
       }
-      const shadow = nextShadow(state.shadow, e.event);
-      return { state: shadow === state.shadow ? state : { shadow }, cmds: [], deltas: [] };
+      return { state, cmds: shadowCmds(keys, e.event), deltas: [] };
     },
   };
 }

@@ -2,9 +2,19 @@
  * Room state: the current pin (with its expiry time — readers compare it with
  * their clock, the projection never does), room settings, muted users and
  * the stream's start (the origin of video offsets).
+ *
+ * Muted users: the hash `muted` (userId → JSON {untilMs, kind, reason, at},
+ * what the gateway reads for one user) with the expiry index `muted:exp`;
+ * each mute first drops the mutes that ended by its time (event time), so the
+ * hash holds the mutes in force, not every mute the room ever had. Readers
+ * still compare untilMs with their clock: an ended mute may stay until the
+ * next one.
  */
 import type { Cmd, Delta, PinState, Projection, RoomSettings } from '../projection.ts';
 import { removalTarget } from './feed.ts';
+
+/** The per-user hash of mutes and its expiry index (the fields are written, never read, by the projection). */
+export const MUTED = { key: 'muted', index: 'muted:exp' } as const;
 
 export interface RoomStateState {
   pin: PinState | null;
@@ -46,9 +56,13 @@ export function roomStateProjection(): Projection<RoomStateState> {
         }
         case 'UserMuted': {
           const value = JSON.stringify({ untilMs: p.untilMs, kind: p.kind, reason: p.reason, at: e.event.occurredAt });
+          const k = { key: keys.key(MUTED.key), index: keys.key(MUTED.index) };
           return {
             state,
-            cmds: [{ op: 'HSET', key: keys.key('muted'), field: p.userId, value }],
+            cmds: [
+              { op: 'fieldsExpire', ...k, upTo: e.event.occurredAt },
+              { op: 'fieldSet', ...k, field: p.userId, value, expireAt: p.untilMs ?? -1 },
+            ],
             deltas: [{ t: 'mute', userId: p.userId, untilMs: p.untilMs, kind: p.kind }],
           };
         }

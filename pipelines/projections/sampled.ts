@@ -12,9 +12,10 @@
  * can say "chat is moving fast".
  */
 import type { Delta, FeedEntry, PositionedEvent, Projection } from '../projection.ts';
-import { feedEntryOf, isShadowed, nextShadow, removal, removalTarget, type FeedState } from './feed.ts';
+import { feedEntryOf, isShadowed, removal, removalTarget, shadowCmds, SHADOW_USERS } from './feed.ts';
 
-export interface SampledState extends FeedState {
+/** The sampling window: a few numbers (shadow mutes are per-user fields, as in the feed). */
+export interface SampledState {
   win: number;
   seen: number;
   kept: number;
@@ -61,8 +62,9 @@ export function sampleComment(state: SampledState, e: PositionedEvent, perSecond
 export function sampledProjection(perSecond: number, maxItems: number): Projection<SampledState> {
   return {
     name: 'sampled',
-    initial: () => ({ shadow: {}, win: 0, seen: 0, kept: 0, prevSeen: 0, rate: 1 }),
-    apply(state, e, keys) {
+    initial: () => ({ win: 0, seen: 0, kept: 0, prevSeen: 0, rate: 1 }),
+    users: SHADOW_USERS,
+    apply(state, e, keys, users) {
       const trim = { op: 'feedTrim' as const, key: keys.key('z'), index: keys.key('idx'), keep: maxItems };
       const entry = feedEntryOf(e.event, e.offset);
       if (entry) {
@@ -71,7 +73,7 @@ export function sampledProjection(perSecond: number, maxItems: number): Projecti
         // Tell clients when the rate moves by a visible step, not on every comment.
         if (Math.abs(d.state.rate - state.rate) >= 0.05 || (d.state.rate === 1) !== (state.rate === 1)) deltas.push({ t: 'rate', rate: d.state.rate });
         if (!d.keep) return { state: d.state, cmds: [], deltas };
-        if (isShadowed(state.shadow, entry.userId, entry.occurredAt)) entry.shadow = true;
+        if (isShadowed(users, entry.userId, entry.occurredAt)) entry.shadow = true;
         deltas.push({ t: 'comment', entry });
         return {
           state: d.state,
@@ -93,8 +95,7 @@ export function sampledProjection(perSecond: number, maxItems: number): Projecti
         const r = removal(keys, e, rm.target, rm.reason);
         return { state, cmds: [...r.cmds, trim], deltas: r.deltas };
       }
-      const shadow = nextShadow(state.shadow, e.event);
-      return { state: shadow === state.shadow ? state : { ...state, shadow }, cmds: [], deltas: [] };
+      return { state, cmds: shadowCmds(keys, e.event), deltas: [] };
     },
   };
 }
