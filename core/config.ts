@@ -193,6 +193,7 @@ export const schema = {
     muteSec: int('MODERATION_MUTE_SEC', 600, 'How long an automatic mute lasts.', 1, 31 * 24 * 3600),
     muteKind: oneOf('MODERATION_MUTE_KIND', ['shadow', 'visible'] as const, 'shadow', 'shadow: the muted user alone still sees their comments; visible: their comments are rejected with a reason.'),
     holdLinks: bool('MODERATION_HOLD_LINKS', false, 'Hold comments with links for a moderator instead of removing them.'),
+    metricsPort: int('MODERATION_METRICS_PORT', 9467, 'Port of the moderation processor\'s Prometheus /metrics endpoint (0 = off). Its own: `npm start` runs moderation in a process of its own, so its rules never take CPU from the feed at a burst.', 0, 65535),
     model: {
       enabled: bool(
         'MODERATION_MODEL_ENABLED',

@@ -83,7 +83,7 @@ export function compose(cfg: Config, names: readonly ServiceName[], o: RootOptio
   if (want.has('moderation')) {
     const m = new ProcessorService({ cfg, name: 'moderation', projections: [], moderation: true, log: log('moderation') });
     services.push(m);
-    reportAt(cfg.pipelines.metricsPort, { registry: metricsRegistry, beforeScrape: () => m.updateLag() });
+    reportAt(cfg.moderation.metricsPort, { registry: metricsRegistry, beforeScrape: () => m.updateLag() });
   }
   let archiver: ArchiveService | undefined;
   if (want.has('archiver')) {
@@ -171,7 +171,10 @@ export function archiveReaderFor(cfg: Config, handle?: () => Promise<ClickHouse>
  * before it and never shares a process with it.
  */
 export function processGroups(cfg: Config): ServiceName[][] {
-  const pipelines: ServiceName[] = cfg.moderation.enabled ? ['processors', 'moderation'] : ['processors'];
-  const groups: ServiceName[][] = cfg.clickhouse.url ? [pipelines, ['archiver'], ['gateway']] : [pipelines, ['archiver', 'gateway']];
+  // Moderation runs beside the processors, not with them: at a burst of one
+  // room its rules saturated the shared process and the feed's p99 went past
+  // a second (docs/benchmarks.md); apart, each has a core's worth to use.
+  const pipelines: ServiceName[][] = cfg.moderation.enabled ? [['processors'], ['moderation']] : [['processors']];
+  const groups: ServiceName[][] = cfg.clickhouse.url ? [...pipelines, ['archiver'], ['gateway']] : [...pipelines, ['archiver', 'gateway']];
   return cfg.moderation.model.enabled ? [...groups, ['moderation-model']] : groups;
 }

@@ -2,7 +2,7 @@
  * `npm start`: the whole system on this machine, with a live demo room.
  * Starts the servers (installing what is missing), declares the topics,
  * registers the schemas, then runs the service processes the root groups
- * (processors + moderation; archiver + gateway) and the demo chatter, each
+ * (processors; moderation; archiver + gateway) and the demo chatter, each
  * known ready by its own report. Ctrl-C stops them (the servers keep
  * running; `npm run infra -- down` stops those). If a service process dies,
  * its health says so and everything stops, as a supervisor should.

@@ -82,6 +82,7 @@ export function worldEnv(id: string, partitions = 3, extra: Record<string, strin
     REDIS_KEY_PREFIX: `${id}:`,
     PIPELINES_GROUP_PREFIX: `${id}.`,
     PIPELINES_METRICS_PORT: '0',
+    MODERATION_METRICS_PORT: '0',
     ARCHIVER_METRICS_PORT: '0',
     LOG_LEVEL: 'warn',
     JWT_SECRET: `secret-${id}-${randomBytes(8).toString('hex')}`,
