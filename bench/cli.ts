@@ -17,6 +17,9 @@
  *   --viewers N --rate R --seconds T --systems ours,socketio,centrifugo     (fanout)
  *   --hold S --rates a,b,c --max-rate R --raw-max-rate R --rooms N          (ingest)
  *   --ws-share 0..1 --users N --perf-records N                               (ingest)
+ *   --no-raw              skip the raw kafkajs ladder (ingest; e.g. a profiling run)
+ *   --gateway-workers N   GATEWAY_WORKERS of the gateway under test (ingest; default 1)
+ *   --invalid 0..0.5      share of bad writes in a last step at the highest rate held (default 0.05; 0 skips it)
  *   --viewers N --children N --hold S --rates a,b,c                          (reactions)
  *   --cpu-prof [--cpu-prof-dir DIR]   gateway and processors under `node --cpu-prof`; prints
  *                                      each profile's top frames (ingest, reactions)
@@ -70,6 +73,9 @@ const { positionals, values } = parseArgs({
     'ws-share': { type: 'string' },
     users: { type: 'string' },
     'perf-records': { type: 'string' },
+    invalid: { type: 'string' },
+    'gateway-workers': { type: 'string' },
+    'no-raw': { type: 'boolean', default: false },
     children: { type: 'string' },
     'cpu-prof': { type: 'boolean', default: false },
     'cpu-prof-dir': { type: 'string' },
@@ -143,8 +149,10 @@ async function runOne(s: Scenario): Promise<Outcome> {
         users: num(values.users, ci ? 20 : 400),
         wsSockets: ci ? 4 : 40,
         p99LimitMs: 1000,
-        raw: true,
+        raw: !values['no-raw'],
         perfRecords: num(values['perf-records'], ci ? 2000 : quick ? 300_000 : 1_000_000),
+        invalidShare: num(values.invalid, 0.05),
+        gatewayWorkers: num(values['gateway-workers'], 1),
         cpuProfDir: cpuProfDir(s),
         log,
       });

@@ -41,7 +41,8 @@ const CLK_TCK = 100; // USER_HZ on Linux x86-64 and arm64
 
 /** Starts a TypeScript script of the repo as a child process. */
 export function startTs(name: string, script: string, args: string[], o: SpawnOptions): Child {
-  const nofile = o.nofile ?? 4096;
+  // The same as the peers get (bench/peers/centrifugo.ts): every system measured with one limit.
+  const nofile = o.nofile ?? 65536;
   const quoted = [process.execPath, '--import', 'tsx', path.join(REPO_ROOT, script), ...args].map((a) => `'${a.replace(/'/g, `'\\''`)}'`).join(' ');
   return startCommand(name, 'bash', ['-c', `ulimit -n ${nofile} 2>/dev/null || ulimit -n "$(ulimit -Hn)"; exec ${quoted}`], o);
 }

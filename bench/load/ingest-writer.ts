@@ -17,6 +17,12 @@
  * own comments (a seq range of its own: several children run side by side)
  * from the send to the feed projection's notification.
  *
+ * --invalid-share mixes in bad writes over HTTP, as real clients send them:
+ * a broken JSON body, an oversize comment, an unknown emoji, an expired
+ * token, in turn. Each must get a 4xx with a stable code; they are counted
+ * apart (by code) and never in the valid writes' latencies, so the scenario
+ * can compare the valid writes with and without them.
+ *
  * Prints progress on stderr and `RESULT {...}` on stdout. Bounded by
  * --seconds plus the answer and drain times, and by --max-inflight.
  */
@@ -46,6 +52,7 @@ const { values } = parseArgs({
     'answer-sec': { type: 'string', default: '30' },
     'drain-sec': { type: 'string', default: '10' },
     'seq-start': { type: 'string', default: '0' },
+    'invalid-share': { type: 'string', default: '0' },
   },
 });
 const url = values.url!;
@@ -67,6 +74,9 @@ setTimeout(() => {
 const { texts, source } = await loadTexts(5000);
 // The gateway under test was started with this JWT_SECRET; the child gets it the same way (config).
 const sign = createSigner({ key: loadConfig().auth.jwtSecret, algorithm: 'HS256', expiresIn: 3600_000 });
+const invalidShare = Math.min(0.5, Math.max(0, Number(values['invalid-share'])));
+// Expired an hour ago (fast-jwt refuses a negative expiresIn: the claim is set directly).
+const expiredToken = createSigner({ key: loadConfig().auth.jwtSecret, algorithm: 'HS256' })({ sub: `${values['user-prefix']}expired`, exp: Math.floor(Date.now() / 1000) - 3600 });
 const tokens = Array.from({ length: Math.max(users, wsSockets) }, (_, i) => sign({ sub: `${values['user-prefix']}${i}` }));
 
 /** Codes the gateway answers when a limit (not a fault) refused the write. */
@@ -103,11 +113,11 @@ if (values['observe-redis']) {
 const u = new URL(url);
 // Many writers: enough keep-alive connections that the answers, not the client's queue, set the latency.
 const agent = new http.Agent({ keepAlive: true, maxSockets: 256 });
-function post(room: string, text: string, clientMsgId: string, token: string): Promise<{ status: number; code?: string }> {
-  const body = JSON.stringify({ text, clientMsgId });
+function post(room: string, text: string, clientMsgId: string, token: string, raw?: { body: string; path: string }): Promise<{ status: number; code?: string }> {
+  const body = raw?.body ?? JSON.stringify({ text, clientMsgId });
   return new Promise((resolve) => {
     const req = http.request(
-      { host: u.hostname, port: u.port, path: `/v1/rooms/${encodeURIComponent(room)}/comments`, method: 'POST', agent, headers: { 'content-type': 'application/json', 'content-length': String(Buffer.byteLength(body)), authorization: `Bearer ${token}` } },
+      { host: u.hostname, port: u.port, path: `/v1/rooms/${encodeURIComponent(room)}/${raw?.path ?? 'comments'}`, method: 'POST', agent, headers: { 'content-type': 'application/json', 'content-length': String(Buffer.byteLength(body)), authorization: `Bearer ${token}` } },
       (res) => {
         const chunks: Buffer[] = [];
         res.on('data', (c: Buffer) => chunks.push(c));
@@ -128,6 +138,31 @@ function post(room: string, text: string, clientMsgId: string, token: string): P
     req.setTimeout(30_000, () => req.destroy(new Error('timeout')));
     req.on('error', (err) => resolve({ status: 0, code: `NET_${(err as NodeJS.ErrnoException).code ?? err.message.slice(0, 30)}` }));
     req.end(body);
+  });
+}
+
+// ---- bad input ------------------------------------------------------------------
+const INVALID_KINDS = ['bad-json', 'oversize', 'unknown-emoji', 'expired-token'] as const;
+const invalidByCode = new Map<string, number>();
+const invalidByKind = new Map<string, number>();
+let invalidSent = 0;
+let invalidAccepted = 0;
+let invalid5xx = 0;
+function sendInvalid(room: string, k: number, s: number): Promise<void> {
+  const kind = INVALID_KINDS[k % INVALID_KINDS.length]!;
+  invalidSent++;
+  invalidByKind.set(kind, (invalidByKind.get(kind) ?? 0) + 1);
+  const token = tokens[k % users]!;
+  const call =
+    kind === 'bad-json' ? post(room, '', '', token, { path: 'comments', body: `{"text":"unterminated ${s}` })
+    : kind === 'oversize' ? post(room, 'x'.repeat(2500), `bad${s}`, token)
+    : kind === 'unknown-emoji' ? post(room, '', '', token, { path: 'reactions', body: JSON.stringify({ emoji: 'not-an-emoji', clientMsgId: `bad${s}` }) })
+    : post(room, `expired ${s}`, `bad${s}`, expiredToken);
+  return call.then((r) => {
+    if (r.status >= 200 && r.status < 300) invalidAccepted++;
+    if (r.status >= 500 || r.status === 0) invalid5xx++;
+    const code = `${r.status} ${r.code ?? ''}`.trim();
+    invalidByCode.set(code, (invalidByCode.get(code) ?? 0) + 1);
   });
 }
 
@@ -216,15 +251,23 @@ await new Promise<void>((resolve) => {
   const tick = () => {
     const now = nowMs();
     const due = Math.min(total, Math.floor(((now - t0) / 1000) * rate));
-    while (sent + skipped < due) {
+    while (sent + invalidSent + skipped < due) {
       if (inflight >= maxInflight) {
         skipped++;
         continue;
       }
+      const ri = (sent + invalidSent) % rooms.length;
+      const room = rooms[ri]!;
+      // Spread the bad share evenly over the clock (a valid write's seq and index are its own).
+      const slot = sent + invalidSent;
+      if (invalidShare > 0 && Math.floor((slot + 1) * invalidShare) > Math.floor(slot * invalidShare)) {
+        const pr = sendInvalid(room, invalidSent, slot);
+        pending.add(pr);
+        void pr.then(() => pending.delete(pr));
+        continue;
+      }
       const i = sent++;
       const s = seq++;
-      const ri = i % rooms.length;
-      const room = rooms[ri]!;
       const text = tagText(s, nowMs(), texts[s % texts.length]!);
       // Spread the WebSocket share evenly over the sequence.
       const viaWs = wsSockets > 0 && Math.floor((i + 1) * wsShare) > Math.floor(i * wsShare);
@@ -265,7 +308,7 @@ await new Promise<void>((resolve) => {
       lastLog = now;
       console.error(`ingest-writer: ${sent} sent, ${okHttp + okWs} accepted, ${errors} errors, ${inflight} in flight, ${observedSeqs.size} in the projection`);
     }
-    if (sent + skipped >= total) resolve();
+    if (sent + invalidSent + skipped >= total) resolve();
     else setTimeout(tick, 2);
   };
   tick();
@@ -304,7 +347,8 @@ const result = {
   wsSockets,
   wsClosed,
   errorsByCode: Object.fromEntries(errorsByCode),
-  achievedRate: sent / ((sendEnd - t0) / 1000),
+  invalid: { sent: invalidSent, accepted: invalidAccepted, serverErrors: invalid5xx, byKind: Object.fromEntries(invalidByKind), byStatusAndCode: Object.fromEntries(invalidByCode) },
+  achievedRate: (sent + invalidSent) / ((sendEnd - t0) / 1000),
   answeredSeconds: (answeredEnd - t0) / 1000,
   observed: sub ? observedSeqs.size : undefined,
   missing: sub ? [...acceptedSeqs].filter((s) => !observedSeqs.has(s)).length : undefined,

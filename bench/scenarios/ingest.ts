@@ -53,6 +53,10 @@ export interface IngestOptions {
   raw: boolean;
   /** Records for Kafka's perf tools (0: skip them). */
   perfRecords: number;
+  /** GATEWAY_WORKERS of the gateway under test (1: one process). */
+  gatewayWorkers?: number;
+  /** Share of bad writes (broken JSON, oversize, unknown emoji, expired token) in a last step at the highest rate held (0: skip it). */
+  invalidShare: number;
   /** Run the gateway and processors under `node --cpu-prof` with this directory. */
   cpuProfDir?: string;
   log(m: string): void;
@@ -96,17 +100,30 @@ export interface RawStep {
 }
 
 export interface IngestResult {
-  params: { rates: number[]; rawMaxRate: number; holdSec: number; rooms: number; wsShare: number; users: number; wsSockets: number; p99LimitMs: number; perfRecords: number };
+  params: { rates: number[]; rawMaxRate: number; holdSec: number; rooms: number; wsShare: number; users: number; wsSockets: number; p99LimitMs: number; perfRecords: number; gatewayWorkers?: number };
   /** Whether the gateway took WebSocket writes, and the share actually used. */
   ws: { probe?: WsProbe; shareUsed: number };
   ours: { highestHeld: number; steps: IngestStep[]; textSource?: string };
   raw?: { highestHeld: number; steps: RawStep[]; cpu?: CpuSplit; error?: string };
   kafkaPerf?: KafkaPerfResult;
+  /** The highest rate held again with a share of bad writes; the clean step's p99s to compare. */
+  badInput?: { rate: number; share: number; step: IngestStep; invalid: InvalidSummary; cleanP99: number; cleanHttpP99: number };
   profiles?: NamedProfile[];
   ratio?: number;
 }
 
+export interface InvalidSummary {
+  sent: number;
+  /** Bad writes answered 2xx: a validation hole. */
+  accepted: number;
+  /** Bad writes answered 5xx or not at all. */
+  serverErrors: number;
+  byKind: Record<string, number>;
+  byStatusAndCode: Record<string, number>;
+}
+
 interface WriterResult {
+  invalid?: InvalidSummary;
   source: string;
   sent: number;
   sentHttp: number;
@@ -170,7 +187,7 @@ export async function runIngest(o: IngestOptions): Promise<IngestResult> {
   o.log(`ingest: starting a private world (processors + gateway)${o.cpuProfDir ? `, under node --cpu-prof (${o.cpuProfDir})` : ''}`);
   const world = await startWorld({
     ...BENCH_WORLD,
-    env: { ...BENCH_WORLD.env },
+    env: { ...BENCH_WORLD.env, ...(o.gatewayWorkers && o.gatewayWorkers > 1 ? { GATEWAY_WORKERS: String(o.gatewayWorkers) } : {}) },
     processor: true,
     partitions: 6,
     maxMs,
@@ -179,6 +196,7 @@ export async function runIngest(o: IngestOptions): Promise<IngestResult> {
   const roomList = Array.from({ length: o.rooms }, (_, i) => `ingest-${i}`);
   const steps: IngestStep[] = [];
   let highest = 0;
+  let badInput: IngestResult['badInput'];
   let textSource: string | undefined;
   let wsShare = o.wsShare;
   let probe: WsProbe | undefined;
@@ -214,13 +232,13 @@ export async function runIngest(o: IngestOptions): Promise<IngestResult> {
     const warm = startTs('ingest-writer', 'bench/load/ingest-writer.ts', [...args(0, 1, 20, 2, 5_000_000_000), '--drain-sec', '5'], { env, maxMs: 180_000 });
     await resultOf<WriterResult>(warm, 180_000);
     const meter = new CpuMeter(() => ({ gateway: withDescendants(gw.proc.pid), processors: [world.processor!.pid], kafka: [infra.kafka], redis: [infra.redis], registry: [infra.registry] }));
-    for (const [si, rate] of o.rates.entries()) {
+    const runStep = async (rate: number, si: number, invalidShare: number): Promise<{ step: IngestStep; invalid: InvalidSummary }> => {
       await sleep(1000);
       const writers = writersFor(rate);
-      o.log(`ingest: ${rate} writes/s for ${o.hold} s (${writers} writer process${writers > 1 ? 'es' : ''}, ${Math.round(wsShare * 100)} % over WebSocket)`);
+      o.log(`ingest: ${rate} writes/s for ${o.hold} s (${writers} writer process${writers > 1 ? 'es' : ''}, ${Math.round(wsShare * 100)} % over WebSocket${invalidShare > 0 ? `, ${Math.round(invalidShare * 100)} % invalid` : ''})`);
       const mark = meter.mark();
       const children = Array.from({ length: writers }, (_, k) =>
-        startTs('ingest-writer', 'bench/load/ingest-writer.ts', args(k, writers, rate, o.hold, si * 100_000_000 + k * 10_000_000), { env, maxMs: (o.hold + 150) * 1000, echo: `  [writer ${k}] ` }),
+        startTs('ingest-writer', 'bench/load/ingest-writer.ts', [...args(k, writers, rate, o.hold, si * 100_000_000 + k * 10_000_000), '--invalid-share', String(invalidShare)], { env, maxMs: (o.hold + 150) * 1000, echo: `  [writer ${k}] ` }),
       );
       const rs = await Promise.all(children.map((c) => resultOf<WriterResult>(c, (o.hold + 150) * 1000)));
       const loadgen = rs.reduce((a, r) => a + r.cpuSec, 0);
@@ -264,11 +282,34 @@ export async function runIngest(o: IngestOptions): Promise<IngestResult> {
         held: why === undefined,
         ...(why ? { why } : {}),
       };
+      const invalid: InvalidSummary = { sent: 0, accepted: 0, serverErrors: 0, byKind: {}, byStatusAndCode: {} };
+      for (const w of rs) {
+        if (!w.invalid) continue;
+        invalid.sent += w.invalid.sent;
+        invalid.accepted += w.invalid.accepted;
+        invalid.serverErrors += w.invalid.serverErrors;
+        for (const [k, n] of Object.entries(w.invalid.byKind)) invalid.byKind[k] = (invalid.byKind[k] ?? 0) + n;
+        for (const [k, n] of Object.entries(w.invalid.byStatusAndCode)) invalid.byStatusAndCode[k] = (invalid.byStatusAndCode[k] ?? 0) + n;
+      }
+      return { step, invalid };
+    };
+    for (const [si, rate] of o.rates.entries()) {
+      const { step } = await runStep(rate, si, 0);
+      const why = step.why;
       steps.push(step);
-      o.log(`ingest: ${rate}/s → p99 write→projection ${proj.p99} ms, HTTP p99 ${step.httpAck.p99} ms, WS ack p99 ${step.wsAck.p99} ms, ${r.errors} errors${why ? ` — not held: ${why}` : ' — held'}`);
-      o.log(`ingest:   CPU ${cpu.wallSec} s wall: ${cpuLine(cpu)}`);
+      o.log(`ingest: ${rate}/s → p99 write→projection ${step.writeToProjection.p99} ms, HTTP p99 ${step.httpAck.p99} ms, WS ack p99 ${step.wsAck.p99} ms, ${step.errors} errors${why ? ` — not held: ${why}` : ' — held'}`);
+      o.log(`ingest:   CPU ${step.cpu.wallSec} s wall: ${cpuLine(step.cpu)}`);
       if (why) break;
       highest = rate;
+    }
+    // Bad input under load: the highest rate held again, with a share of bad
+    // writes mixed in; the valid writes' latencies are compared with the
+    // clean step at the same rate.
+    if (o.invalidShare > 0 && highest > 0) {
+      const clean = steps.find((x) => x.rate === highest)!;
+      const { step, invalid } = await runStep(highest, o.rates.length, o.invalidShare);
+      badInput = { rate: highest, share: o.invalidShare, step, invalid, cleanP99: clean.writeToProjection.p99, cleanHttpP99: clean.httpAck.p99 };
+      o.log(`ingest: bad input at ${highest}/s: valid p99 ${step.writeToProjection.p99} ms (clean ${clean.writeToProjection.p99} ms); invalid ${invalid.sent}: ${Object.entries(invalid.byStatusAndCode).map(([c, n]) => `${c} ×${n}`).join(', ')}`);
     }
   } finally {
     for (const p of withDescendants(gw.proc.pid).slice(1)) names.set(p, 'gateway worker');
@@ -319,9 +360,10 @@ export async function runIngest(o: IngestOptions): Promise<IngestResult> {
   }
 
   return {
-    params: { rates: o.rates, rawMaxRate: o.rawMaxRate, holdSec: o.hold, rooms: o.rooms, wsShare: o.wsShare, users: o.users, wsSockets: o.wsSockets, p99LimitMs: o.p99LimitMs, perfRecords: o.perfRecords },
+    params: { rates: o.rates, rawMaxRate: o.rawMaxRate, holdSec: o.hold, rooms: o.rooms, wsShare: o.wsShare, users: o.users, wsSockets: o.wsSockets, p99LimitMs: o.p99LimitMs, perfRecords: o.perfRecords, gatewayWorkers: o.gatewayWorkers ?? 1 },
     ws: { ...(probe ? { probe } : {}), shareUsed: wsShare },
     ours: { highestHeld: highest, steps, textSource },
+    ...(badInput ? { badInput } : {}),
     raw,
     kafkaPerf,
     ...(profiles ? { profiles } : {}),
@@ -337,9 +379,17 @@ export function ingestFinalLines(r: IngestResult): string[] {
   const share = r.ws.shareUsed;
   const mix = share === 0 ? 'HTTP only' : share === 1 ? 'WebSocket only' : share === 0.5 ? '' : `${Math.round(share * 100)} % WebSocket`;
   return [
-    `highest rate held (${[where, mix, `p99 write→projection ≤ ${secs(r.params.p99LimitMs)}`].filter(Boolean).join(', ')}): ours ${r.ours.highestHeld}/s`,
+    `highest rate held (${[where, mix, (r.params.gatewayWorkers ?? 1) > 1 ? `${r.params.gatewayWorkers} gateway workers` : '', `p99 write→projection ≤ ${secs(r.params.p99LimitMs)}`].filter(Boolean).join(', ')}): ours ${r.ours.highestHeld}/s`,
     `ceilings: raw kafkajs ${r.raw?.highestHeld ?? 0}/s, kafka-perf ${r.kafkaPerf?.ceiling ?? 0}/s`,
+    ...(r.badInput ? [badInputLine(r.badInput)] : []),
   ];
+}
+
+/** The bad-input step in one line: the codes the bad writes got, and what they cost the valid ones. */
+export function badInputLine(b: NonNullable<IngestResult['badInput']>): string {
+  const fourxx = Object.entries(b.invalid.byStatusAndCode).filter(([k]) => k.startsWith('4')).reduce((a, [, n]) => a + n, 0);
+  const codes = Object.entries(b.invalid.byStatusAndCode).sort((x, y) => y[1] - x[1]).map(([k, n]) => `${k} ×${n}`).join(', ');
+  return `bad input under load (${b.rate}/s, ${Math.round(b.share * 100)} % invalid): ${fourxx} of ${b.invalid.sent} answered 4xx, 5xx ${b.invalid.serverErrors}, accepted ${b.invalid.accepted}; valid p99 write→projection ${b.step.writeToProjection.p99} ms (clean ${b.cleanP99} ms), valid held: ${b.step.held ? 'yes' : `no (${b.step.why})`} [${codes}]`;
 }
 
 const ms = (v: number) => (Number.isFinite(v) ? String(v) : '–');
@@ -348,6 +398,10 @@ export function ingestTable(r: IngestResult): string {
   const rows = [['system', 'rate/s', 'achieved', 'HTTP/WS sent', 'accepted', 'errors', 'p50 ms', 'p99 ms', 'HTTP p99', 'WS ack p99', 'CPU ms/write', 'held']];
   for (const s of r.ours.steps)
     rows.push(['ours', String(s.rate), String(s.achievedRate), `${s.sentHttp}/${s.sentWs}`, String(s.accepted), String(s.errors + s.skipped + s.missing), ms(s.writeToProjection.p50), ms(s.writeToProjection.p99), ms(s.httpAck.p99), ms(s.wsAck.p99), String(s.cpuMsPerWrite), s.held ? 'yes' : `no: ${s.why}`]);
+  if (r.badInput) {
+    const s = r.badInput.step;
+    rows.push([`ours + ${Math.round(r.badInput.share * 100)} % invalid`, String(s.rate), String(s.achievedRate), `${s.sentHttp}/${s.sentWs}`, String(s.accepted), String(s.errors + s.skipped + s.missing), ms(s.writeToProjection.p50), ms(s.writeToProjection.p99), ms(s.httpAck.p99), ms(s.wsAck.p99), String(s.cpuMsPerWrite), s.held ? 'yes' : `no: ${s.why}`]);
+  }
   for (const s of r.raw?.steps ?? []) rows.push(['raw kafkajs', String(s.rate), String(s.achievedRate), '', String(s.acked), String(s.errors + s.skipped), String(s.latency.p50), String(s.latency.p99), '', '', '', s.held ? 'yes' : 'no']);
   const out = [textTable(rows)];
   const cpuRows = [['step', ...CPU_ORDER.filter((n) => r.ours.steps.some((s) => (s.cpu.sec[n] ?? 0) > 0)), 'total', 'wall s']];
