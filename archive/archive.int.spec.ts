@@ -105,7 +105,7 @@ describe('the archiver', () => {
 });
 
 /** Stats computed from the produced events themselves (the raw log), the way the API defines them. */
-function statsFromLog(events: RoomEvent[], room: string, fromMs?: number, toMs?: number): Omit<RoomStats, 'topChatters' | 'totals'> & { totals: Omit<RoomStats['totals'], 'commentsPerMinute'> } {
+function statsFromLog(events: RoomEvent[], room: string, fromMs?: number, toMs?: number): Omit<RoomStats, 'topChatters' | 'totals' | 'sql'> & { totals: Omit<RoomStats['totals'], 'commentsPerMinute'> } {
   const from = fromMs === undefined ? -Infinity : floorMinute(fromMs);
   const to = toMs === undefined ? Infinity : Math.ceil(toMs / 60_000) * 60_000;
   const inRange = events.filter((e) => e.roomId === room && e.occurredAt >= from && e.occurredAt < to);
@@ -181,7 +181,11 @@ describe('stats and documented SQL', () => {
     for (const room of rooms) {
       const s = await roomStats(w.ch, room);
       const { commentsPerMinute, ...totals } = s.totals;
-      expect({ ...s, totals, topChatters: undefined }).toEqual({ ...statsFromLog(all, room), topChatters: undefined });
+      expect({ ...s, totals, topChatters: undefined, sql: undefined }).toEqual({ ...statsFromLog(all, room), topChatters: undefined });
+      // The SQL shown beside each figure gives that figure when pasted into `npm run sql`.
+      const [pasted] = (await runSql(w.ch, s.sql.totals)).rows as Record<string, unknown>[];
+      expect(Number(pasted!.comments_n)).toBe(s.totals.comments);
+      expect(((await runSql(w.ch, s.sql.topChatters)).rows as Record<string, unknown>[]).map((r) => r.user_id)).toEqual(s.topChatters.map((c) => c.userId));
       expect(commentsPerMinute).toBeCloseTo(totals.comments / ((s.toMs! - s.fromMs!) / 60_000), 6);
       expect(s.moderation.held).toBeGreaterThan(0);
       expect(s.moderation.deleted).toBeGreaterThan(0);
@@ -190,7 +194,7 @@ describe('stats and documented SQL', () => {
     const toMs = T0 + 150_000;
     const s = await roomStats(w.ch, 'stats-a', { fromMs, toMs });
     const { commentsPerMinute: _c, ...totals } = s.totals;
-    expect({ ...s, totals, topChatters: undefined }).toEqual({ ...statsFromLog(all, 'stats-a', fromMs, toMs), topChatters: undefined });
+    expect({ ...s, totals, topChatters: undefined, sql: undefined }).toEqual({ ...statsFromLog(all, 'stats-a', fromMs, toMs), topChatters: undefined });
     // Top chatters: exact over the widened range, leaving out comments posted
     // under a shadow mute (the author's latest mute before the comment decides).
     const counts = new Map<string, number>();
@@ -240,7 +244,9 @@ describe('stats and documented SQL', () => {
     const server: ClickHouse = { client: serverClient, mode: 'server', database: w.ch.database, close: () => serverClient.close() };
     expect((await (await serverClient.query({ query: 'SELECT currentDatabase() AS db, toUInt64(1) AS one', format: 'JSONEachRow' })).json())[0]).toEqual({ db: 'default', one: '1' });
 
-    for (const room of rooms) expect(await roomStats(server, room, { fromMs: T0, toMs: T0 + 600_000 })).toEqual(await roomStats(w.ch, room, { fromMs: T0, toMs: T0 + 600_000 }));
+    // (The SQL shown names each side's own database.)
+    const figures = async (ch: typeof server, room: string) => ({ ...(await roomStats(ch, room, { fromMs: T0, toMs: T0 + 600_000 })), sql: undefined });
+    for (const room of rooms) expect(await figures(server, room)).toEqual(await figures(w.ch, room));
     for (const view of ['live', 'moderated', 'sampled'] as const) {
       const run = async (ch: ClickHouse) => {
         const out = [];
@@ -257,7 +263,7 @@ describe('stats and documented SQL', () => {
     await a.start();
     await waitFor(() => w.caughtUp(), { what: 'the archiver on the server path', timeoutMs: 60_000, intervalMs: 200 });
     await a.stop();
-    expect(await roomStats(w.ch, 'via-server')).toEqual(await roomStats(server, 'via-server'));
+    expect({ ...(await roomStats(w.ch, 'via-server')), sql: undefined }).toEqual({ ...(await roomStats(server, 'via-server')), sql: undefined });
     expect((await roomStats(w.ch, 'via-server')).totals.events).toBe(more.length);
     await server.close();
   });

@@ -29,6 +29,7 @@
 import type { ClickHouse } from '../core/clickhouse.ts';
 import { AppError } from '../core/errors.ts';
 import type { EventCodec } from '../schemas/codec.ts';
+import { positionOf } from '../topics/generations.ts';
 import { backoffMs, DeadLetters, decodeOrDeadLetter, type DecodedRecord } from '../topics/consumer.ts';
 import type { BatchContext, LogClient, LogConsumer, LogProducer, LogRecord } from '../topics/kafka.ts';
 import { quoteIdent } from './migrate.ts';
@@ -42,7 +43,16 @@ export interface ArchiverOptions {
   client: LogClient;
   codec: EventCodec;
   ch: ClickHouse;
+  /** The topic of `generation`. */
   topic: string;
+  /**
+   * The log generation it holds (default 0). Rows keep their topic and
+   * partition, and `kafka_offset` holds the event's position
+   * (generation · 2^40 + offset, topics/generations.ts), so a room's rows
+   * order by it across generations; the journal and the dedup tokens keep
+   * the topic's own offsets.
+   */
+  generation?: number;
   deadLetterTopic: string;
   groupId: string;
   batchRows: number;
@@ -151,6 +161,7 @@ export class Archiver {
     if (decoding.value.deadLettered > 0) this.o.onDeadLettered?.(decoding.value.deadLettered);
     const byOffset = new Map<string, DecodedRecord>(decoding.value.decoded.map((d) => [d.offset, d]));
     const offsets = records.map((r) => Number(r.offset));
+    const gen = this.o.generation ?? 0;
 
     let resumeLast: number | undefined;
     const recovering = !this.recovered.has(partition);
@@ -178,7 +189,7 @@ export class Archiver {
       const rows: EventRow[] = [];
       for (const r of records.slice(piece.start, piece.end)) {
         const d = byOffset.get(r.offset);
-        if (d) rows.push(rowOf(d.event, d));
+        if (d) rows.push(rowOf(d.event, gen === 0 ? d : { ...d, offset: String(positionOf(gen, d.offset)) }));
       }
       const t0 = performance.now();
       const done = await this.retry('insert', ctx, () => this.insert(partition, piece, rows, !isResend));

@@ -15,6 +15,8 @@ import { createRegistry, EventCodec } from '../schemas/codec.ts';
 import { subjectFor } from '../schemas/registry.ts';
 import { logClient } from '../topics/client.ts';
 import { topicNames } from '../topics/topics.ts';
+import { LogWriter } from '../topics/writer.ts';
+import { openRedis, redisOptions } from '../core/redis.ts';
 import { importChat } from './import.ts';
 
 const { positionals, values } = parseArgs({
@@ -47,6 +49,10 @@ async function main(): Promise<number> {
   const client = logClient(cfg, 'import');
   const producer = client.producer();
   await producer.connect();
+  // Through a writer, like the gateways: to the log's current generation, and a repartition waits for it.
+  const redis = openRedis({ ...redisOptions(cfg), name: 'import' });
+  const writer = new LogWriter({ producer, redis, keyPrefix: cfg.redis.keyPrefix, baseTopic: topic, partitions: cfg.topics.partitions, name: 'import', leaseMs: cfg.topics.writerLeaseMs });
+  await writer.start();
   const bar = new cliProgress.SingleBar(
     { format: 'import [{bar}] {percentage}% | {value}/{total} events | {rate} events/s | {eta_formatted} left', noTTYOutput: true, notTTYSchedule: 1000, stream: process.stderr },
     cliProgress.Presets.shades_classic,
@@ -59,12 +65,11 @@ async function main(): Promise<number> {
       fromRoom: values['from-room'],
       speed,
       limit,
-      producer,
+      writer,
       codec,
-      topic,
       onStart: (total, plans) => {
         for (const p of plans) console.log(`[import] ${p.source} → room ${p.room}: ${p.lines.length} comments`);
-        console.log(`[import] ${total} events to ${topic} ${speed === undefined ? 'as fast as possible' : `at ${speed}x real speed`}`);
+        console.log(`[import] ${total} events to ${writer.generation?.topic ?? topic} ${speed === undefined ? 'as fast as possible' : `at ${speed}x real speed`}`);
         bar.start(total, 0, { rate: '0' });
       },
       onProgress: (acked) => bar.update(acked, { rate: String(Math.round(acked / Math.max(0.001, (Date.now() - t0) / 1000))) }),
@@ -74,8 +79,10 @@ async function main(): Promise<number> {
     return 0;
   } finally {
     bar.stop();
+    await writer.stop();
     await producer.disconnect();
     await client.close();
+    redis.disconnect();
   }
 }
 

@@ -26,7 +26,7 @@ import { AppError } from '../core/errors.ts';
 import { illFormedPath } from '../core/unicode.ts';
 import type { EventCodec } from '../schemas/codec.ts';
 import { comment, makeEvent, newEventId, type PayloadOf, type RoomEvent } from '../schemas/events.ts';
-import type { LogProducer } from '../topics/kafka.ts';
+import type { LogWriter } from '../topics/writer.ts';
 
 export interface ChatLine {
   room: string;
@@ -196,9 +196,9 @@ export interface ImportOptions {
   /** Real-time factor; absent = as fast as possible. */
   speed?: number;
   limit?: number;
-  producer: LogProducer;
+  /** To the log's current generation, under a lease a repartition waits on (topics/writer.ts). */
+  writer: Pick<LogWriter, 'send'>;
   codec: EventCodec;
-  topic: string;
   now?: () => number;
   onStart?(total: number, plans: RoomPlan[]): void;
   onProgress?(acked: number): void;
@@ -244,7 +244,7 @@ export async function importChat(o: ImportOptions): Promise<ImportResult> {
   const total = plans.reduce((a, p) => a + p.lines.length + 2, 0);
   o.onStart?.(total, plans);
   const pipeline = new Pipeline(o.speed === undefined ? 20_000 : 5_000, (n) => o.onProgress?.(n));
-  const send = (e: RoomEvent) => pipeline.add(() => o.producer.send({ topic: o.topic, key: e.roomId, value: o.codec.encode(e), headers: { 'event-type': e.payload.type, source: 'import' } }));
+  const send = (e: RoomEvent) => pipeline.add(() => o.writer.send({ key: e.roomId, value: o.codec.encode(e), headers: { 'event-type': e.payload.type, source: 'import' } }));
 
   if (o.speed === undefined) {
     const fileTime = fs.statSync(o.file).mtimeMs;

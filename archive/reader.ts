@@ -11,6 +11,7 @@ import { AppError, UnavailableError } from '../core/errors.ts';
 import { ClickHouseReplaySource, decodeCursor, encodeCursor, replay, type ReplayView } from './replay.ts';
 import { quoteIdent } from './migrate.ts';
 import { roomStats, type RoomStats } from './stats.ts';
+import { tallyTimeline, type TallyTimeline } from './tallies.ts';
 
 export interface ReplayQuery {
   room: string;
@@ -94,6 +95,16 @@ export class ArchiveReader {
     const ch = await this.ch();
     try {
       return await roomStats(ch, room, range);
+    } catch (err) {
+      throw archiveError(err);
+    }
+  }
+
+  /** Reactions per second of video time in a replay window, per emoji (tallies.ts). */
+  async tallies(room: string, range: { fromMs: number; toMs: number }): Promise<TallyTimeline> {
+    const ch = await this.ch();
+    try {
+      return await tallyTimeline(ch, room, range);
     } catch (err) {
       throw archiveError(err);
     }

@@ -184,7 +184,13 @@ export interface ReplaySource {
   moderation(q: { room: string; origin: number }): Promise<TimedEvent[]>;
 }
 
-/** Sort key of an item on the timeline: (at, partition, offset, index within its event). */
+/**
+ * Sort key of an item on the timeline: (at, offset, partition, index within
+ * its event). `offset` is the event's log position (topics/generations.ts):
+ * a room's events are in one partition per log generation, and positions
+ * order them across generations, so position first is the room's log order
+ * (and, within one generation, the same order as partition first).
+ */
 export type ItemKey = [number, number, number, number];
 
 export function compareKeys(a: ItemKey, b: ItemKey): number {
@@ -358,7 +364,7 @@ export async function* replay(src: ReplaySource, r: ReplayRequest): AsyncGenerat
       folded++;
       fold.push(e).forEach((item, seq) => {
         if (item.at < from || item.at >= to) return;
-        const key: ItemKey = [e.at, e.partition, e.offset, seq];
+        const key: ItemKey = [e.at, e.offset, e.partition, seq];
         if (served && compareKeys(key, served) <= 0) return; // served on an earlier page
         heap.push(key, item);
       });
@@ -423,7 +429,7 @@ export class ClickHouseReplaySource implements ReplaySource {
       `SELECT toUnixTimestamp64Milli(occurred_at) - ifNull(video_offset_ms, 0) AS origin
        FROM ${this.table}
        WHERE room_id = {room:String} AND (kind = 'StreamStarted' OR video_offset_ms IS NOT NULL)
-       ORDER BY kind = 'StreamStarted' DESC, kafka_partition, kafka_offset
+       ORDER BY kind = 'StreamStarted' DESC, kafka_offset, kafka_partition
        LIMIT 1`,
       { room },
     );
@@ -445,10 +451,10 @@ export class ClickHouseReplaySource implements ReplaySource {
        FROM (
          SELECT *, ${ClickHouseReplaySource.AT} AS at
          FROM ${this.table} FINAL
-         WHERE room_id = {room:String} AND kind != 'ReactionAdded' AND (kafka_partition, kafka_offset) > ({p:UInt32}, {o:Int64})
+         WHERE room_id = {room:String} AND kind != 'ReactionAdded' AND (kafka_offset, kafka_partition) > ({o:Int64}, {p:UInt32})
        )
        WHERE {all:Bool} OR NOT (kind = 'CommentPosted' AND at < {from:Int64})
-       ORDER BY kafka_partition, kafka_offset
+       ORDER BY kafka_offset, kafka_partition
        LIMIT {limit:UInt32}`,
       { room: q.room, origin: q.origin, p: q.after.partition, o: q.after.offset, limit: q.limit, from: q.from, to: q.to, all: !q.commentsFrom },
     );
@@ -458,7 +464,7 @@ export class ClickHouseReplaySource implements ReplaySource {
   async minAtAfter(q: { room: string; origin: number; after: LogPos }): Promise<number> {
     const [row] = await this.rows<{ m: number | string; n: number | string }>(
       `SELECT min(${ClickHouseReplaySource.AT}) AS m, count() AS n FROM ${this.table}
-       WHERE room_id = {room:String} AND kind != 'ReactionAdded' AND (kafka_partition, kafka_offset) > ({p:UInt32}, {o:Int64})`,
+       WHERE room_id = {room:String} AND kind != 'ReactionAdded' AND (kafka_offset, kafka_partition) > ({o:Int64}, {p:UInt32})`,
       { room: q.room, origin: q.origin, p: q.after.partition, o: q.after.offset },
     );
     return row && Number(row.n) > 0 ? Number(row.m) : Infinity;
@@ -470,7 +476,7 @@ export class ClickHouseReplaySource implements ReplaySource {
               kafka_partition, kafka_offset, ${ClickHouseReplaySource.AT} AS at
        FROM ${this.table} FINAL
        WHERE room_id = {room:String} AND kind IN ('CommentDeleted', 'ModerationDecided', 'UserMuted')
-       ORDER BY kafka_partition, kafka_offset`,
+       ORDER BY kafka_offset, kafka_partition`,
       { room: q.room, origin: q.origin },
     );
     return rows.map((row) => ({ event: eventOf(row), partition: Number(row.kafka_partition), offset: Number(row.kafka_offset), at: Number(row.at) }));

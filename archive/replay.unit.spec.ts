@@ -45,7 +45,7 @@ class MemorySource implements ReplaySource {
   }
   private timed(room: string, origin: number, after: LogPos): TimedEvent[] {
     return this.room(room)
-      .filter((e) => e.event.payload.type !== 'ReactionAdded' && (e.partition > after.partition || (e.partition === after.partition && e.offset > after.offset)))
+      .filter((e) => e.event.payload.type !== 'ReactionAdded' && (e.offset > after.offset || (e.offset === after.offset && e.partition > after.partition)))
       .map((e) => ({ ...e, at: e.event.videoOffsetMs ?? e.event.occurredAt - origin }));
   }
   async chunk(q: { room: string; origin: number; after: LogPos; limit: number; from: number; commentsFrom?: boolean }): Promise<TimedEvent[]> {
@@ -207,7 +207,7 @@ describe('timeline order when video offsets disagree with the log', () => {
       if (e.event.payload.type === 'ReactionAdded') return;
       const at = e.event.videoOffsetMs ?? e.event.occurredAt - T0;
       fold.push({ ...e, at }).forEach((item, seq) => {
-        if (item.at >= from && item.at < to) keyed.push({ key: [at, e.partition, e.offset, seq], item });
+        if (item.at >= from && item.at < to) keyed.push({ key: [at, e.offset, e.partition, seq], item });
       });
     });
     return keyed.sort((a, b) => compareKeys(a.key, b.key)).map((k) => k.item);

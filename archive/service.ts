@@ -5,6 +5,12 @@
  * long-running part. In embedded mode the data directory belongs to this one
  * process, so the replay and analytics routes use `clickhouse` from here (see
  * `npm run archiver -- run --gateway`); with a server they may run anywhere.
+ *
+ * Every generation of the log is archived (topics/generations.ts): a
+ * repartition's new topic is found among the broker's topics and gets an
+ * archiver of its own, in the group `<group>.g<N>`; the old one's archiver
+ * goes on until the end (its topic no longer grows). Order across
+ * generations is kept by the rows' positions, not by insertion.
  */
 import client from 'prom-client';
 import type { ClickHouse } from '../core/clickhouse.ts';
@@ -16,6 +22,7 @@ import { subjectFor } from '../schemas/registry.ts';
 import { logClient } from '../topics/client.ts';
 import type { LogAdmin, LogClient } from '../topics/kafka.ts';
 import { topicNames } from '../topics/topics.ts';
+import { generationGroup, generationOfTopic, generationTopic } from '../topics/generations.ts';
 import { Archiver, archiverGroup } from './archiver.ts';
 import { openArchive } from './connect.ts';
 import { migrate } from './migrate.ts';
@@ -51,7 +58,11 @@ export class ArchiveService implements Service {
   private client: LogClient | undefined;
   private admin: LogAdmin | undefined;
   private archiver: Archiver | undefined;
+  /** Archivers of the later log generations, by generation. */
+  private readonly later = new Map<number, Archiver>();
+  private codec: EventCodec | undefined;
   private timer: NodeJS.Timeout | undefined;
+  private generationsTimer: NodeJS.Timeout | undefined;
   private stopped = false;
   readonly groupId: string;
 
@@ -69,7 +80,9 @@ export class ArchiveService implements Service {
   }
 
   get stats(): { inserted: number; inserts: number; failures: number } {
-    return { inserted: this.archiver?.inserted ?? 0, inserts: this.archiver?.inserts ?? 0, failures: this.archiver?.failures ?? 0 };
+    const all = [this.archiver, ...this.later.values()].filter((a): a is Archiver => a !== undefined);
+    const sum = (f: (a: Archiver) => number) => all.reduce((n, a) => n + f(a), 0);
+    return { inserted: sum((a) => a.inserted), inserts: sum((a) => a.inserts), failures: sum((a) => a.failures) };
   }
 
   async start(signal?: AbortSignal): Promise<void> {
@@ -90,13 +103,40 @@ export class ArchiveService implements Service {
     await this.admin.connect();
     const codec = new EventCodec({ registry: createRegistry(cfg.registry.url), subject: subjectFor(topics.roomEvents) });
     await codec.init();
-    this.archiver = new Archiver({
-      client: this.client,
-      codec,
-      ch: this.ch,
-      topic: topics.roomEvents,
-      deadLetterTopic: topics.deadLetter,
-      groupId: this.groupId,
+    this.codec = codec;
+    this.archiver = this.archiverOf(topics.roomEvents, 0, this.groupId);
+    await this.archiver.start();
+    await this.followGenerations();
+    this.generationsTimer = setInterval(() => void this.followGenerations().catch((err: unknown) => log(`log generations: ${(err as Error).message}`)), 2000);
+    this.timer = setInterval(() => void this.updateLag(), cfg.pipelines.lagIntervalMs);
+    this.live.set('ok', `group ${this.groupId}, batches of up to ${cfg.archive.batchRows} rows / ${cfg.archive.batchMs} ms`);
+  }
+
+  /** Starts an archiver for each generation topic the broker has that none archives yet. */
+  private async followGenerations(): Promise<void> {
+    if (this.stopped || !this.admin) return;
+    const base = topicNames(this.o.cfg).roomEvents;
+    for (const topic of await this.admin.listTopics()) {
+      const g = generationOfTopic(base, topic);
+      if (g === undefined || g === 0 || this.later.has(g) || this.stopped) continue;
+      const a = this.archiverOf(topic, g, generationGroup(this.groupId, g));
+      this.later.set(g, a);
+      this.o.log?.(`archiving log generation ${g} (${topic}) in group ${generationGroup(this.groupId, g)}`);
+      await a.start();
+    }
+  }
+
+  private archiverOf(topic: string, generation: number, groupId: string): Archiver {
+    const { cfg } = this.o;
+    const log = (m: string) => this.o.log?.(m);
+    return new Archiver({
+      client: this.client!,
+      codec: this.codec!,
+      ch: this.ch!,
+      topic,
+      generation,
+      deadLetterTopic: topicNames(cfg).deadLetter,
+      groupId,
       batchRows: cfg.archive.batchRows,
       batchMs: cfg.archive.batchMs,
       maxBackoffMs: cfg.archive.maxBackoffMs,
@@ -111,14 +151,14 @@ export class ArchiveService implements Service {
       onRecovered: (_p, exact) => recoveries.inc({ exact: String(exact) }),
       onCrash: (err) => this.live.died(err),
     });
-    await this.archiver.start();
-    this.timer = setInterval(() => void this.updateLag(), cfg.pipelines.lagIntervalMs);
-    this.live.set('ok', `group ${this.groupId}, batches of up to ${cfg.archive.batchRows} rows / ${cfg.archive.batchMs} ms`);
   }
 
+  /** Lag on the newest log generation (the one writers write; older ones no longer grow). */
   async updateLag(): Promise<Map<number, number> | undefined> {
     if (!this.admin) return undefined;
-    const lag = await measureLag(this.admin, this.groupId, topicNames(this.o.cfg).roomEvents).catch(() => undefined);
+    const newest = Math.max(0, ...this.later.keys());
+    const topic = generationTopic(topicNames(this.o.cfg).roomEvents, newest);
+    const lag = await measureLag(this.admin, generationGroup(this.groupId, newest), topic).catch(() => undefined);
     for (const [p, n] of lag ?? []) lagGauge.set({ partition: String(p) }, n);
     return lag;
   }
@@ -127,7 +167,9 @@ export class ArchiveService implements Service {
     if (this.stopped) return;
     this.stopped = true;
     if (this.timer) clearInterval(this.timer);
+    if (this.generationsTimer) clearInterval(this.generationsTimer);
     await this.archiver?.stop();
+    for (const a of this.later.values()) await a.stop();
     await this.admin?.disconnect();
     await this.client?.close();
     if (this.ownsClickHouse) await this.ch?.close();

@@ -38,6 +38,25 @@ export interface RoomStats {
     /** (deleted + held) / comments; 0 without comments. */
     rate: number;
   };
+  /**
+   * The SQL behind each figure, with this request's values written in (room,
+   * range, limit), to paste into `npm run sql` as it is: minutes, totals,
+   * topEmojis, moderation, topChatters.
+   */
+  sql: Record<StatsQuery, string>;
+}
+
+export type StatsQuery = 'minutes' | 'totals' | 'topEmojis' | 'moderation' | 'topChatters';
+
+/** A parameterized query with its parameters written in as literals (a ClickHouse String is single-quoted, `\` and `'` escaped). */
+export function withParams(query: string, params: Record<string, string | number>): string {
+  return query
+    .replace(/\{(\w+):(\w+)\}/g, (all, name: string) => {
+      const v = params[name];
+      if (v === undefined) return all;
+      return typeof v === 'number' ? String(v) : `'${v.replace(/\\/g, '\\\\').replace(/'/g, "\\'")}'`;
+    })
+    .replace(/\n\s+/g, '\n  ');
 }
 
 const MINUTE = 60_000;
@@ -61,26 +80,18 @@ export async function roomStats(ch: ClickHouse, room: string, range: { fromMs?: 
   ].join(' AND ');
   const rows = async <T>(query: string): Promise<T[]> => (await ch.client.query({ query, query_params: params, format: 'JSONEachRow' })).json<T>();
   type N = number | string;
-
-  const [minutes, [totals], emojis, moderation, chatters] = await Promise.all([
-    rows<{ minute_ms: N; comments_n: N; reactions_n: N; chatters_n: N }>(
-      `SELECT toUnixTimestamp(minute) * 1000 AS minute_ms, sum(comments) AS comments_n, sum(reactions) AS reactions_n, uniqExactMerge(chatters) AS chatters_n
+  const queries: Record<StatsQuery, string> = {
+    minutes: `SELECT toUnixTimestamp(minute) * 1000 AS minute_ms, sum(comments) AS comments_n, sum(reactions) AS reactions_n, uniqExactMerge(chatters) AS chatters_n
        FROM ${db}.room_minute WHERE ${minuteIn} GROUP BY minute ORDER BY minute`,
-    ),
-    rows<{ events_n: N; comments_n: N; reactions_n: N; chatters_n: N; first_ms: N; last_ms: N; n: N }>(
-      `SELECT sum(events) AS events_n, sum(comments) AS comments_n, sum(reactions) AS reactions_n, uniqExactMerge(chatters) AS chatters_n,
+    totals: `SELECT sum(events) AS events_n, sum(comments) AS comments_n, sum(reactions) AS reactions_n, uniqExactMerge(chatters) AS chatters_n,
               toUnixTimestamp(min(minute)) * 1000 AS first_ms, toUnixTimestamp(max(minute)) * 1000 AS last_ms, count() AS n
        FROM ${db}.room_minute WHERE ${minuteIn}`,
-    ),
-    rows<{ emoji: string; n: N }>(
-      `SELECT emoji, sum(reactions) AS n FROM ${db}.room_minute_reactions WHERE ${minuteIn} GROUP BY emoji ORDER BY n DESC, emoji LIMIT {top:UInt32}`,
-    ),
-    rows<{ action: string; n: N }>(`SELECT action, sum(actions) AS n FROM ${db}.moderation_minute WHERE ${minuteIn} GROUP BY action`),
+    topEmojis: `SELECT emoji, sum(reactions) AS n FROM ${db}.room_minute_reactions WHERE ${minuteIn} GROUP BY emoji ORDER BY n DESC, emoji LIMIT {top:UInt32}`,
+    moderation: `SELECT action, sum(actions) AS n FROM ${db}.moderation_minute WHERE ${minuteIn} GROUP BY action`,
     // A comment posted under a shadow mute was shown to its author alone, so
     // it never names its author here either: each comment is matched (ASOF)
     // with the author's latest mute before it, as the feed projection decides.
-    rows<{ user_id: string; n: N }>(
-      `SELECT c.user_id AS user_id, count() AS n
+    topChatters: `SELECT c.user_id AS user_id, count() AS n
        FROM (SELECT user_id, occurred_at FROM ${db}.events FINAL WHERE ${eventIn} AND kind = 'CommentPosted') AS c
        ASOF LEFT JOIN (
          SELECT target_user_id AS user_id, occurred_at, mute_kind, until_at FROM ${db}.events FINAL
@@ -88,7 +99,14 @@ export async function roomStats(ch: ClickHouse, room: string, range: { fromMs?: 
        ) AS m ON c.user_id = m.user_id AND c.occurred_at >= m.occurred_at
        WHERE NOT (m.mute_kind = 'shadow' AND (m.until_at IS NULL OR c.occurred_at < m.until_at))
        GROUP BY user_id ORDER BY n DESC, user_id LIMIT {top:UInt32}`,
-    ),
+  };
+
+  const [minutes, [totals], emojis, moderation, chatters] = await Promise.all([
+    rows<{ minute_ms: N; comments_n: N; reactions_n: N; chatters_n: N }>(queries.minutes),
+    rows<{ events_n: N; comments_n: N; reactions_n: N; chatters_n: N; first_ms: N; last_ms: N; n: N }>(queries.totals),
+    rows<{ emoji: string; n: N }>(queries.topEmojis),
+    rows<{ action: string; n: N }>(queries.moderation),
+    rows<{ user_id: string; n: N }>(queries.topChatters),
   ]);
   const action = (name: string) => Number(moderation.find((m) => m.action === name)?.n ?? 0);
   const verdicts = moderation.filter((m) => m.action.startsWith('verdict:')).reduce((a, m) => a + Number(m.n), 0);
@@ -114,5 +132,6 @@ export async function roomStats(ch: ClickHouse, room: string, range: { fromMs?: 
     topEmojis: emojis.map((e) => ({ emoji: e.emoji, count: Number(e.n) })),
     topChatters: chatters.map((c) => ({ userId: c.user_id, comments: Number(c.n) })),
     moderation: { deleted, held, decisions: verdicts, muted: action('muted'), rate: comments > 0 ? (deleted + held) / comments : 0 },
+    sql: Object.fromEntries(Object.entries(queries).map(([k, q]) => [k, withParams(q, params)])) as Record<StatsQuery, string>,
   };
 }

@@ -5,6 +5,8 @@
  *   ingest       comments into one room over HTTP + WebSocket, rate doubling to 12,800/s until p99 write→projection > 1 s
  *                or errors; ceilings in the same run: raw kafkajs and Kafka's own producer/consumer perf tools
  *   reactions    5,000 viewers of one room send reactions, 5k → 200k/s: acks (p99 ≤ 2 s) and exact tallies
+ *   rooms        ours, 200 rooms × 50 viewers with Zipf comment rates, beside one room at the same deliveries/s
+ *   poll         5,000 pollers (gzip) on one room against one gateway, beside its /healthz ceiling
  *   rebuild      events/s of `npm run pipelines -- rebuild feed` over a log of N events
  *   connections  most idle WebSockets one gateway holds with heartbeats; memory per connection
  *   archive      events/s into ClickHouse through the archiver vs a raw insert of the same rows
@@ -18,9 +20,10 @@
  *   --hold S --rates a,b,c --max-rate R --raw-max-rate R --rooms N          (ingest)
  *   --ws-share 0..1 --users N --perf-records N                               (ingest)
  *   --no-raw              skip the raw kafkajs ladder (ingest; e.g. a profiling run)
- *   --gateway-workers N   GATEWAY_WORKERS of the gateway under test (ingest; default 1)
+ *   --gateway-workers N   GATEWAY_WORKERS of the gateway under test (ingest: default 1; fanout: one per core)
  *   --invalid 0..0.5      share of bad writes in a last step at the highest rate held (default 0.05; 0 skips it)
  *   --viewers N --children N --hold S --rates a,b,c                          (reactions)
+ *   --pollers N --seconds T                                                  (poll)
  *   --cpu-prof [--cpu-prof-dir DIR]   gateway and processors under `node --cpu-prof`; prints
  *                                      each profile's top frames (ingest, reactions)
  *   --events N --rooms N                                                     (rebuild, archive)
@@ -41,14 +44,15 @@ import { REPO_ROOT } from '../core/config.ts';
 import { KINDS, type Kind } from './load/kinds.ts';
 import { machine, machineLine, RESULTS_DIR, writeChart, writeResult } from './lib/report.ts';
 import { connectionsChart, connectionsTable, runConnections } from './scenarios/connections.ts';
-import { fanoutChart, fanoutTable, runFanout } from './scenarios/fanout.ts';
+import { pollChart, pollFinalLines, pollTable, runPoll } from './scenarios/poll.ts';
+import { fanoutChart, fanoutTable, roomsFinalLines, roomsTable, runFanout, runRooms } from './scenarios/fanout.ts';
 import { ingestChart, ingestFinalLines, ingestTable, ladder, runIngest } from './scenarios/ingest.ts';
 import { reactionsChart, reactionsFinalLines, reactionsTable, runReactions } from './scenarios/reactions.ts';
 import { rebuildChart, rebuildTable, runRebuild } from './scenarios/rebuild.ts';
 import { archiveChart, archiveTable, runArchive } from './scenarios/archive.ts';
 import { replayChart, replayTable, runReplay } from './scenarios/replay.ts';
 
-const SCENARIOS = ['fanout', 'ingest', 'reactions', 'rebuild', 'connections', 'archive', 'replay'] as const;
+const SCENARIOS = ['fanout', 'rooms', 'ingest', 'reactions', 'poll', 'rebuild', 'connections', 'archive', 'replay'] as const;
 type Scenario = (typeof SCENARIOS)[number];
 
 const { positionals, values } = parseArgs({
@@ -76,6 +80,7 @@ const { positionals, values } = parseArgs({
     invalid: { type: 'string' },
     'gateway-workers': { type: 'string' },
     'no-raw': { type: 'boolean', default: false },
+    pollers: { type: 'string' },
     children: { type: 'string' },
     'cpu-prof': { type: 'boolean', default: false },
     'cpu-prof-dir': { type: 'string' },
@@ -125,6 +130,8 @@ async function runOne(s: Scenario): Promise<Outcome> {
         seconds: num(values.seconds, ci ? 3 : 20),
         systems,
         build: !ci && !values['no-build'],
+        // Ours gets every core, as Centrifugo does (GOMAXPROCS): one gateway worker per core.
+        gatewayWorkers: values['gateway-workers'] ? Number(values['gateway-workers']) : ci ? 1 : undefined,
         log,
       });
       result = r;
@@ -174,7 +181,23 @@ async function runOne(s: Scenario): Promise<Outcome> {
     }
     case 'rebuild': {
       const r = await runRebuild({ events: num(values.events, ci ? 1000 : values.quick ? 20_000 : 100_000), rooms: num(values.rooms, ci ? 5 : 100), log });
-      return finish(s, started, r, rebuildTable(r), rebuildChart(r, machineLine(m)), r.exitCode === 0 && r.reported !== null);
+      return finish(s, started, r, rebuildTable(r), rebuildChart(r, machineLine(m)), r.exitCode === 0 && r.reported !== null, [`rebuild: ${Math.round(r.reported?.eventsPerSec ?? 0)} events/s`]);
+    }
+    case 'rooms': {
+      const r = await runRooms({
+        rooms: num(values.rooms, ci ? 4 : 200),
+        viewersPerRoom: num(values.viewers, ci ? 5 : 50),
+        rate: num(values.rate, ci ? 20 : 500),
+        seconds: num(values.seconds, ci ? 3 : 20),
+        zipf: 1.1,
+        gatewayWorkers: values['gateway-workers'] ? Number(values['gateway-workers']) : ci ? 1 : undefined,
+        log,
+      });
+      return finish(s, started, r, roomsTable(r), fanoutChart({ params: { viewers: r.params.rooms * r.params.viewersPerRoom, rate: r.params.rate, seconds: r.params.seconds }, systems: [r.many, r.one], ratios: {} }, machineLine(m)), (r.many.deliveredPct ?? 0) > 0, roomsFinalLines(r));
+    }
+    case 'poll': {
+      const r = await runPoll({ pollers: num(values.pollers, ci ? 20 : 5000), seconds: num(values.seconds, ci ? 3 : 20), log });
+      return finish(s, started, r, pollTable(r), pollChart(r, machineLine(m)), (r.phases[0]?.perSec ?? 0) > 0 && r.phases.every((p) => p.errors === 0), pollFinalLines(r));
     }
     case 'connections': {
       const r = await runConnections({
@@ -189,11 +212,15 @@ async function runOne(s: Scenario): Promise<Outcome> {
     }
     case 'archive': {
       const r = await runArchive({ events: num(values.events, ci ? 5000 : values.quick ? 50_000 : 200_000), rooms: num(values.rooms, ci ? 5 : 100), log });
-      return finish(s, started, r, archiveTable(r), archiveChart(r, machineLine(m)), r.archiver.eventsPerSec > 0 && r.raw.rowsInTable === r.params.events);
+      return finish(s, started, r, archiveTable(r), archiveChart(r, machineLine(m)), r.archiver.eventsPerSec > 0 && r.raw.rowsInTable === r.params.events, [
+        `archive: ${Math.round(r.archiver.eventsPerSec)} events/s, raw insert ${Math.round(r.raw.eventsPerSec)}/s`,
+      ]);
     }
     case 'replay': {
       const r = await runReplay({ events: num(values.events, ci ? 5000 : values.quick ? 100_000 : 1_000_000), windows: num(values.windows, ci ? 10 : 50), log });
-      return finish(s, started, r, replayTable(r), replayChart(r, machineLine(m)), r.firstPage.count > 0 && r.firstPage.errors === 0 && r.stream.endLine && r.stream.items > 0);
+      return finish(s, started, r, replayTable(r), replayChart(r, machineLine(m)), r.firstPage.count > 0 && r.firstPage.errors === 0 && r.stream.endLine && r.stream.items > 0, [
+        `replay: first page p95 ${r.firstPage.p95} ms, stream ${Math.round(r.stream.itemsPerSec)} items/s`,
+      ]);
     }
   }
 }

@@ -49,8 +49,10 @@ export const ERRORS = {
   ERR_RATE_LIMITED: { status: 429, retriable: false, doc: 'The user’s comment or reaction budget is spent (Retry-After says when it refills), or a WebSocket has WS_MAX_INFLIGHT_WRITES writes waiting for their ack (wait for acks).' },
   ERR_SLOW_MODE: { status: 429, retriable: false, doc: 'Slow mode: one comment per `slowModeSec` per user; Retry-After says when the next is allowed.' },
 
+  ERR_TOO_MANY_CONNECTIONS: { status: 503, retriable: true, doc: 'The gateway holds as many WebSockets as it may (WS_MAX_CONNECTIONS, or its open-file limit minus GATEWAY_FD_RESERVE): connect to another gateway, or again after Retry-After. Writes and polls on this one still answer.' },
+
   // Gateway: replay and analytics
-  ERR_RANGE_INVALID: { status: 400, retriable: false, doc: '`toMs` is not greater than `fromMs`.' },
+  ERR_RANGE_INVALID: { status: 400, retriable: false, doc: '`toMs` is not greater than `fromMs`, or a tally timeline window is longer than 24 h.' },
   ERR_LIMIT_TOO_LARGE: { status: 400, retriable: false, doc: 'A JSON replay page may hold at most REPLAY_MAX_PAGE_ITEMS items (stream with format=ndjson instead).' },
   ERR_CURSOR_INVALID: { status: 400, retriable: false, doc: 'The replay cursor is not one this API issued.' },
   ERR_CURSOR_MISMATCH: { status: 400, retriable: false, doc: 'The replay cursor belongs to another room, view or range; repeat the request it came from.' },
@@ -67,6 +69,9 @@ export const ERRORS = {
   // The event log and its contract
   ERR_KAFKA_REJECTED: { status: 500, retriable: false, doc: 'Kafka refused the request for good (record too large, unknown topic or partition).' },
   ERR_KAFKA_ACK_MISMATCH: { status: 500, retriable: false, doc: 'A produce acknowledgement did not cover a record that was sent. No longer raised: such records are re-sent (idempotently) until PRODUCER send timeout, then ERR_KAFKA_UNAVAILABLE.' },
+  ERR_LOG_POSITION: { status: 500, retriable: false, doc: 'An offset or a log generation is outside what a position can hold (offsets below 2^40 per generation, generations 0..8191).' },
+  ERR_LOG_GENERATIONS: { status: 500, retriable: false, doc: 'The record of the event log\'s generations in Redis (`<prefix>{log:<topic>}:generations`) is not one the product wrote; fix or restore it by hand, nothing guesses a topic.' },
+  ERR_REPARTITION: { status: 500, retriable: false, doc: '`npm run topics -- repartition` cannot go on: partitions that would not grow the log, a generation left unsealed, another repartition at the same time, or writers that did not switch in time (run it again: it resumes).' },
   ERR_LOG_OFFSET_GONE: { status: 500, retriable: false, doc: 'The partition no longer holds the requested offset (deleted by retention).' },
   ERR_SCHEMA_REJECTED: { status: 500, retriable: false, doc: 'The schema registry refused a request (incompatible or invalid schema, other 4xx).' },
   ERR_CODEC_NOT_INITIALISED: { status: 500, retriable: false, doc: 'The event codec was used before `init()` registered the schema (a bug).' },

@@ -475,7 +475,13 @@ const strayBodyGen: Gen<BodySpec | null> = gen(
 const headersGen: Gen<[string, string][]> = gen(
   weighted<Part<[string, string][]>>(
     [20, fc.constant(ok([]))],
-    [2, fc.array(fc.tuple(pick(['x-forwarded-for', 'x-real-ip', 'forwarded', 'x-request-id', 'user-agent', 'accept', 'accept-encoding', 'origin', 'referer', 'x-forwarded-proto']), fc.stringMatching(/^[ -~]{0,80}$/)), { maxLength: 4 }).map((hs) => ok(hs))],
+    [
+      2,
+      fc.array(fc.tuple(pick(['x-forwarded-for', 'x-real-ip', 'forwarded', 'x-request-id', 'user-agent', 'accept', 'accept-encoding', 'origin', 'referer', 'x-forwarded-proto']), fc.stringMatching(/^[ -~]{0,80}$/)), { maxLength: 4 }).map((hs) =>
+        // Singleton headers may appear once (gateway/input.ts): X-Forwarded-For twice is refused.
+        hs.filter(([k]) => k === 'x-forwarded-for').length > 1 ? bad(hs, 'headers: X-Forwarded-For twice') : ok(hs),
+      ),
+    ],
     [1, fc.stringMatching(/^[ -~\u00a0-\u00ff]{1,40}$/).map((v) => ok<[string, string][]>([['x-latin1', v]]))],
     [1, fc.integer({ min: 50, max: 300 }).map((n) => ok<[string, string][]>(Array.from({ length: n }, (_, i) => [`x-h${i}`, 'v'])))],
   ),
@@ -591,7 +597,8 @@ function authArb(need: Need, ws = false): fc.Arbitrary<Part<AuthSpec>> {
   const items: [number, fc.Arbitrary<Part<AuthSpec>>][] = [
     [need === 'reader' ? 6 : 1, fc.constant(need === 'reader' ? ok<AuthSpec>({ lines: [] }) : bad<AuthSpec>({ lines: [] }, 'auth: no token'))],
     [12, line.map((l) => ({ value: { lines: [l.value] }, why: l.why }))],
-    [1, line.map((l) => ({ value: { lines: [l.value, l.value] }, why: l.why }))],
+    // The gateway refuses any repeated Authorization header (gateway/input.ts), even two equal ones.
+    [1, line.map((l) => ({ value: { lines: [l.value, l.value] }, why: [...l.why, 'auth: the Authorization header twice'] }))],
     // Two different Authorization headers: which one counts is anyone's guess, so neither may.
     [1, fc.tuple(line, line).filter(([a, b]) => JSON.stringify(a.value) !== JSON.stringify(b.value)).map(([a, b]) => ({ value: { lines: [a.value, b.value] }, why: [...a.why, ...b.why, 'auth: two different Authorization headers'] }))],
     // `?token=`: read on the WebSocket upgrade (browsers cannot set headers there), ignored on HTTP routes.

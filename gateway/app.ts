@@ -26,6 +26,7 @@ import { onClientError, onFrameworkError, strictInput } from './input.ts';
 import { opsPlugin } from './ops.ts';
 import { presencePlugin } from './presence.ts';
 import { pushPlugin } from './push/plugin.ts';
+import { chooseSubprotocol } from './push/wire.ts';
 import { readPlugin } from './read.ts';
 import { replayPlugin } from './replay.ts';
 import { ingestPlugin, writePlugin } from './write.ts';
@@ -131,7 +132,8 @@ export async function buildGateway(deps: GatewayDeps, opts: { logger?: boolean }
   await app.register(fastifySwaggerUi, { routePrefix: '/docs' });
   // gzip for polling responses (weak networks); WebSocket frames are not affected.
   await app.register(fastifyCompress, { global: true, threshold: 512, encodings: ['gzip', 'deflate'] });
-  await app.register(fastifyWebsocket, { options: { perMessageDeflate: cfg.push.deflate, maxPayload: 64 * 1024 } });
+  // The wire format is a subprotocol per socket (push/wire.ts): MessagePack when offered, else JSON.
+  await app.register(fastifyWebsocket, { options: { perMessageDeflate: cfg.push.deflate, maxPayload: 64 * 1024, handleProtocols: (offered: Set<string>) => chooseSubprotocol(offered) } });
   await app.register(authPlugin);
   await app.register(opsPlugin);
   // The write path (ingest.ts), shared by the HTTP write routes and the socket's write frames.

@@ -11,6 +11,7 @@ import { subjectFor } from '../schemas/registry.ts';
 import { logClient } from '../topics/client.ts';
 import type { LogClient, LogProducer } from '../topics/kafka.ts';
 import { topicNames, type TopicNames } from '../topics/topics.ts';
+import { LogWriter } from '../topics/writer.ts';
 
 export interface GatewayDeps {
   cfg: Config;
@@ -20,6 +21,8 @@ export interface GatewayDeps {
   subscriber: RedisClient;
   log: LogClient;
   producer: LogProducer;
+  /** Every write goes through it: to the log's current generation, under a lease a repartition waits on (topics/writer.ts). */
+  writer: LogWriter;
   codec: EventCodec;
   naming: ProjectionNaming;
   topics: TopicNames;
@@ -61,6 +64,8 @@ export interface ArchiveReader {
    */
   replay(q: ArchiveReplayQuery): AsyncGenerator<{ type: 'item'; item: unknown } | { type: 'end'; items: number; nextCursor: string | null }>;
   stats(room: string, range: { fromMs?: number; toMs?: number }): Promise<unknown>;
+  /** Reactions per second of video time in a replay window, per emoji. */
+  tallies(room: string, range: { fromMs: number; toMs: number }): Promise<unknown>;
   /**
    * The comment `eventId` of the room, as posted (deleted or not), for pins
    * and deletions of comments Redis no longer holds; undefined when the room
@@ -90,18 +95,31 @@ export async function createGatewayDeps(cfg: Config, opts: { archive?: ArchiveRe
   // Kafka may be down at start; the producer reconnects on the next send and
   // writes answer 503 meanwhile, so a gateway still serves reads.
   await producer.connect().catch(() => undefined);
+  const writer = new LogWriter({
+    producer,
+    redis,
+    keyPrefix: cfg.redis.keyPrefix,
+    baseTopic: topics.roomEvents,
+    partitions: cfg.topics.partitions,
+    name: `gateway:${cfg.gateway.id}`,
+    leaseMs: cfg.topics.writerLeaseMs,
+  });
+  // Redis may be down at start too: writes answer 503 until the lease is taken (it is retried every third of it).
+  await writer.start().catch(() => undefined);
   return {
     cfg,
     redis,
     subscriber,
     log,
     producer,
+    writer,
     codec,
     naming: { keyPrefix: cfg.redis.keyPrefix, groupPrefix: cfg.pipelines.groupPrefix },
     topics,
     now: () => Date.now(),
     archive: opts.archive,
     async close() {
+      await writer.stop().catch(() => undefined);
       await producer.disconnect().catch(() => undefined);
       await log.close();
       subscriber.disconnect();

@@ -11,6 +11,7 @@ import { feedProjection, shadowView } from '../pipelines/projections/feed.ts';
 import { readRoomState } from '../pipelines/read.ts';
 import { MemoryStore } from '../pipelines/store.ts';
 import type { RoomEvent } from '../schemas/events.ts';
+import { generationTopic, positionOf, splitPosition } from '../topics/generations.ts';
 import { murmur2Partition } from '../topics/kafka.ts';
 import type { GatewayDeps } from './deps.ts';
 
@@ -33,19 +34,28 @@ import type { GatewayDeps } from './deps.ts';
  * snapshot), and at most CATCHUP_LOG_CONCURRENCY reads run at once per
  * gateway, a few more wait their turn, and beyond that a client is answered
  * as if the gap were gone.
+ *
+ * Positions name a log generation and an offset in it (topics/generations.ts):
+ * a gap within one generation is read from that generation's topic; one that
+ * spans a repartition is not (the epoch moved at the switch, so such a client
+ * takes a fresh snapshot anyway).
  */
-export async function itemsFromLog(deps: GatewayDeps, room: string, afterOffset: number, untilOffset: number): Promise<FeedItem[] | undefined> {
-  const topic = deps.topics.roomEvents;
+export async function itemsFromLog(deps: GatewayDeps, room: string, afterPosition: number, untilPosition: number): Promise<FeedItem[] | undefined> {
   const { catchUpMaxRecords } = deps.cfg.push;
-  if (untilOffset <= afterOffset) return [];
-  if (untilOffset - afterOffset > catchUpMaxRecords) return undefined;
+  if (untilPosition <= afterPosition) return [];
+  if (untilPosition - afterPosition > catchUpMaxRecords) return undefined;
+  const after = splitPosition(afterPosition);
+  const until = splitPosition(untilPosition);
+  if (after.generation !== until.generation) return undefined;
+  const generation = until.generation;
+  const topic = generationTopic(deps.topics.roomEvents, generation);
   const partition = murmur2Partition(room, await deps.log.partitionCount(topic));
   const low = Number(await deps.log.lowWatermark(topic, partition));
-  if (afterOffset + 1 < low) return undefined;
+  if (after.offset + 1 < low) return undefined;
   const release = await readSlots(deps).acquire();
   if (!release) return undefined;
   try {
-    return await readGap(deps, room, topic, partition, afterOffset, untilOffset);
+    return await readGap(deps, room, topic, generation, partition, after.offset, until.offset);
   } finally {
     release();
   }
@@ -83,7 +93,7 @@ function readSlots(deps: GatewayDeps): Slots {
   return s;
 }
 
-async function readGap(deps: GatewayDeps, room: string, topic: string, partition: number, afterOffset: number, untilOffset: number): Promise<FeedItem[]> {
+async function readGap(deps: GatewayDeps, room: string, topic: string, generation: number, partition: number, afterOffset: number, untilOffset: number): Promise<FeedItem[]> {
 
   const [records, roomState] = await Promise.all([
     deps.log.readRange(topic, partition, afterOffset + 1, untilOffset),
@@ -101,7 +111,7 @@ async function readGap(deps: GatewayDeps, room: string, topic: string, partition
     } catch {
       continue; // dead-lettered by the processors too: never part of a projection
     }
-    if (event.roomId === room) events.push({ event, offset: Number(r.offset), partition });
+    if (event.roomId === room) events.push({ event, offset: positionOf(generation, r.offset), partition });
   }
   // Each event adds at most one item, so keeping as many as there are events
   // means trimming never drops an item of the range, however long the gap.

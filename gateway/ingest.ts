@@ -25,7 +25,7 @@ import { roomKeys, type FeedEntry } from '../pipelines/projection.ts';
 import { activeVersion, epochKey } from '../pipelines/naming.ts';
 import { readRoomState, roomEpoch } from '../pipelines/read.ts';
 import { comment, makeEvent, type RoomEvent, type RoomEventPayload } from '../schemas/events.ts';
-import type { Ack } from '../topics/kafka.ts';
+import type { LogWriteAck } from '../topics/writer.ts';
 import { isModeratorIn, requireModerator, roleIn, type User } from './auth.ts';
 import type { GatewayDeps } from './deps.ts';
 import { CommentGate, MemoryBuckets, type GateResult } from './limits.ts';
@@ -207,14 +207,14 @@ export class Ingest {
       videoOffsetMs: b.videoOffsetMs ?? null,
       clientMsgId: cmid ?? null,
     });
-    let ack: Ack;
+    let ack: LogWriteAck;
     try {
       ack = await this.send(event, w.traceId);
     } catch (err) {
       if (cmid !== undefined) await this.release(claim);
       throw err;
     }
-    const result: Accepted = { eventId: event.eventId, position: { offset: Number(ack.offset), epoch: this.versions.epochOf(r.epoch) } };
+    const result: Accepted = { eventId: event.eventId, position: { offset: ack.position, epoch: this.versions.epochOf(r.epoch) } };
     if (cmid !== undefined) this.remember(claim, result);
     return result;
   }
@@ -351,12 +351,13 @@ export class Ingest {
     const epoch = roomEpoch(this.deps.redis, this.deps.naming, room);
     epoch.catch(noop);
     const ack = await this.send(event, w.traceId);
-    return { eventId: event.eventId, position: { offset: Number(ack.offset), epoch: await epoch } };
+    return { eventId: event.eventId, position: { offset: ack.position, epoch: await epoch } };
   }
 
-  private send(event: RoomEvent, traceId: string): Promise<Ack> {
-    const { producer, codec, topics } = this.deps;
-    return producer.send({ topic: topics.roomEvents, key: event.roomId, value: codec.encode(event), headers: { 'event-type': event.payload.type, 'schema-id': this.schemaId, 'trace-id': traceId } });
+  /** Through the writer: to the log's current generation; the ack's position is what the client is told. */
+  private send(event: RoomEvent, traceId: string): Promise<LogWriteAck> {
+    const { writer, codec } = this.deps;
+    return writer.send({ key: event.roomId, value: codec.encode(event), headers: { 'event-type': event.payload.type, 'schema-id': this.schemaId, 'trace-id': traceId } });
   }
 
   // ---------------------------------------------------------------- bans, claims

@@ -60,8 +60,14 @@ export interface SnapshotMessage {
   settings: RoomSettings;
   /** Sampling rate of the sampled view (1 = everything shown). */
   rate: number;
-  /** Why a snapshot was sent instead of a resume: absent on a fresh connection. */
-  reason?: 'unrecoverable' | 'epoch';
+  /**
+   * Why a snapshot was sent instead of a resume: absent on a fresh connection;
+   * `resubscribed` to live sockets after the gateway's Redis subscriber
+   * reconnected (notifications published meanwhile never reached it);
+   * `recovered` to a socket degraded for reading slowly that caught up:
+   * back on its view (what it missed while degraded is in the snapshot).
+   */
+  reason?: 'unrecoverable' | 'epoch' | 'resubscribed' | 'recovered';
 }
 
 /** Items a client missed, sent after the snapshot when it resumed (no gap, no duplicate). */
@@ -76,7 +82,7 @@ export interface CatchUpMessage {
 
 export type PushEvent =
   | { t: 'comment'; entry: FeedEntry }
-  | { t: 'delete'; eventId: string; offset: number; reason: string }
+  | { t: 'delete'; eventId: string; offset: number; reason: string; deletionId?: string; occurredAt?: number }
   | { t: 'tally'; totals: Record<string, number>; second: number; burst: Record<string, number> }
   | { t: 'pin'; pin: PinState | null }
   | { t: 'settings'; settings: RoomSettings }
@@ -172,6 +178,13 @@ export interface NackMessage {
 
 /** What a write frame is answered with. */
 export type WriteReply = AckMessage | NackMessage;
+
+/**
+ * WebSocket subprotocols: the wire format of one socket. `msgpack`: binary
+ * MessagePack frames (plain maps and arrays) both ways; `json` (also a socket
+ * that names none): JSON text frames. The messages are the same.
+ */
+export const SUBPROTOCOLS = { msgpack: 'danmaku.msgpack.v1', json: 'danmaku.json.v1' } as const;
 
 /** WebSocket close codes the gateway uses (4000–4999 are the application's). */
 export const CLOSE = {

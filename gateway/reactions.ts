@@ -124,14 +124,14 @@ export class ReactionAggregator {
   }
 
   private produce(room: string, emoji: string, sum: Sum, epoch: Promise<number>): void {
-    const { producer, codec, topics } = this.deps;
+    const { writer, codec } = this.deps;
     const p = (async () => {
       let offset: number;
       let event: RoomEvent;
       try {
         event = makeEvent({ roomId: room, actor: REACTIONS_ACTOR, payload: { type: 'ReactionAdded', emoji, count: sum.count } });
-        const ack = await producer.send({ topic: topics.roomEvents, key: room, value: codec.encode(event), headers: { 'event-type': 'ReactionAdded', 'schema-id': String(codec.schemaId) } });
-        offset = Number(ack.offset);
+        const ack = await writer.send({ key: room, value: codec.encode(event), headers: { 'event-type': 'ReactionAdded', 'schema-id': String(codec.schemaId) } });
+        offset = ack.position;
       } catch (err) {
         reactionMetrics.events.inc({ result: 'failed' });
         reactionMetrics.accepted.inc(sum.waiters.length);

@@ -11,7 +11,7 @@ interface Produced {
   event: { eventId: string; actor: unknown; payload: { type: string; emoji: string; count: number } };
 }
 
-/** Just what the aggregator touches: a producer that records (or fails), a codec, and Redis for the epoch. */
+/** Just what the aggregator touches: a log writer that records (or fails), a codec, and Redis for the epoch. */
 function fakeDeps(o: { fail?: boolean } = {}) {
   const produced: Produced[] = [];
   let offset = 100;
@@ -22,11 +22,12 @@ function fakeDeps(o: { fail?: boolean } = {}) {
     // The room's own epoch 7, two rebuild switches: the epoch clients see is 9 (pipelines/read.ts roomEpoch).
     redis: { get: async (key: string) => (key.endsWith('switches') ? '2' : '7') },
     codec: { schemaId: 1, encode: (e: unknown) => Buffer.from(JSON.stringify(e)) },
-    producer: {
+    writer: {
       send: async (r: { key: string; value: Buffer }) => {
         if (o.fail) throw new UnavailableError('ERR_KAFKA_UNAVAILABLE', 'down');
         produced.push({ key: r.key, event: JSON.parse(r.value.toString()) as Produced['event'] });
-        return { topic: 'events', partition: 0, offset: String(offset++) };
+        const at = offset++;
+        return { topic: 'events', partition: 0, offset: String(at), generation: 0, position: at };
       },
     },
   } as unknown as GatewayDeps;

@@ -14,6 +14,8 @@ import type { FeedItem } from '../pipelines/projection.ts';
 import { readFeed, readRoomState, roomPosition } from '../pipelines/read.ts';
 import { requireReader, type User } from './auth.ts';
 import { itemsFromLog } from './gap.ts';
+import { pushMetrics } from './push/metrics.ts';
+import { pageFromWindow } from './push/window.ts';
 import { ReadLimits } from './read-limits.ts';
 import { parsePosition, POSITION_PATTERN, type FeedResponse } from './protocol.ts';
 import { RoomParams } from './write.ts';
@@ -82,40 +84,48 @@ export async function readPlugin(app: FastifyInstance): Promise<void> {
       const deadline = Date.now() + Math.min(req.query.wait ?? 0, cfg.push.longPollMaxSec) * 1000;
 
       let body: FeedResponse;
-      for (;;) {
-        const page = await readFeed(redis, naming, room, { view, afterOffset: since?.offset, limit });
-        const fresh = since === undefined || since.epoch !== page.position.epoch;
-        if (since && since.epoch !== page.position.epoch) {
-          // The projection was rebuilt: the client's positions mean nothing now.
-          const all = await readFeed(redis, naming, room, { view, limit });
-          body = { events: visibleTo(all.items, user), position: all.position, nextPollMs: cfg.push.pollMinMs, rate: all.rate, unrecoverable: true };
-          break;
-        }
-        let items = page.items;
-        if (!fresh && page.oldestOffset !== undefined && since.offset < page.oldestOffset - 1 && since.offset >= 0) {
-          // Older than Redis holds: serve the gap from the log (ordered view), or say it is gone.
-          const fromLog = view === 'ordered' ? await itemsFromLog(deps, room, since.offset, page.oldestOffset - 1) : undefined;
-          if (!fromLog) {
+      // A long poll holds the room's subscription and sleeps until the hub sees news of it (never re-reading Redis on a timer).
+      const watch = deadline > Date.now() ? await app.pushHub.watch(room) : undefined;
+      try {
+        for (;;) {
+          const fromMemory = view === 'ordered' ? pageFromWindow(app.pushHub.windowOf(room), since?.offset, limit) : undefined;
+          pushMetrics.pollReads.inc({ source: fromMemory ? 'memory' : 'redis' });
+          const page = fromMemory ?? (await readFeed(redis, naming, room, { view, afterOffset: since?.offset, limit }));
+          const fresh = since === undefined || since.epoch !== page.position.epoch;
+          if (since && since.epoch !== page.position.epoch) {
+            // The projection was rebuilt: the client's positions mean nothing now.
             const all = await readFeed(redis, naming, room, { view, limit });
             body = { events: visibleTo(all.items, user), position: all.position, nextPollMs: cfg.push.pollMinMs, rate: all.rate, unrecoverable: true };
             break;
           }
-          items = [...fromLog, ...items];
+          let items = page.items;
+          if (!fresh && page.oldestOffset !== undefined && since.offset < page.oldestOffset - 1 && since.offset >= 0) {
+            // Older than Redis holds: serve the gap from the log (ordered view), or say it is gone.
+            const fromLog = view === 'ordered' ? await itemsFromLog(deps, room, since.offset, page.oldestOffset - 1) : undefined;
+            if (!fromLog) {
+              const all = await readFeed(redis, naming, room, { view, limit });
+              body = { events: visibleTo(all.items, user), position: all.position, nextPollMs: cfg.push.pollMinMs, rate: all.rate, unrecoverable: true };
+              break;
+            }
+            items = [...fromLog, ...items];
+          }
+          // `limit` holds for the log's part too: the oldest `limit` items, and the
+          // position of the last one given, so the client pages on from there.
+          let position = page.position;
+          if (items.length > limit) {
+            items = items.slice(0, limit);
+            position = { epoch: page.position.epoch, offset: items[items.length - 1]!.offset };
+          }
+          const visible = visibleTo(items, user);
+          if (visible.length > 0 || items.length > 0 || Date.now() >= deadline || (fresh && since === undefined)) {
+            body = { events: visible, position, nextPollMs: nextPollMs(visible, deps.now()), rate: page.rate };
+            break;
+          }
+          // Long poll: read again when the room has news, or answer empty at the deadline.
+          await watch!.next(deadline - Date.now());
         }
-        // `limit` holds for the log's part too: the oldest `limit` items, and the
-        // position of the last one given, so the client pages on from there.
-        let position = page.position;
-        if (items.length > limit) {
-          items = items.slice(0, limit);
-          position = { epoch: page.position.epoch, offset: items[items.length - 1]!.offset };
-        }
-        const visible = visibleTo(items, user);
-        if (visible.length > 0 || items.length > 0 || Date.now() >= deadline || (fresh && since === undefined)) {
-          body = { events: visible, position, nextPollMs: nextPollMs(visible, deps.now()), rate: page.rate };
-          break;
-        }
-        // Long poll: look again shortly (a cheap sorted-set range read) until the deadline.
-        await new Promise((r) => setTimeout(r, 100));
+      } finally {
+        watch?.close();
       }
 
       const etag = `"${createHash('sha1').update(`${view}|${req.query.since ?? ''}|${body.position.epoch}.${body.position.offset}|${body.events.length}|${user?.id ?? ''}`).digest('base64url')}"`;

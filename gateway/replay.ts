@@ -73,7 +73,32 @@ const Stats = Type.Object({
   topEmojis: Type.Array(Type.Object({ emoji: Type.String(), count: Type.Integer() })),
   topChatters: Type.Array(Type.Object({ userId: Type.String(), comments: Type.Integer() })),
   moderation: Type.Object({ deleted: Type.Integer(), held: Type.Integer(), decisions: Type.Integer(), muted: Type.Integer(), rate: Type.Number() }),
+  sql: Type.Object(
+    { minutes: Type.String(), totals: Type.String(), topEmojis: Type.String(), moderation: Type.String(), topChatters: Type.String() },
+    { description: 'The SQL behind each figure, with this request\'s room, range and limit written in: paste it into `npm run sql`.' },
+  ),
 });
+
+/** Longest tally timeline one request may ask for (a day of seconds). */
+const MAX_TALLY_WINDOW_MS = 24 * 3600 * 1000;
+
+const TallyQuery = Type.Object({
+  fromMs: Type.Integer({ ...timeBounds, description: 'Start of the window on the video timeline (ms since the stream started), inclusive.' }),
+  toMs: Type.Integer({ ...timeBounds, description: 'End of the window, exclusive; at most 24 h after fromMs.' }),
+});
+
+const TallyTimeline = Type.Object({
+  room: Type.String(),
+  fromMs: Type.Integer(),
+  toMs: Type.Integer(),
+  seconds: Type.Array(Type.Object({ second: Type.Integer({ description: 'Start of the second on the video timeline (ms).' }), counts: Type.Record(Type.String(), Type.Integer()) }), {
+    description: 'Seconds with reactions, in order.',
+  }),
+  totals: Type.Record(Type.String(), Type.Integer(), { description: 'Reactions per emoji over the window.' }),
+});
+
+/** GET /v1/rooms/:room/stats, as a client reads it (the analytics page). */
+export type StatsResponse = Static<typeof Stats>;
 
 const NO_ARCHIVE =
   'replay and analytics need the ClickHouse archive: set CLICKHOUSE_URL, or in embedded mode serve from the archiver process (`npm run archiver -- run --gateway`)';
@@ -175,6 +200,27 @@ export async function replayPlugin(app: FastifyInstance): Promise<void> {
       const reader = archive();
       checkRange(req.query.fromMs, req.query.toMs);
       return reader.stats(req.params.room, { fromMs: req.query.fromMs, toMs: req.query.toMs });
+    },
+  );
+
+  app.get<{ Params: Static<typeof RoomParams>; Querystring: Static<typeof TallyQuery> }>(
+    '/v1/rooms/:room/replay/tallies',
+    {
+      schema: {
+        tags: ['replay'],
+        summary: 'The reaction tally timeline of a replay window: reactions per emoji in each second of video time (at most 24 h)',
+        params: RoomParams,
+        querystring: TallyQuery,
+        response: { 200: TallyTimeline, ...errors },
+      },
+    },
+    async (req) => {
+      await requireReader(req);
+      const reader = archive();
+      const { fromMs, toMs } = req.query;
+      checkRange(fromMs, toMs);
+      if (toMs - fromMs > MAX_TALLY_WINDOW_MS) throw new AppError('ERR_RANGE_INVALID', `a tally timeline spans at most ${MAX_TALLY_WINDOW_MS} ms (24 h); ask for several windows`);
+      return reader.tallies(req.params.room, { fromMs, toMs });
     },
   );
 }

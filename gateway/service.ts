@@ -14,6 +14,7 @@ import type { Config } from '../core/config.ts';
 import { Liveness, type Health, type Service } from '../core/service.ts';
 import { buildGateway } from './app.ts';
 import { createGatewayDeps, type ArchiveReader, type GatewayDeps } from './deps.ts';
+import { raiseOpenFileLimit } from './fdlimit.ts';
 import { GatewayWorkers } from './workers.ts';
 
 export interface GatewayServiceOptions {
@@ -52,6 +53,10 @@ export class GatewayService implements Service {
       this.o.log?.(`${cfg.gateway.id}: ${cfg.gateway.workers} workers listening on ${this.address}`);
       return;
     }
+    // Every socket is a descriptor: up to the hard limit, as Go does by itself (fdlimit.ts).
+    const fd = raiseOpenFileLimit();
+    if (fd.error) this.o.log?.(`${cfg.gateway.id}: ${fd.error}`);
+    else if (fd.before && fd.after && fd.after.soft !== fd.before.soft) this.o.log?.(`${cfg.gateway.id}: open-file limit raised from ${fd.before.soft} to ${fd.after.soft}`);
     this.deps = await createGatewayDeps(cfg, { archive: this.o.archive });
     this.app = await buildGateway(this.deps, { logger: cfg.logLevel !== 'silent' });
     this.address = await this.app.listen({ host: cfg.gateway.host, port: cfg.gateway.port });

@@ -34,6 +34,7 @@ import type { GatewayDeps } from './deps.ts';
 import { CommentFrameSchema, DeleteFrameSchema, ReactionFrameSchema, type Accepted, type Ingest, type ReactionResult, type Writer } from './ingest.ts';
 import { CLOSE, type CommentFrame, type DeleteFrame, type NackMessage, type ReactionFrame } from './protocol.ts';
 import { pushMetrics } from './push/metrics.ts';
+import { decodeMsgpack, encode, wireOf, type Wire } from './push/wire.ts';
 
 /** How often a socket's writes re-check the user's ban and revocation (memory answers in between). */
 export const BLOCK_RECHECK_MS = 2000;
@@ -48,6 +49,40 @@ const validators: Record<string, ValidateFunction> = {
 
 // As input.ts: without a \u escape of a surrogate, strictly decoded text holds no lone surrogate.
 const SURROGATE_ESCAPE = /\\u[dD][89a-fA-F]/;
+const REPLACEMENT_UTF8 = Buffer.from('\uFFFD', 'utf8');
+
+/** Whether a decoded MessagePack value is made of what JSON has: plain objects, arrays and primitives. */
+function plainTree(v: unknown): boolean {
+  const stack: unknown[] = [v];
+  while (stack.length > 0) {
+    const x = stack.pop();
+    if (typeof x !== 'object' || x === null) {
+      if (typeof x === 'bigint' || typeof x === 'symbol' || typeof x === 'function') return false;
+      continue;
+    }
+    const proto = Object.getPrototypeOf(x) as unknown;
+    if (proto !== Object.prototype && proto !== Array.prototype && proto !== null) return false;
+    for (const k in x) stack.push((x as Record<string, unknown>)[k]);
+  }
+  return true;
+}
+
+/** Whether any string (key or value) in a decoded frame holds U+FFFD. */
+function hasReplacementChar(v: unknown): boolean {
+  const stack: unknown[] = [v];
+  while (stack.length > 0) {
+    const x = stack.pop();
+    if (typeof x === 'string') {
+      if (x.includes('\uFFFD')) return true;
+    } else if (typeof x === 'object' && x !== null) {
+      for (const k in x) {
+        if (k.includes('\uFFFD')) return true;
+        stack.push((x as Record<string, unknown>)[k]);
+      }
+    }
+  }
+  return false;
+}
 
 const isId = (x: unknown): x is string => typeof x === 'string' && x.length >= 1 && x.length <= 64 && x.isWellFormed();
 
@@ -107,12 +142,15 @@ export class SocketWrites {
   private acks = 0;
   private nacks = 0;
   private readonly max: number;
+  /** The socket's wire format: answers are encoded so, and binary frames are MessagePack on a MessagePack socket. */
+  private readonly wire: Wire;
 
   constructor(
     private readonly ws: WebSocket,
     private readonly o: SocketWritesOptions,
   ) {
     this.max = o.deps.cfg.gateway.wsMaxInflightWrites;
+    this.wire = wireOf(ws.protocol);
   }
 
   /** The token was checked at the upgrade (ban included): `user` is null for an anonymous socket. */
@@ -146,13 +184,37 @@ export class SocketWrites {
     }
     let id: string | null = null;
     try {
-      if (isBinary) throw new AppError('ERR_VALIDATION', 'binary frames are not accepted: send JSON text frames', { details: { issues: [{ path: '', message: 'must be a text frame' }] } });
-      const text = Array.isArray(data) ? Buffer.concat(data).toString('utf8') : Buffer.isBuffer(data) ? data.toString('utf8') : Buffer.from(data).toString('utf8');
+      const bytes = Array.isArray(data) ? Buffer.concat(data) : Buffer.isBuffer(data) ? data : Buffer.from(data);
       let frame: unknown;
-      try {
-        frame = JSON.parse(text);
-      } catch {
-        throw new AppError('ERR_BAD_JSON', 'the frame is not valid JSON');
+      let text: string;
+      if (this.wire === 'msgpack') {
+        // A MessagePack socket writes binary frames (a text frame is still read as JSON).
+        if (isBinary) {
+          try {
+            frame = decodeMsgpack(bytes);
+          } catch {
+            throw new AppError('ERR_BAD_JSON', 'the frame is not one MessagePack value');
+          }
+          if (!plainTree(frame)) throw new AppError('ERR_BAD_JSON', 'the frame holds MessagePack a frame never has (bin, ext, the unused byte 0xC1): send maps, arrays, strings, numbers, booleans and nil');
+          // msgpackr decodes bad UTF-8 as U+FFFD: refused, as HTTP refuses it, never rewritten.
+          if (hasReplacementChar(frame) && !bytes.includes(REPLACEMENT_UTF8)) throw new AppError('ERR_INVALID_UTF8', 'a string in the frame is not valid UTF-8');
+          if (typeof frame === 'object' && frame !== null && (forbiddenKey(frame) || illFormedPath(frame))) {
+            const bad = illFormedPath(frame);
+            if (bad) throw new AppError('ERR_INVALID_UTF8', `frame${bad} is not well-formed Unicode (a lone surrogate)`, { details: { path: bad } });
+            throw new AppError('ERR_BAD_JSON', 'the frame holds a forbidden key');
+          }
+          text = '';
+        } else text = bytes.toString('utf8');
+      } else {
+        if (isBinary) throw new AppError('ERR_VALIDATION', 'binary frames are not accepted: send JSON text frames (or connect with the danmaku.msgpack.v1 subprotocol)', { details: { issues: [{ path: '', message: 'must be a text frame' }] } });
+        text = bytes.toString('utf8');
+      }
+      if (frame === undefined) {
+        try {
+          frame = JSON.parse(text);
+        } catch {
+          throw new AppError('ERR_BAD_JSON', 'the frame is not valid JSON');
+        }
       }
       if (typeof frame !== 'object' || frame === null || Array.isArray(frame)) {
         throw new AppError('ERR_VALIDATION', 'a frame is a JSON object with `type` and `id`', { details: { issues: [{ path: '', message: 'must be object' }] } });
@@ -257,7 +319,8 @@ export class SocketWrites {
     else this.nacks++;
     if (this.ws.readyState !== this.ws.OPEN) return;
     if (!this.corked) this.cork();
-    this.ws.send(frame);
+    if (this.wire === 'msgpack') this.ws.send(encode(JSON.parse(frame), 'msgpack'), { binary: true });
+    else this.ws.send(frame);
   }
 
   /**

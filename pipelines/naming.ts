@@ -9,6 +9,7 @@
  * sharded channel on the same slot.
  */
 import type { RedisClient } from '../core/redis.ts';
+import { epochSwitchesKey } from '../topics/generations.ts';
 import type { Delta } from './projection.ts';
 
 export interface ProjectionNaming {
@@ -21,11 +22,13 @@ export const activeVersionKey = (n: ProjectionNaming, projection: string) => `${
 /** A room's own epoch; what clients see is this plus the switch counter (see read.ts roomEpoch). */
 export const epochKey = (n: ProjectionNaming, room: string) => `${n.keyPrefix}{${room}}:epoch`;
 /**
- * How many times a rebuild switched a projection's version. Every room's
- * epoch includes it, so one INCR at a switch moves the epoch of every room —
- * no loop over rooms, no set of every room ever seen.
+ * How many times a rebuild switched a projection's version or a repartition
+ * switched the log's generation. Every room's epoch includes it, so one INCR
+ * at a switch moves the epoch of every room — no loop over rooms, no set of
+ * every room ever seen. (Declared in topics/generations.ts, the lowest layer
+ * that bumps it.)
  */
-export const switchesKey = (n: ProjectionNaming) => `${n.keyPrefix}proj:switches`;
+export const switchesKey = (n: ProjectionNaming) => epochSwitchesKey(n.keyPrefix);
 export const notifyChannel = (n: ProjectionNaming, room: string) => `${n.keyPrefix}{${room}}:notify`;
 /** The live projections' one consumer group (each projection version keeps its own fences and positions). */
 export const liveGroupOf = (n: ProjectionNaming) => `${n.groupPrefix}processors`;
@@ -39,7 +42,9 @@ export const moderatorGroupOf = (n: ProjectionNaming) => `${n.groupPrefix}modera
  * each batch, and by a rebuild when it switches (where it stopped).
  */
 export const positionsKey = (n: ProjectionNaming) => `${n.keyPrefix}proj:positions`;
-export const positionField = (projection: string, version: number, partition: number) => `${projection}:v${version}:${partition}`;
+/** Generation 0 keeps the field it always had; a later generation's partitions are its own (`…:g<G>:<partition>`). */
+export const positionField = (projection: string, version: number, partition: number, generation = 0) =>
+  generation === 0 ? `${projection}:v${version}:${partition}` : `${projection}:v${version}:g${generation}:${partition}`;
 
 export async function activeVersion(redis: RedisClient, n: ProjectionNaming, projection: string): Promise<number> {
   const v = await redis.get(activeVersionKey(n, projection));
@@ -51,7 +56,9 @@ export interface Notification {
   room: string;
   projection: string;
   version: number;
-  /** Offset of the last event the effect covers: the room's position in this projection. */
+  /** Position of the last event the effect covers (topics/generations.ts): the room's position in this projection. */
   offset: number;
   deltas: Delta[];
+  /** The room's first effect in a new log generation: readers take a fresh snapshot (the epoch moved) instead of applying deltas. */
+  resync?: true;
 }

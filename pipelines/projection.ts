@@ -5,8 +5,9 @@
  * separate runner (runner.ts) does the Kafka and Redis I/O.
  *
  * Exactly-once in effect comes from the fence: each (projection, version,
- * room) remembers the offset of the last event it applied. A room lives in
- * one partition, so its offsets only increase; an event at or below the
+ * room) remembers the position of the last event it applied. A room lives in
+ * one partition per log generation and generations are read in order, so its
+ * positions only increase (topics/generations.ts); an event at or below the
  * fence was applied already (a redelivery, a rebalance, a restart) and is
  * skipped. The fence, the state and the effect are written by one Lua script,
  * so they can never disagree.
@@ -16,7 +17,12 @@ import { MemoryStore, type Cmd, type LoadedFields } from './store.ts';
 
 export interface PositionedEvent {
   event: RoomEvent;
-  /** Kafka offset within the room's partition (below 2^53, so a number is exact). */
+  /**
+   * The event's position: its Kafka offset within the room's partition in
+   * log generation 0, generation · 2^40 + offset after a repartition
+   * (topics/generations.ts), so a room's positions only grow across
+   * generations (below 2^53, so a number is exact).
+   */
   offset: number;
   partition: number;
 }
@@ -34,7 +40,8 @@ export type { Cmd };
 /** What clients are told after an effect: a compact, typed change. */
 export type Delta =
   | { t: 'comment'; entry: FeedEntry }
-  | { t: 'delete'; eventId: string; offset: number; reason: string }
+  // deletionId and occurredAt: what a reader needs to build the tombstone as the feed holds it (a gateway's in-memory snapshot).
+  | { t: 'delete'; eventId: string; offset: number; reason: string; deletionId?: string; occurredAt?: number }
   | { t: 'tally'; totals: Record<string, number>; second: number; burst: Record<string, number> }
   | { t: 'pin'; pin: PinState | null }
   | { t: 'settings'; settings: RoomSettings }

@@ -60,7 +60,7 @@ describe('ordered feed', () => {
     const items = feedItems(store, keys.key('z'));
     expect(items.map((i) => [i.kind, i.eventId])).toEqual([['comment', items[0]!.eventId], ['delete', c.event.eventId]]);
     expect(items[0]!.text).toBe('kept');
-    expect(deltas.filter((x) => x.t === 'delete')).toEqual([{ t: 'delete', eventId: c.event.eventId, offset: d.offset, reason: 'typo' }]);
+    expect(deltas.filter((x) => x.t === 'delete')).toEqual([{ t: 'delete', eventId: c.event.eventId, offset: d.offset, reason: 'typo', deletionId: d.event.eventId, occurredAt: d.event.occurredAt }]);
   });
 
   it('given a moderation hold verdict, then the comment is removed; allow (and delete, which its CommentDeleted carries out) leave it', () => {

@@ -24,6 +24,12 @@
  * new version gets every record exactly once; the lag at the switch is the
  * records between H and the group's position, caught up at processing speed.
  * The old version's keys are removed once the live group has moved on.
+ *
+ * After a repartition the log has several generations (topics/generations.ts):
+ * the rebuild reads each sealed one to its ends, in order (group
+ * `<group>.g<N>` for generation N ≥ 1), publishes those ends as the new
+ * version's positions there, and does the above on the current generation.
+ * Do not run it while a repartition is sealing a generation.
  */
 import cliProgress from 'cli-progress';
 import type { Config } from '../core/config.ts';
@@ -36,6 +42,9 @@ import { topicNames } from '../topics/topics.ts';
 import { projectionsOf, type ProjectionName } from './catalog.ts';
 import { activeVersion, activeVersionKey, groupOf, liveGroupOf, positionField, positionsKey, switchesKey, type ProjectionNaming } from './naming.ts';
 import { ProjectionWorker } from './runner.ts';
+import { readToEnds } from './generations.ts';
+import { currentGeneration, generationGroup, readGenerations, unsealed } from '../topics/generations.ts';
+import { AppError } from '../core/errors.ts';
 
 export interface RebuildOptions {
   cfg: Config;
@@ -92,15 +101,21 @@ export async function rebuild(o: RebuildOptions): Promise<RebuildResult> {
   const t0 = Date.now();
   const naming: ProjectionNaming = { keyPrefix: cfg.redis.keyPrefix, groupPrefix: cfg.pipelines.groupPrefix };
   const topics = topicNames(cfg);
-  const topic = topics.roomEvents;
   const redis = openRedis({ ...redisOptions(cfg), name: 'rebuild' });
+  const gens = await readGenerations(redis, naming.keyPrefix, topics.roomEvents, cfg.topics.partitions);
+  if (unsealed(gens)) {
+    redis.disconnect();
+    throw new AppError('ERR_REPARTITION', `log generation ${unsealed(gens)!.generation} is being sealed by a repartition: rebuild once it is done`);
+  }
+  const current = currentGeneration(gens);
+  const topic = current.topic;
   const client = logClient(cfg, 'rebuild');
   const admin = client.admin();
   await admin.connect();
-  const codec = new EventCodec({ registry: createRegistry(cfg.registry.url), subject: subjectFor(topic) });
+  const codec = new EventCodec({ registry: createRegistry(cfg.registry.url), subject: subjectFor(topics.roomEvents) });
   await codec.init();
   const projection = projectionsOf(cfg)[o.projection];
-  const liveGroup = liveGroupOf(naming);
+  const liveGroup = generationGroup(liveGroupOf(naming), current.generation);
 
   const from = await activeVersion(redis, naming, o.projection);
   // A sequence, not active+1: an abandoned rebuild's version is never reused half-built.
@@ -108,23 +123,43 @@ export async function rebuild(o: RebuildOptions): Promise<RebuildResult> {
   await redis.set(seqKey, String(from), 'NX');
   let to = await redis.incr(seqKey);
   if (to <= from) to = from + 1;
-  const group = groupOf(naming, o.projection, to);
-  log(`rebuilding ${o.projection}: version ${from} is live; building version ${to} from the start of ${topic} (group ${group})`);
+  const baseGroup = groupOf(naming, o.projection, to);
+  const group = generationGroup(baseGroup, current.generation);
+  log(`rebuilding ${o.projection}: version ${from} is live; building version ${to} from the start of the log (group ${baseGroup})`);
 
   const rooms = new Set<string>();
-  const worker = new ProjectionWorker({
-    client,
-    redis,
-    codec,
-    topic,
-    deadLetterTopic: topics.deadLetter,
-    naming,
-    groupId: group,
-    lanes: () => [{ projection, version: to }],
-    notify: false,
-    partitionsConsumedConcurrently: cfg.pipelines.partitionsConcurrently,
-    onApplied: (_p, room) => rooms.add(room),
-  });
+  const workerFor = (g: typeof current, until?: (p: number) => number | undefined) =>
+    new ProjectionWorker({
+      client,
+      redis,
+      codec,
+      topic: g.topic,
+      generation: g.generation,
+      until,
+      deadLetterTopic: topics.deadLetter,
+      naming,
+      groupId: generationGroup(baseGroup, g.generation),
+      lanes: () => [{ projection, version: to }],
+      notify: false,
+      partitionsConsumedConcurrently: cfg.pipelines.partitionsConcurrently,
+      onApplied: (_p, room) => rooms.add(room),
+    });
+  // The sealed generations first, each to its ends: a room's older events before its newer.
+  let earlier = { applied: 0, skipped: 0 };
+  for (const g of gens.list) {
+    if (g === current || !g.ends) continue;
+    const ends = g.ends;
+    const w = workerFor(g, (p) => Number(ends[String(p)] ?? 0));
+    log(`reading log generation ${g.generation} (${g.topic}) to its ends`);
+    await w.start();
+    while (!readToEnds(ends, await admin.committedOffsets(generationGroup(baseGroup, g.generation), g.topic))) await new Promise((r) => setTimeout(r, 100));
+    await w.stop();
+    earlier = { applied: earlier.applied + w.applied, skipped: earlier.skipped + w.skipped };
+    // Where the new version stands in that generation: at its ends (a live group still reading it goes on from there).
+    await redis.hset(positionsKey(naming), Object.fromEntries(Object.entries(ends).map(([p, e]) => [positionField(o.projection, to, Number(p), g.generation), e])));
+    await admin.deleteGroups([generationGroup(baseGroup, g.generation)]).catch(() => {});
+  }
+  const worker = workerFor(current);
   const bar = o.progress
     ? new cliProgress.SingleBar({ format: `rebuild ${o.projection} v${to} [{bar}] {percentage}% | {value}/{total} events | {eta_formatted} left`, noTTYOutput: true, notTTYSchedule: 1000, stream: process.stderr }, cliProgress.Presets.shades_classic)
     : undefined;
@@ -164,7 +199,7 @@ export async function rebuild(o: RebuildOptions): Promise<RebuildResult> {
   const liveAt = await committed(admin, liveGroup, topic, ends);
   const lagAtSwitch = [...covered].reduce((a, [p, h]) => a + Math.max(0, liveAt.get(p)! - h), 0);
   // Positions first, then the switch: a live worker that sees the new version finds where it starts.
-  const positions = Object.fromEntries([...covered].map(([p, h]) => [positionField(o.projection, to, p), String(h)]));
+  const positions = Object.fromEntries([...covered].map(([p, h]) => [positionField(o.projection, to, p, current.generation), String(h)]));
   await redis.hset(positionsKey(naming), positions);
   await redis.set(activeVersionKey(naming, o.projection), String(to));
   // Every room's epoch at once: readers add the switch counter to the room's own epoch.
@@ -174,9 +209,10 @@ export async function rebuild(o: RebuildOptions): Promise<RebuildResult> {
   // The old version's keys go once the live group applies the new one: until
   // then a batch it started before the switch may still write the old keys.
   if (!o.keepOld) {
-    await untilLiveMovedOn(admin, redis, naming, o.projection, to, covered, liveGroup, topic);
+    await untilLiveMovedOn(admin, redis, naming, o.projection, to, covered, liveGroup, topic, current.generation);
     const removed = await deleteVersion(redis, `${naming.keyPrefix}${o.projection}:v${from}:*`);
-    await redis.hdel(positionsKey(naming), ...[...ends.keys()].map((p) => positionField(o.projection, from, p)));
+    const fields = gens.list.flatMap((g) => Array.from({ length: g.generation === current.generation ? Math.max(g.partitions, ends.size) : g.partitions }, (_, p) => positionField(o.projection, from, p, g.generation)));
+    await redis.hdel(positionsKey(naming), ...fields);
     log(`removed ${removed} keys of version ${from}`);
   }
   // The live group carries the new version on; the rebuild's group is done.
@@ -184,7 +220,7 @@ export async function rebuild(o: RebuildOptions): Promise<RebuildResult> {
   await admin.disconnect();
   await client.close();
   redis.disconnect();
-  const result = { from, to, events: worker.applied + worker.skipped, rooms: rooms.size, seconds: (Date.now() - t0) / 1000, lagAtSwitch };
+  const result = { from, to, events: earlier.applied + earlier.skipped + worker.applied + worker.skipped, rooms: rooms.size, seconds: (Date.now() - t0) / 1000, lagAtSwitch };
   log(`done: ${result.events} events in ${result.seconds.toFixed(1)} s (${Math.round(result.events / Math.max(result.seconds, 0.001))} events/s)`);
   return result;
 }
@@ -196,7 +232,7 @@ export async function rebuild(o: RebuildOptions): Promise<RebuildResult> {
  * batch of the old version is in flight) — checked after the live workers
  * had time to see the switch. With no live member, nothing writes the old keys.
  */
-async function untilLiveMovedOn(admin: LogAdmin, redis: RedisClient, naming: ProjectionNaming, projection: string, to: number, covered: Map<number, number>, liveGroup: string, topic: string): Promise<void> {
+async function untilLiveMovedOn(admin: LogAdmin, redis: RedisClient, naming: ProjectionNaming, projection: string, to: number, covered: Map<number, number>, liveGroup: string, topic: string, generation: number): Promise<void> {
   if ((await admin.groupMembers(liveGroup).catch(() => 0)) === 0) return;
   const seen = Date.now() + 2500; // the live workers poll the active version every second
   const deadline = Date.now() + 30_000;
@@ -206,7 +242,7 @@ async function untilLiveMovedOn(admin: LogAdmin, redis: RedisClient, naming: Pro
     if (now >= seen) {
       const ends = await endOffsets(admin, topic);
       const live = await committed(admin, liveGroup, topic, ends);
-      const pos = await redis.hmget(positionsKey(naming), ...[...covered.keys()].map((p) => positionField(projection, to, p)));
+      const pos = await redis.hmget(positionsKey(naming), ...[...covered.keys()].map((p) => positionField(projection, to, p, generation)));
       const done = [...covered].every(([p, h], i) => Number(pos[i] ?? h) > h || live.get(p)! >= ends.get(p)!);
       if (done) return;
     }

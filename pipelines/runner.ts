@@ -32,13 +32,23 @@
  * fence never moves past an event whose consequences are not durable yet. A
  * crash in between emits them again; they carry ids derived from their
  * cause, and their own effects are idempotent (see moderation/processor.ts).
+ *
+ * A worker reads one generation of the log (topics/generations.ts). Events
+ * are placed by their position (generation · 2^40 + offset), so fences and
+ * feed scores order a room across generations, and an event of an older
+ * generation is never applied after one of a newer. Once the generation is
+ * sealed, records at or past its ends (never acknowledged to anyone) are
+ * left out; the service starts the next generation's worker only once this
+ * one has read to the ends (pipelines/service.ts).
  */
 import type { RedisClient } from '../core/redis.ts';
 import type { EventCodec } from '../schemas/codec.ts';
 import type { RoomEvent } from '../schemas/events.ts';
 import { EventConsumer, type BatchStart, type DecodedRecord } from '../topics/consumer.ts';
+import { positionOf, splitPosition } from '../topics/generations.ts';
 import type { LogAdmin, LogClient, LogProducer } from '../topics/kafka.ts';
-import { notifyChannel, positionField, positionsKey, type Notification, type ProjectionNaming } from './naming.ts';
+import type { LogWriter } from '../topics/writer.ts';
+import { notifyChannel, positionField, positionsKey, switchesKey, type Notification, type ProjectionNaming } from './naming.ts';
 import { fieldsRead, FieldsView, foldRoom, roomKeys, userKeys, type Delta, type PositionedEvent, type Projection, type RoomMeta } from './projection.ts';
 import { RedisStore } from './store.ts';
 
@@ -67,7 +77,12 @@ export interface WorkerOptions {
   client: LogClient;
   redis: RedisClient;
   codec: EventCodec;
+  /** The topic of `generation`. */
   topic: string;
+  /** The log generation this worker reads (default 0, the declared topic). */
+  generation?: number;
+  /** Where a sealed generation ends in a partition (undefined while it is not sealed): records from there on are left out. */
+  until?(partition: number): number | undefined;
   deadLetterTopic: string;
   naming: ProjectionNaming;
   groupId: string;
@@ -79,6 +94,8 @@ export interface WorkerOptions {
   positions?: boolean;
   /** A lane emits events (Effect.emits): the worker opens a producer for them. */
   emits?: boolean;
+  /** Emitted events go through it, to the log's current generation (else to `topic`). */
+  writer?: LogWriter;
   partitionsConsumedConcurrently?: number;
   /** A room's emitted events are durable in the log (its effect is applied next). */
   onEmitted?(room: string, events: RoomEvent[]): void;
@@ -102,6 +119,8 @@ export class ProjectionWorker {
   private readonly store: RedisStore;
   /** Position field → the next offset that lane needs, as this worker last read or wrote it. */
   private readonly positions = new Map<string, number>();
+  /** Partition → where it was when Redis lost its data (recoverFromWipe): rooms' first effects below that carry `resync`. */
+  private readonly rebuildUntil = new Map<number, number>();
   private readonly plans = new Map<number, BatchPlan>();
   /** Partition → the offset after the last batch this worker committed. */
   private readonly next = new Map<number, number>();
@@ -119,8 +138,12 @@ export class ProjectionWorker {
     return this.o.groupId;
   }
 
+  get generation(): number {
+    return this.o.generation ?? 0;
+  }
+
   async start(signal?: AbortSignal): Promise<void> {
-    if (this.o.emits) {
+    if (this.o.emits && !this.o.writer) {
       this.producer = this.o.client.producer({ lingerMs: 0 });
       await this.producer.connect();
     }
@@ -172,7 +195,7 @@ export class ProjectionWorker {
     for (const partition of partitions) {
       const at = this.next.get(partition) ?? Number(committed.get(partition) ?? '-1');
       if (at < 0) continue; // nothing read yet: the group starts at the log's start anyway
-      const fields = lanes.map((l) => positionField(l.projection.name, l.version, partition));
+      const fields = lanes.map((l) => positionField(l.projection.name, l.version, partition, this.generation));
       const stored = await this.o.redis.hmget(positionsKey(this.o.naming), ...fields);
       let min = Math.min(...stored.map((v) => (v === null || v === undefined ? 0 : Number(v))));
       if (min < at) min = Math.max(min, Number(await this.o.client.lowWatermark(this.o.topic, partition)));
@@ -200,7 +223,7 @@ export class ProjectionWorker {
    */
   private async position(partition: number, first: number): Promise<BatchStart> {
     const lanes = this.o.lanes();
-    const fields = lanes.map((l) => positionField(l.projection.name, l.version, partition));
+    const fields = lanes.map((l) => positionField(l.projection.name, l.version, partition, this.generation));
     if (fields.some((f) => this.positions.get(f) !== first)) {
       const stored = await this.o.redis.hmget(positionsKey(this.o.naming), ...fields);
       // No position: never applied in this group, the lane needs the partition from its start.
@@ -226,16 +249,20 @@ export class ProjectionWorker {
     const plan = this.o.positions ? this.plans.get(partition) : undefined;
     const lanes = plan?.lanes ?? this.o.lanes();
     const byRoom = new Map<string, PositionedEvent[]>();
+    const gen = this.generation;
+    // Past a sealed generation's end nothing was acknowledged (a writer's send that timed out yet landed): never applied.
+    const until = this.o.until?.(partition);
     for (const r of records) {
+      if (until !== undefined && Number(r.offset) >= until) continue;
       let list = byRoom.get(r.event.roomId);
       if (!list) byRoom.set(r.event.roomId, (list = []));
-      list.push({ event: r.event, offset: Number(r.offset), partition: r.partition });
+      list.push({ event: r.event, offset: positionOf(gen, r.offset), partition: r.partition });
     }
     // Lanes and rooms are independent: their scripts go out together (auto-pipelined).
     const work: Promise<void>[] = [];
     lanes.forEach((lane, i) => {
       const projection = lane.projection.forBatch?.() ?? lane.projection;
-      const from = plan?.from[i] ?? 0;
+      const from = positionOf(gen, plan?.from[i] ?? 0);
       for (const [room, events] of byRoom) {
         const todo = from > events[0]!.offset ? events.filter((e) => e.offset >= from) : events;
         if (todo.length > 0) work.push(this.applyRoom(lane, projection, room, todo));
@@ -244,15 +271,47 @@ export class ProjectionWorker {
     await Promise.all(work);
     if (plan) {
       const moved = new Map<string, number>();
-      for (const lane of lanes) {
-        const f = positionField(lane.projection.name, lane.version, partition);
+      // Fields that held a position when this batch started (read or written before): all of them gone means Redis lost its data.
+      const held = new Set<string>();
+      for (const [i, lane] of lanes.entries()) {
+        const f = positionField(lane.projection.name, lane.version, partition, gen);
+        if ((plan.from[i] ?? 0) > 0) held.add(f);
         moved.set(f, next);
         this.positions.set(f, next);
       }
       // After every lane's effect is durable, before the commit: a position never runs ahead of the effects.
-      await this.store.advance(positionsKey(this.o.naming), moved);
+      if (!(await this.store.advance(positionsKey(this.o.naming), moved, held))) {
+        await this.recoverFromWipe(lanes, [...byRoom.keys()], partition, next);
+        return;
+      }
       this.next.set(partition, next);
     }
+  }
+
+  /**
+   * Redis lost its data under this worker (FLUSHALL, a restart without its
+   * AOF): the positions it wrote are gone, and with them the fences and the
+   * projections. Without this, the worker went on applying new events onto
+   * the hole — rooms' feeds and tallies silently short of everything before,
+   * epochs unchanged, so clients never knew (found by `npm run chaos --
+   * redis-wipe`, issue 14). Now: this batch may have been applied onto the
+   * hole, so its rooms' keys are removed (the keyspace holds only what was
+   * written since the loss: one SCAN); the cached positions are dropped, so
+   * the next batch reads them absent and `position()` rewinds the partition to
+   * the log's start, and the fences make the rebuild exact; every room's epoch
+   * moves past any it had (the switch counter raised to the time in ms), and
+   * each room's first effect of the rebuild carries `resync`, so open sockets
+   * take a fresh snapshot and pollers get `unrecoverable`. No operator needed.
+   */
+  private async recoverFromWipe(lanes: Lane[], rooms: string[], partition: number, next: number): Promise<void> {
+    const { naming } = this.o;
+    const prefixes = lanes.flatMap((l) => rooms.map((room) => roomKeys(naming.keyPrefix, l.projection.name, l.version, room).meta.replace(/meta$/, '')));
+    const removed = await this.store.removeUnder(`${naming.keyPrefix}*`, prefixes);
+    await this.store.raise(switchesKey(naming), Date.now());
+    this.positions.clear();
+    this.next.clear();
+    this.rebuildUntil.set(partition, positionOf(this.generation, next));
+    this.o.onError?.(new Error(`Redis lost the projections (positions gone): rebuilding from the log's start, epochs moved; removed ${removed} keys written onto the hole`));
   }
 
   /**
@@ -279,6 +338,10 @@ export class ProjectionWorker {
       }
       const sent: { applied: number; skipped: number; ok: Promise<boolean> }[] = [];
       let skipped = 0;
+      // The room's first effect in this generation: its clients resync (the repartition moved every epoch).
+      let resync = meta.fence !== undefined && meta.fence >= 0 && splitPosition(meta.fence).generation < this.generation;
+      // Rebuilding after Redis lost its data (recoverFromWipe): a room's first effect makes its clients resync too.
+      if (meta.fence === undefined && events[0]!.offset < (this.rebuildUntil.get(events[0]!.partition) ?? -1)) resync = true;
       let failure: unknown;
       try {
         for (let i = 0; i < events.length; i += CHUNK) {
@@ -291,7 +354,8 @@ export class ProjectionWorker {
           if (r.emits.length > 0) await this.emit(projection.name, room, r.emits);
           const deltas = compactDeltas(r.deltas);
           const notification: Notification | undefined =
-            this.o.notify && deltas.length > 0 ? { room, projection: projection.name, version, offset: r.meta.fence!, deltas } : undefined;
+            this.o.notify && deltas.length > 0 ? { room, projection: projection.name, version, offset: r.meta.fence!, deltas, ...(resync ? { resync: true as const } : {}) } : undefined;
+          if (notification) resync = false;
           const message = notification ? { channel: notifyChannel(naming, room), message: JSON.stringify(notification) } : undefined;
           sent.push({ applied: r.applied, skipped: r.skipped, ok: this.store.apply(keys.meta, meta.fence, r.meta, r.cmds, message) });
           meta = r.meta;
@@ -327,6 +391,13 @@ export class ProjectionWorker {
 
   /** Produces a room's emitted events and waits until Kafka acknowledged them all (acks=all). */
   private async emit(projection: string, room: string, events: RoomEvent[]): Promise<void> {
+    const { writer } = this.o;
+    if (writer) {
+      // To the current generation: the room's events there are applied after all of this one's.
+      await Promise.all(events.map((e) => writer.send({ key: room, value: this.o.codec.encode(e), headers: { 'event-type': e.payload.type } })));
+      this.o.onEmitted?.(room, events);
+      return;
+    }
     const producer = this.producer;
     if (!producer) throw new Error(`projection ${projection} emits events, but its worker was not started with emits: true`);
     await Promise.all(

@@ -8,6 +8,12 @@
  * and batch sizes into `metricsRegistry` (served by the process that runs it,
  * see services/). Lifecycle and health as every long-running part
  * (core/service.ts).
+ *
+ * Across a repartition (topics/repartition.ts) each group reads one log
+ * generation at a time (pipelines/generations.ts): the old one to the ends it
+ * was sealed at, then the new one, so a room's events are applied in order
+ * across the switch. Moderation writes its decisions through a LogWriter, to
+ * the current generation.
  */
 import client from 'prom-client';
 import type { Config } from '../core/config.ts';
@@ -16,13 +22,16 @@ import { openRedis, redisOptions, type RedisClient } from '../core/redis.ts';
 import { createRegistry, EventCodec } from '../schemas/codec.ts';
 import { subjectFor } from '../schemas/registry.ts';
 import { logClient } from '../topics/client.ts';
-import type { LogAdmin, LogClient } from '../topics/kafka.ts';
+import type { LogAdmin, LogClient, LogProducer } from '../topics/kafka.ts';
 import { topicNames } from '../topics/topics.ts';
+import { LogWriter } from '../topics/writer.ts';
+import type { Generation } from '../topics/generations.ts';
+import { GenerationChain } from './generations.ts';
 import { projectionsOf, type ProjectionName } from './catalog.ts';
 import { ModerationWorker } from './moderation/processor.ts';
 import { defaultModerationSettings, type ModerationSettings } from './moderation/rules.ts';
 import { WordListFile } from './moderation/wordlist.ts';
-import { activeVersion, groupOf, liveGroupOf, positionField, positionsKey, type ProjectionNaming } from './naming.ts';
+import { activeVersion, groupOf, liveGroupOf, moderatorGroupOf, positionField, positionsKey, type ProjectionNaming } from './naming.ts';
 import { ProjectionWorker, type Lane } from './runner.ts';
 import { measureLag } from '../topics/lag.ts';
 
@@ -65,10 +74,13 @@ export class ProcessorService implements Service {
   private client: LogClient | undefined;
   private admin: LogAdmin | undefined;
   private codec: EventCodec | undefined;
-  private live: ProjectionWorker | undefined;
+  /** The live set's worker, on the oldest generation its group has not read to the end. */
+  private liveChain: GenerationChain<ProjectionWorker> | undefined;
+  private moderatorChain: GenerationChain<ModerationWorker> | undefined;
+  private writer: LogWriter | undefined;
+  private writerProducer: LogProducer | undefined;
   /** The version each projection of the live set applies: read by the worker per batch, moved by followVersions. */
   private readonly versions = new Map<ProjectionName, number>();
-  private moderator: ModerationWorker | undefined;
   private timers: NodeJS.Timeout[] = [];
   private stopped = false;
   readonly naming: ProjectionNaming;
@@ -97,6 +109,7 @@ export class ProcessorService implements Service {
     if (this.versions.size > 0) await this.startLive();
     if (this.o.moderation) await this.startModerator();
     this.timers.push(setInterval(() => void this.followVersions(), this.o.versionPollMs ?? 1000));
+    this.timers.push(setInterval(() => void this.followGenerations(), this.o.versionPollMs ?? 1000));
     this.timers.push(setInterval(() => void this.updateLag(), cfg.pipelines.lagIntervalMs));
     const running = [this.live?.groupId, this.moderator?.groupId].filter(Boolean);
     this.liveness.set('ok', `groups ${running.join(', ')}`);
@@ -111,14 +124,47 @@ export class ProcessorService implements Service {
     return [...this.versions].map(([name, version]) => ({ projection: all[name], version }));
   }
 
+  private get live(): ProjectionWorker | undefined {
+    return this.liveChain?.current;
+  }
+
+  private get moderator(): ModerationWorker | undefined {
+    return this.moderatorChain?.current;
+  }
+
+  private chain<W extends { stop(): Promise<void> }>(group: string, open: (g: Generation, groupId: string, until: (p: number) => number | undefined) => Promise<W>): GenerationChain<W> {
+    return new GenerationChain<W>({
+      redis: this.redis!,
+      admin: this.admin!,
+      keyPrefix: this.naming.keyPrefix,
+      baseTopic: this.topics.roomEvents,
+      partitions: this.o.cfg.topics.partitions,
+      group,
+      open,
+      log: (m) => this.log(m),
+    });
+  }
+
   private async startLive(): Promise<void> {
-    const groupId = liveGroupOf(this.naming);
-    await this.adoptOldGroups(this.lanes());
-    this.live = new ProjectionWorker({
+    this.liveChain = this.chain(liveGroupOf(this.naming), async (g, groupId, until) => {
+      // Groups from before the shared one only ever read generation 0.
+      if (g.generation === 0) await this.adoptOldGroups(this.lanes());
+      const w = this.liveWorker(g, groupId, until);
+      await w.start();
+      this.log(`running ${[...this.versions].map(([n, v]) => `${n} v${v}`).join(', ')} in group ${groupId} (log generation ${g.generation}, ${g.topic})`);
+      return w;
+    });
+    await this.liveChain.start();
+  }
+
+  private liveWorker(g: Generation, groupId: string, until: (p: number) => number | undefined): ProjectionWorker {
+    return new ProjectionWorker({
       client: this.client!,
       redis: this.redis!,
       codec: this.codec!,
-      topic: this.topics.roomEvents,
+      topic: g.topic,
+      generation: g.generation,
+      until,
       deadLetterTopic: this.topics.deadLetter,
       naming: this.naming,
       groupId,
@@ -137,8 +183,6 @@ export class ProcessorService implements Service {
       onError: (err) => this.log(`${groupId}: ${(err as Error).message}`),
       onAssigned: (partitions) => this.log(`group ${groupId}: assigned partitions [${partitions.join(',')}]`),
     });
-    await this.live.start();
-    this.log(`running ${[...this.versions].map(([n, v]) => `${n} v${v}`).join(', ')} in group ${groupId}`);
   }
 
   /**
@@ -175,11 +219,40 @@ export class ProcessorService implements Service {
       holdLinks: m.holdLinks,
     };
     const list = new WordListFile(m.wordlist);
-    this.moderator = new ModerationWorker({
+    // Decisions go to the log's current generation; the lease lets a repartition know when none can go to the old one.
+    this.writerProducer = this.client!.producer({ lingerMs: 0 });
+    await this.writerProducer.connect();
+    this.writer = new LogWriter({
+      producer: this.writerProducer,
+      redis: this.redis!,
+      keyPrefix: this.naming.keyPrefix,
+      baseTopic: this.topics.roomEvents,
+      partitions: cfg.topics.partitions,
+      name: 'moderation',
+      leaseMs: cfg.topics.writerLeaseMs,
+      log: (msg) => this.log(msg),
+    });
+    await this.writer.start();
+    this.moderatorChain = this.chain(moderatorGroupOf(this.naming), async (g, groupId, until) => {
+      const w = this.moderationWorker(g, groupId, until, settings, list);
+      await w.start();
+      this.log(`moderation: running (group ${groupId}, log generation ${g.generation}, word list ${m.wordlist})`);
+      return w;
+    });
+    await this.moderatorChain.start();
+  }
+
+  private moderationWorker(g: Generation, groupId: string, until: (p: number) => number | undefined, settings: ModerationSettings, list: WordListFile): ModerationWorker {
+    const { cfg } = this.o;
+    return new ModerationWorker({
       client: this.client!,
       redis: this.redis!,
       codec: this.codec!,
-      topic: this.topics.roomEvents,
+      topic: g.topic,
+      generation: g.generation,
+      until,
+      groupId,
+      writer: this.writer,
       deadLetterTopic: this.topics.deadLetter,
       naming: this.naming,
       settings,
@@ -191,8 +264,12 @@ export class ProcessorService implements Service {
       onError: (err) => this.log(`moderation: ${(err as Error).message}`),
       onAssigned: (partitions) => this.log(`moderation: assigned partitions [${partitions.join(',')}]`),
     });
-    await this.moderator.start();
-    this.log(`moderation: running (group ${this.moderator.groupId}, word list ${m.wordlist})`);
+  }
+
+  /** A repartition sealed the generation a group reads: once read to its ends, the group moves to the next. */
+  private async followGenerations(): Promise<void> {
+    if (this.stopped) return;
+    for (const c of [this.liveChain, this.moderatorChain]) await c?.follow().catch((err: unknown) => this.log(`log generations: ${(err as Error).message}`));
   }
 
   /**
@@ -215,11 +292,11 @@ export class ProcessorService implements Service {
 
   async updateLag(): Promise<void> {
     if (!this.admin) return;
-    const groups = [this.live?.groupId, this.moderator?.groupId].filter((g): g is string => g !== undefined);
-    for (const groupId of groups) {
-      const w = { groupId };
-      const lag = await measureLag(this.admin, w.groupId, this.topics.roomEvents).catch(() => undefined);
-      for (const [p, n] of lag ?? []) lagGauge.set({ group: w.groupId, topic: this.topics.roomEvents, partition: String(p) }, n);
+    for (const c of [this.liveChain, this.moderatorChain]) {
+      const r = c?.reading;
+      if (!r) continue;
+      const lag = await measureLag(this.admin, r.groupId, r.generation.topic).catch(() => undefined);
+      for (const [p, n] of lag ?? []) lagGauge.set({ group: r.groupId, topic: r.generation.topic, partition: String(p) }, n);
     }
   }
 
@@ -232,8 +309,10 @@ export class ProcessorService implements Service {
     if (this.stopped) return;
     this.stopped = true;
     for (const t of this.timers) clearInterval(t);
-    await this.live?.stop();
-    await this.moderator?.stop();
+    await this.liveChain?.stop();
+    await this.moderatorChain?.stop();
+    await this.writer?.stop();
+    await this.writerProducer?.disconnect();
     await this.admin?.disconnect();
     await this.client?.close();
     this.redis?.disconnect();

@@ -7,6 +7,7 @@
  *   replay (so live, rebuild and replay share one projection code path).
  */
 import { createHash } from 'node:crypto';
+import { Cluster } from 'ioredis';
 import type { RedisClient } from '../core/redis.ts';
 import type { RoomMeta } from './projection.ts';
 
@@ -542,11 +543,25 @@ end
 return out
 `;
 
-// Moves positions forward only: KEYS[1] = hash, ARGV = field, value, field,
-// value… A field is set when the value is above what it holds, so an instance
-// that lost a partition in a rebalance cannot move its position back.
+// Moves positions forward only: KEYS[1] = hash, ARGV = field, value, held…
+// triples. A field is set when the value is above what it holds, so an
+// instance that lost a partition in a rebalance cannot move its position back.
+// `held` = 1 names a field the caller read or wrote before: if every one of
+// those is gone, Redis lost its data under the worker (FLUSHALL, a restart
+// without its AOF) — nothing is written and 0 is returned, so the worker
+// rebuilds from the log instead of writing positions over a hole (issue 14,
+// `npm run chaos -- redis-wipe`). (A rebuild removes one old version's fields
+// only, and only once the live group has moved on.)
 export const ADVANCE_LUA = `
-for i = 1, #ARGV, 2 do
+local held, gone = 0, 0
+for i = 1, #ARGV, 3 do
+  if ARGV[i + 2] == '1' then
+    held = held + 1
+    if redis.call('HEXISTS', KEYS[1], ARGV[i]) == 0 then gone = gone + 1 end
+  end
+end
+if held > 0 and gone == held then return 0 end
+for i = 1, #ARGV, 3 do
   local cur = tonumber(redis.call('HGET', KEYS[1], ARGV[i]) or '-1')
   if tonumber(ARGV[i + 1]) > cur then redis.call('HSET', KEYS[1], ARGV[i], ARGV[i + 1]) end
 end
@@ -607,10 +622,42 @@ export class RedisStore {
     return { meta, loaded };
   }
 
-  /** Sets each field of `hash` to its value where that is higher than what it holds. */
-  async advance(hash: string, values: Map<string, number>): Promise<void> {
-    if (values.size === 0) return;
-    await this.run<number>(ADVANCE, [hash], [...values].flatMap(([f, v]) => [f, String(v)]));
+  /**
+   * Sets each field of `hash` to its value where that is higher than what it
+   * holds. False (and nothing written) when every field in `held` — those the
+   * caller read or wrote before — is gone: Redis lost its data.
+   */
+  async advance(hash: string, values: Map<string, number>, held: ReadonlySet<string> = new Set()): Promise<boolean> {
+    if (values.size === 0) return true;
+    return (await this.run<number>(ADVANCE, [hash], [...values].flatMap(([f, v]) => [f, String(v), held.has(f) ? '1' : '0']))) === 1;
+  }
+
+  /** Sets `key` to `value` unless it holds a larger number (a counter that must never go back). */
+  async raise(key: string, value: number): Promise<void> {
+    await this.redis.eval(`local c = tonumber(redis.call('GET', KEYS[1]) or '0') if tonumber(ARGV[1]) > c then redis.call('SET', KEYS[1], ARGV[1]) end return 1`, 1, key, String(value));
+  }
+
+  /**
+   * Removes every key under the given prefixes (a room's keys of a projection
+   * version, `roomKeys(...)` base + ':'), on every node of a cluster. Used
+   * right after Redis lost its data, when the keyspace holds only what was
+   * written since, so one SCAN is cheap.
+   */
+  async removeUnder(match: string, prefixes: string[]): Promise<number> {
+    if (prefixes.length === 0) return 0;
+    const nodes = this.redis instanceof Cluster ? this.redis.nodes('master') : [this.redis];
+    let removed = 0;
+    for (const node of nodes) {
+      let cursor = '0';
+      do {
+        const [next, keys] = await node.scan(cursor, 'MATCH', match, 'COUNT', 1000);
+        cursor = next;
+        const mine = keys.filter((k) => prefixes.some((p) => k.startsWith(p)));
+        // One DEL per key: on a cluster, keys of different rooms live in different slots.
+        for (const k of mine) removed += await node.del(k);
+      } while (cursor !== '0');
+    }
+    return removed;
   }
 
   /** Applies atomically if the fence is still `expected`; false when it moved (caller refolds). */

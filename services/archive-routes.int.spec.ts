@@ -136,6 +136,28 @@ describe('stats over HTTP', () => {
     await app.close();
   });
 
+  it('the tally timeline of a replay window: reactions per emoji per second of video time, as many as the archive holds', async () => {
+    const app = await appWith({ archive: archiveReaderFor(base, async () => w.ch) });
+    const whole = await app.inject({ url: `/v1/rooms/stats-b/replay/tallies?fromMs=-3600000&toMs=${23 * 3_600_000}` });
+    expect(whole.statusCode, whole.body).toBe(200);
+    const t = whole.json<{ seconds: { second: number; counts: Record<string, number> }[]; totals: Record<string, number> }>();
+    const stats = await roomStats(w.ch, 'stats-b');
+    expect(Object.values(t.totals).reduce((a, b) => a + b, 0)).toBe(stats.totals.reactions);
+    expect(stats.totals.reactions).toBeGreaterThan(0);
+    expect(t.totals).toEqual(Object.fromEntries(stats.topEmojis.map((e) => [e.emoji, e.count])));
+    // Buckets are whole seconds, in order, and add up to the totals.
+    expect(t.seconds.every((b, i) => b.second % 1000 === 0 && (i === 0 || b.second > t.seconds[i - 1]!.second))).toBe(true);
+    const summed: Record<string, number> = {};
+    for (const b of t.seconds) for (const [e, n] of Object.entries(b.counts)) summed[e] = (summed[e] ?? 0) + n;
+    expect(summed).toEqual(t.totals);
+    // A window is a window: the first second alone holds only that second's reactions.
+    const first = t.seconds[0]!;
+    const one = (await app.inject({ url: `/v1/rooms/stats-b/replay/tallies?fromMs=${first.second}&toMs=${first.second + 1000}` })).json<{ seconds: unknown[]; totals: Record<string, number> }>();
+    expect(one.seconds).toEqual([first]);
+    expect((await app.inject({ url: '/v1/rooms/stats-b/replay/tallies?fromMs=0&toMs=90000000' })).json()).toMatchObject({ code: 'ERR_RANGE_INVALID' });
+    await app.close();
+  });
+
 });
 
 /**

@@ -25,6 +25,8 @@ export interface SpawnOptions {
   args?: string[];
   /** Open-file limit wanted for the child (raised up to the hard limit). */
   nofile?: number;
+  /** A soft open-file limit only, the hard one left as it is (a gateway raises its soft limit itself). */
+  nofileSoft?: number;
   /** Killed (SIGKILL) after this long whatever it is doing (benchmarks bound every child). */
   maxMs?: number;
   /** Echo the child's output lines to ours with this prefix. */
@@ -75,8 +77,9 @@ export class ServiceProcess implements Service {
     const env = { ...process.env, ...this.o.env };
     // A raised open-file limit needs a shell (Node cannot set rlimits); `exec`
     // keeps the pid node's own and the IPC descriptor open.
-    const child = this.o.nofile
-      ? spawn('bash', ['-c', `ulimit -n ${this.o.nofile} 2>/dev/null || ulimit -n "$(ulimit -Hn)"; exec ${node.map(quote).join(' ')}`], { cwd: REPO_ROOT, env, stdio: ['ignore', 'pipe', 'pipe', 'ipc'] })
+    const ulimit = this.o.nofile ? `ulimit -n ${this.o.nofile} 2>/dev/null || ulimit -n "$(ulimit -Hn)"` : this.o.nofileSoft ? `ulimit -Sn ${this.o.nofileSoft}` : undefined;
+    const child = ulimit
+      ? spawn('bash', ['-c', `${ulimit}; exec ${node.map(quote).join(' ')}`], { cwd: REPO_ROOT, env, stdio: ['ignore', 'pipe', 'pipe', 'ipc'] })
       : spawn(node[0]!, node.slice(1), { cwd: REPO_ROOT, env, stdio: ['ignore', 'pipe', 'pipe', 'ipc'] });
     this.child = child;
     for (const s of [child.stdout!, child.stderr!]) this.lines(s);

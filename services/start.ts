@@ -65,6 +65,7 @@ const base = cfg.gateway.publicUrl ?? `http://${cfg.gateway.host}:${cfg.gateway.
 log('');
 log(`the demo room is live: open ${base}/?room=demo`);
 log(`API docs: ${base}/docs   metrics: ${base}/metrics`);
-log(`replay: ${base}/v1/rooms/demo/replay?view=live&format=ndjson   stats: ${base}/v1/rooms/demo/stats`);
+log(`replay page: ${base}/replay?room=demo   analytics page: ${base}/analytics?room=demo`);
+log(`replay API: ${base}/v1/rooms/demo/replay?view=live&format=ndjson   stats: ${base}/v1/rooms/demo/stats`);
 log(`health: ${Object.entries(root.health().services).map(([n, h]) => `${n} ${h.status}`).join(', ')}`);
 log('Ctrl-C stops the services (servers keep running: npm run infra -- down)');

@@ -45,7 +45,7 @@ export interface World {
   pids(): number[];
   /** A token signed with the world's secret; moderator and broadcaster are granted in `rooms`. */
   token(user: string, role?: Role, opts?: TokenOptions): string;
-  startGateway(extraEnv?: Record<string, string>, opts?: Pick<SpawnOptions, 'nofile' | 'echo'>): Promise<WorldGateway>;
+  startGateway(extraEnv?: Record<string, string>, opts?: Pick<SpawnOptions, 'nofile' | 'nofileSoft' | 'echo'>): Promise<WorldGateway>;
   /** Stops the processes; with `cleanup`, also deletes the world's topics and Redis keys. */
   stop(): Promise<void>;
 }
@@ -112,7 +112,9 @@ export async function cleanupLog(cfg: Config, env: Record<string, string>): Prom
   const admin = client.admin();
   try {
     await admin.connect();
-    await admin.deleteTopics([env.TOPIC_ROOM_EVENTS!, env.TOPIC_DEAD_LETTER!]);
+    // With the log's later generations (a repartition's `<topic>.g<N>`).
+    const generations = (await admin.listTopics()).filter((t) => t.startsWith(`${env.TOPIC_ROOM_EVENTS!}.g`));
+    await admin.deleteTopics([env.TOPIC_ROOM_EVENTS!, env.TOPIC_DEAD_LETTER!, ...generations]);
   } catch {
     // left for `npm run topics` housekeeping
   } finally {
@@ -161,13 +163,14 @@ export async function startWorld(o: WorldOptions = {}): Promise<World> {
     await processor.start();
   }
   const gateways: WorldGateway[] = [];
-  const startGateway = async (extra: Record<string, string> = {}, so: Pick<SpawnOptions, 'nofile' | 'echo'> = {}) => {
+  const startGateway = async (extra: Record<string, string> = {}, so: Pick<SpawnOptions, 'nofile' | 'nofileSoft' | 'echo'> = {}) => {
     const port = await freePort();
     const proc = new ServiceProcess(['gateway'], {
       env: { ...env, GATEWAY_HOST: '127.0.0.1', GATEWAY_PORT: String(port), GATEWAY_ID: `gw-${port}`, ...extra },
       maxMs: o.maxMs,
       nodeArgs: o.nodeArgs,
       nofile: so.nofile,
+      nofileSoft: so.nofileSoft,
       echo: so.echo ?? echo('gateway'),
     });
     procs.push(proc);

@@ -36,6 +36,17 @@ export interface OutRecord {
   headers?: Record<string, string>;
 }
 
+/** How long a record is re-sent until it is acknowledged (LogProducer), unless a producer is given another. */
+export const PRODUCER_SEND_TIMEOUT_MS = 10_000;
+/**
+ * The longest a send can wait for its acknowledgement: a first attempt
+ * (PRODUCER_SEND_TIMEOUT_MS plus a second at most), re-sends until
+ * PRODUCER_SEND_TIMEOUT_MS after that one failed, and a last attempt, plus
+ * the queue behind the request in flight. A repartition waits this long past
+ * a lost writer's lease before it trusts that writer's sends are all answered.
+ */
+export const MAX_ACK_DELAY_MS = 3 * PRODUCER_SEND_TIMEOUT_MS + 5000;
+
 export interface Ack {
   topic: string;
   partition: number;
@@ -336,8 +347,17 @@ export class LogConsumer {
     if (this.running) this.consumer.seek({ topic, partition, offset });
   }
 
+  /**
+   * The consumer stopped for good. kafkajs also emits CRASH for failures it
+   * restarts from by itself (`restart: true`: a broker that went away, a
+   * leader that moved); those are not reported, or a broker restart would
+   * take the archiver down with it (found by `npm run chaos -- broker-kill`,
+   * issue 14: the archiver died and its service process exited).
+   */
   onCrash(listener: (err: Error) => void): void {
-    this.consumer.on(this.consumer.events.CRASH, (e) => listener(e.payload.error));
+    this.consumer.on(this.consumer.events.CRASH, (e) => {
+      if (!e.payload.restart) listener(e.payload.error);
+    });
   }
 
   onGroupJoin(listener: (assigned: Record<string, number[]>) => void): void {
@@ -502,7 +522,7 @@ export class LogClient {
       lingerMs: overrides.lingerMs ?? this.opts.linger?.ms ?? 5,
       maxBatch: overrides.maxBatch ?? this.opts.linger?.maxBatch ?? 500,
       compression: this.opts.compression ?? 'none',
-      sendTimeoutMs: overrides.sendTimeoutMs ?? 10_000,
+      sendTimeoutMs: overrides.sendTimeoutMs ?? PRODUCER_SEND_TIMEOUT_MS,
     });
     p.partitionCount = (topic) => this.partitionCount(topic);
     return p;

@@ -3,7 +3,8 @@
  * and reports drift without destroying data: Kafka can add partitions but
  * never remove them, and adding them would move rooms between partitions
  * (breaking per-room order for in-flight consumers), so drift is reported
- * for an operator to decide, never "fixed" automatically.
+ * for an operator to decide, never "fixed" automatically. The event log grows
+ * by a new generation instead: `npm run topics -- repartition` (repartition.ts).
  */
 import type { Config } from '../core/config.ts';
 import type { LogAdmin, TopicSpec } from './kafka.ts';

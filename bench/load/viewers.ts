@@ -1,5 +1,6 @@
 /**
- * Load-generator child: V WebSocket viewers of one room. Prints
+ * Load-generator child: V WebSocket viewers of one room (or of several:
+ * `--room a,b,c` puts viewer i in room i mod 3). Prints
  * `READY <connected> <failed>` once all attempted, then records every tagged
  * comment each viewer receives (latency = receive time − the writer's send
  * time in the text, same machine clock). Stdin commands:
@@ -26,6 +27,7 @@ const { values } = parseArgs({
   },
 });
 const kind = values.kind as Kind;
+const roomList = values.room!.split(',');
 const url = values.url!;
 assertLoopback(url);
 const n = Number(values.n);
@@ -68,7 +70,7 @@ function open(i: number): Promise<boolean> {
     const start = nowMs();
     let ready = false;
     const v = connectViewer(
-      { kind, url, room: values.room!, localAddress: values['local-address'] },
+      { kind, url, room: roomList[i % roomList.length]!, localAddress: values['local-address'] },
       {
         onReady() {
           if (ready) return;

@@ -33,12 +33,26 @@ const { values } = parseArgs({
     'observe-prefix': { type: 'string' },
     'drain-sec': { type: 'string', default: '10' },
     'seq-start': { type: 'string', default: '0' },
+    /** Relative rate of each room (same order as --rooms); default: equal. */
+    weights: { type: 'string' },
   },
 });
 const kind = values.kind as Kind;
 const url = values.url!;
 assertLoopback(url);
 const rooms = values.rooms!.split(',');
+// Write i goes to the room whose share of the cumulative weights holds
+// frac(i × golden ratio): deterministic, spread evenly over time, each room
+// getting its weight's share (a Zipf spread makes a few rooms hot).
+const weights = values.weights ? values.weights.split(',').map(Number) : rooms.map(() => 1);
+const cumulative: number[] = [];
+weights.reduce((a, w, k) => (cumulative[k] = a + w / weights.reduce((x, y) => x + y, 0)), 0);
+const roomOf = (i: number): string => {
+  if (rooms.length === 1) return rooms[0]!;
+  const u = (i * 0.6180339887498949) % 1;
+  const k = cumulative.findIndex((c) => u < c);
+  return rooms[k < 0 ? rooms.length - 1 : k]!;
+};
 const rate = Number(values.rate);
 const seconds = Number(values.seconds);
 const maxInflight = Number(values['max-inflight']);
@@ -115,7 +129,7 @@ await new Promise<void>((resolve) => {
       const text = tagText(s, nowMs(), texts[s % texts.length]!);
       const start = nowMs();
       inflight++;
-      const p = publish(target, rooms[i % rooms.length]!, text, i).then((r) => {
+      const p = publish(target, values.weights ? roomOf(i) : rooms[i % rooms.length]!, text, i).then((r) => {
         inflight--;
         const end = nowMs();
         httpHist.add(end - start);

@@ -11,11 +11,13 @@
  * reported beside it, since ours needs Kafka and both ours and Socket.IO use
  * Redis.
  */
+import os from 'node:os';
 import path from 'node:path';
 import { loadConfig, type Config } from '../../core/config.ts';
 import { KINDS, type Kind } from '../load/kinds.ts';
 import { CENTRIFUGO_VERSION, ensureCentrifugo, startCentrifugo } from '../peers/centrifugo.ts';
 import { bars, lines, svg } from '../lib/chart.ts';
+import { withDescendants } from '../lib/cpu.ts';
 import { BENCH_WORLD, infraPids, requireInfra } from '../lib/infra.ts';
 import { textTable } from '../lib/report.ts';
 import { cpuSeconds, freePort, resultOf, rssBytes, sleep, startTs, sumCpu, type Child } from '../lib/proc.ts';
@@ -30,6 +32,12 @@ export interface FanoutOptions {
   /** May build missing peers (Centrifugo); false in --ci. */
   build: boolean;
   viewerProcs?: number;
+  /** GATEWAY_WORKERS of ours (default: one per core, as Centrifugo uses every core). */
+  gatewayWorkers?: number;
+  /** Rooms the viewers are spread over (evenly) and the comments written to (default 1). */
+  rooms?: number;
+  /** With several rooms: the rate of the k-th room is ∝ 1/k^zipf (0: equal rates). */
+  zipf?: number;
   log(m: string): void;
 }
 
@@ -95,8 +103,8 @@ interface Server {
   url: string;
   /** Every server process of the system (CPU). */
   pids: number[];
-  /** The process that holds the WebSockets (memory per connection). */
-  connPid: number;
+  /** The processes that hold the WebSockets (memory per connection: their RSS summed). */
+  connPids: number[];
   apiKey?: string;
   jwtSecret?: string;
   room: string;
@@ -104,30 +112,37 @@ interface Server {
 }
 
 async function startServer(kind: Kind, cfg: Config, o: FanoutOptions, maxMs: number): Promise<Server | { unavailable: string }> {
-  const room = `fanout-${Date.now().toString(36)}`;
+  const base = `fanout-${Date.now().toString(36)}`;
+  // Several rooms travel as one comma-separated list (viewers.ts and writer.ts split it).
+  const room = (o.rooms ?? 1) > 1 ? Array.from({ length: o.rooms! }, (_, k) => `${base}-${k}`).join(',') : base;
   switch (kind) {
     case 'ours': {
-      const w = await startWorld({ ...BENCH_WORLD, env: { ...BENCH_WORLD.env }, processor: true, maxMs });
+      const workers = o.gatewayWorkers ?? os.cpus().length;
+      const w = await startWorld({ ...BENCH_WORLD, env: { ...BENCH_WORLD.env, GATEWAY_WORKERS: String(workers) }, processor: true, maxMs });
       const gw = w.gateways[0]!;
-      return { url: gw.url, pids: w.pids(), connPid: gw.proc.pid, jwtSecret: w.env.JWT_SECRET, room, stop: () => w.stop() };
+      // With workers, the sockets live in the workers (children of the gateway's process).
+      const gateway = withDescendants(gw.proc.pid);
+      return { url: gw.url, pids: [...w.pids().filter((p) => p !== gw.proc.pid), ...gateway], connPids: gateway, jwtSecret: w.env.JWT_SECRET, room, stop: () => w.stop() };
     }
     case 'socketio': {
       const port = await freePort();
       const proc = startTs('socketio', 'bench/peers/socketio-server.ts', ['--port', String(port), '--redis', cfg.redis.url, '--prefix', worldId('bench-sio')], { maxMs, nofile: 65536 });
       await proc.waitForLine(/listening on/, 60_000);
-      return { url: `http://127.0.0.1:${port}`, pids: [proc.pid], connPid: proc.pid, room, stop: () => proc.stop() };
+      return { url: `http://127.0.0.1:${port}`, pids: [proc.pid], connPids: [proc.pid], room, stop: () => proc.stop() };
     }
     case 'centrifugo': {
       const a = await ensureCentrifugo(cfg, { build: o.build, log: o.log });
       if ('unavailable' in a) return a;
       const c = await startCentrifugo(a.bin, { workDir: path.join(cfg.dataDir, 'bench'), maxMs });
-      return { url: c.url, pids: [c.proc.pid], connPid: c.proc.pid, apiKey: c.apiKey, room, stop: () => c.stop() };
+      return { url: c.url, pids: [c.proc.pid], connPids: [c.proc.pid], apiKey: c.apiKey, room, stop: () => c.stop() };
     }
   }
 }
 
-function writerArgs(kind: Kind, s: Server, rate: number, seconds: number, seqStart: number): string[] {
-  return ['--kind', kind, '--url', s.url, '--rooms', s.room, '--rate', String(rate), '--seconds', String(seconds), '--users', '100', '--seq-start', String(seqStart), ...(s.apiKey ? ['--api-key', s.apiKey] : [])];
+function writerArgs(kind: Kind, s: Server, rate: number, seconds: number, seqStart: number, zipf = 0): string[] {
+  const rooms = s.room.split(',');
+  const weights = rooms.length > 1 && zipf > 0 ? ['--weights', rooms.map((_, k) => (1 / (k + 1) ** zipf).toFixed(6)).join(',')] : [];
+  return ['--kind', kind, '--url', s.url, '--rooms', s.room, '--rate', String(rate), '--seconds', String(seconds), '--users', '100', '--seq-start', String(seqStart), ...weights, ...(s.apiKey ? ['--api-key', s.apiKey] : [])];
 }
 
 async function runSystem(kind: Kind, cfg: Config, o: FanoutOptions): Promise<SystemResult> {
@@ -153,7 +168,7 @@ async function runSystem(kind: Kind, cfg: Config, o: FanoutOptions): Promise<Sys
     if (warmRes.ok === 0) throw new Error(`warm-up writes all failed: ${JSON.stringify(warmRes.errorSamples)}`);
     await sleep(1000);
 
-    const rss0 = rssBytes(s.connPid);
+    const rss0 = s.connPids.reduce((a, p) => a + rssBytes(p), 0);
     const procs = o.viewerProcs ?? Math.max(1, Math.ceil(o.viewers / 1000));
     o.log(`fanout ${kind}: connecting ${o.viewers} viewers (${procs} process${procs > 1 ? 'es' : ''})`);
     const viewerProcs: Child[] = [];
@@ -167,7 +182,7 @@ async function runSystem(kind: Kind, cfg: Config, o: FanoutOptions): Promise<Sys
     const connected = ready.reduce((a, l) => a + Number(l.split(' ')[1]), 0);
     if (connected === 0) throw new Error(`no viewer could connect; viewer output: ${viewerProcs[0]!.output.slice(-5).join(' | ')}`);
     await sleep(1500);
-    const rss1 = rssBytes(s.connPid);
+    const rss1 = s.connPids.reduce((a, p) => a + rssBytes(p), 0);
 
     const infra = await infraPids(cfg);
     const infraList = Object.entries(infra).filter((e): e is [string, number] => e[1] !== undefined);
@@ -176,12 +191,13 @@ async function runSystem(kind: Kind, cfg: Config, o: FanoutOptions): Promise<Sys
     const load0 = sumCpu(loadPids);
     const infra0 = infraList.map(([, pid]) => cpuSeconds(pid));
     o.log(`fanout ${kind}: ${connected} viewers connected; writing ${o.rate}/s for ${o.seconds} s`);
-    const writer = startTs('writer', 'bench/load/writer.ts', writerArgs(kind, s, o.rate, o.seconds, 0), { env: writerEnv, maxMs, echo: `  [${kind} writer] ` });
+    const writer = startTs('writer', 'bench/load/writer.ts', writerArgs(kind, s, o.rate, o.seconds, 0, o.zipf ?? 0), { env: writerEnv, maxMs, echo: `  [${kind} writer] ` });
     children.push(writer);
     const w = await resultOf<WriterResult>(writer, maxMs);
 
     // Drain: until every accepted comment reached every viewer, or 10 s without progress.
-    const expected = w.ok * connected;
+    // Each comment reaches its own room's viewers: an even share of them with several rooms.
+    const expected = Math.round((w.ok * connected) / (o.rooms ?? 1));
     let last = -1;
     let lastChange = Date.now();
     for (;;) {
@@ -304,4 +320,45 @@ export function fanoutChart(r: FanoutResult, machine: string): string {
   const d = bars({ x: 600, y: 470, w: 420, h: 220, title: 'Server cost', yLabel: 'value', groups: ['CPU s / M deliveries', 'KiB / connection'], series: ok.map((s) => ({ name: s.label, values: [s.cpu!.perMillionDeliveries, s.memory!.perConnectionKiB] })) });
   const missing = r.systems.filter((s) => !s.available).map((s) => `${s.system}: unavailable`).join('; ');
   return svg(1080, 740, `fanout: 1 room, ${r.params.viewers} viewers, ${r.params.rate} comments/s for ${r.params.seconds} s`, `${machine}${missing ? ` — ${missing}` : ''}${names.length ? '' : ' — no system ran'}`, [a, b, c, d]);
+}
+
+// ---------------------------------------------------------------- rooms
+
+export interface RoomsResult {
+  params: { rooms: number; viewersPerRoom: number; rate: number; seconds: number; zipf: number };
+  /** R rooms, viewers spread evenly, comment rates ∝ 1/k^zipf. */
+  many: SystemResult;
+  /** One room with as many viewers as each of those, at the same total rate: the same deliveries/s. */
+  one: SystemResult;
+  /** many ÷ one: CPU per delivery (1 = the rooms cost nothing per delivery). */
+  cpuRatio: number;
+}
+
+/**
+ * rooms: ours with R rooms × V viewers and a Zipf spread of comment rates (a
+ * few hot rooms, a long quiet tail), beside one room with V viewers at the
+ * same total rate — the same deliveries per second — so that a cost per room
+ * per delivery (O(rooms) work) would show as a CPU ratio above 1.
+ */
+export async function runRooms(o: { rooms: number; viewersPerRoom: number; rate: number; seconds: number; zipf: number; gatewayWorkers?: number; log(m: string): void }): Promise<RoomsResult> {
+  const cfg = loadConfig();
+  await requireInfra(cfg, ['kafka', 'redis', 'registry']);
+  const base = { rate: o.rate, seconds: o.seconds, systems: ['ours'] as Kind[], build: false, gatewayWorkers: o.gatewayWorkers, log: o.log };
+  o.log(`rooms: ${o.rooms} rooms × ${o.viewersPerRoom} viewers, ${o.rate} comments/s in all (Zipf ${o.zipf})`);
+  const many = await runSystem('ours', cfg, { ...base, viewers: o.rooms * o.viewersPerRoom, rooms: o.rooms, zipf: o.zipf });
+  o.log(`rooms: one room × ${o.viewersPerRoom} viewers at ${o.rate} comments/s (the same deliveries/s)`);
+  const one = await runSystem('ours', cfg, { ...base, viewers: o.viewersPerRoom });
+  const cpuRatio = many.cpu && one.cpu && one.cpu.perMillionDeliveries > 0 ? round(many.cpu.perMillionDeliveries / one.cpu.perMillionDeliveries) : 0;
+  return { params: { rooms: o.rooms, viewersPerRoom: o.viewersPerRoom, rate: o.rate, seconds: o.seconds, zipf: o.zipf }, many, one, cpuRatio };
+}
+
+export function roomsFinalLines(r: RoomsResult): string[] {
+  const m = r.many;
+  return [
+    `rooms: ${r.params.rooms} rooms × ${r.params.viewersPerRoom} viewers, ${Math.round(m.deliveriesPerSec ?? 0)} deliveries/s, delivered ${m.deliveredPct ?? 0} %, p99 ${m.latency?.p99 ?? '–'} ms, CPU per delivery ×${r.cpuRatio} of one room's`,
+  ];
+}
+
+export function roomsTable(r: RoomsResult): string {
+  return fanoutTable({ params: { viewers: r.params.rooms * r.params.viewersPerRoom, rate: r.params.rate, seconds: r.params.seconds }, systems: [{ ...r.many, label: `ours, ${r.params.rooms} rooms` }, { ...r.one, label: 'ours, one room' }], ratios: {} });
 }

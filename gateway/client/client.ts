@@ -25,9 +25,11 @@
  *
  * Node 20 has no global WebSocket: pass `ws`'s (`import WebSocket from 'ws'`).
  */
+import { pack, unpack } from 'msgpackr';
 import { ERRORS } from '../../core/errors.ts';
 import {
   CLOSE,
+  SUBPROTOCOLS,
   formatPosition,
   type AckMessage,
   type FeedEntry,
@@ -71,9 +73,12 @@ export interface WebSocketLike {
   onerror: ((ev: any) => void) | null;
   close(code?: number, reason?: string): void;
   /** Writes go over the socket when it can send (every real WebSocket can). */
-  send?(data: string): void;
+  send?(data: string | Uint8Array): void;
+  /** The subprotocol the server chose ('' or absent: none, JSON). */
+  readonly protocol?: string;
+  binaryType?: string;
 }
-export type WebSocketConstructor = new (url: string) => WebSocketLike;
+export type WebSocketConstructor = new (url: string, protocols?: string | string[]) => WebSocketLike;
 
 export interface ModeInfo {
   /** How the client is receiving right now. */
@@ -88,7 +93,7 @@ export interface ModeInfo {
 }
 
 export interface SnapshotInfo {
-  reason: 'fresh' | 'resume' | 'unrecoverable' | 'epoch';
+  reason: 'fresh' | 'resume' | 'unrecoverable' | 'epoch' | 'resubscribed' | 'recovered';
   items: readonly FeedEntry[];
   pinned: PinState | null;
   tallies: Tallies;
@@ -135,6 +140,12 @@ export interface DanmakuClientOptions {
   token?: string;
   /** WebSocket constructor; default `globalThis.WebSocket`. In Node 20 pass `ws`'s. */
   WebSocket?: WebSocketConstructor;
+  /**
+   * Wire format of the socket (default json): `msgpack` asks for the
+   * danmaku.msgpack.v1 subprotocol (smaller frames, cheaper to decode) and
+   * falls back to JSON if the gateway does not pick it.
+   */
+  wire?: 'json' | 'msgpack';
   fetch?: typeof fetch;
   /** Base URL of the WebSocket endpoint when it differs from `baseUrl` (default: baseUrl with http→ws). */
   wsUrl?: string;
@@ -219,6 +230,23 @@ interface PendingWrite {
 }
 
 type WriteBody = { type: 'comment'; text: string } & PostOptions | { type: 'reaction'; emoji: string; count: number };
+
+/** A binary message's bytes (browser ArrayBuffer, ws Buffer or fragments). */
+function bytesOf(data: unknown): Uint8Array {
+  if (data instanceof ArrayBuffer) return new Uint8Array(data);
+  if (ArrayBuffer.isView(data)) return new Uint8Array(data.buffer, data.byteOffset, data.byteLength);
+  if (Array.isArray(data)) {
+    const parts = data.map(bytesOf);
+    const out = new Uint8Array(parts.reduce((a, p) => a + p.length, 0));
+    let at = 0;
+    for (const p of parts) {
+      out.set(p, at);
+      at += p.length;
+    }
+    return out;
+  }
+  return new TextEncoder().encode(String(data));
+}
 
 function textOf(data: unknown): string {
   if (typeof data === 'string') return data;
@@ -450,7 +478,8 @@ export class DanmakuClient {
     if (!trial) this.setTransport('connecting');
     let s: WebSocketLike;
     try {
-      s = new this.WS(this.wsUrlFor());
+      s = this.opts.wire === 'msgpack' ? new this.WS(this.wsUrlFor(), [SUBPROTOCOLS.msgpack, SUBPROTOCOLS.json]) : new this.WS(this.wsUrlFor());
+      if (this.opts.wire === 'msgpack') s.binaryType = 'arraybuffer';
     } catch {
       this.socketFailed(trial, false);
       return;
@@ -480,7 +509,7 @@ export class DanmakuClient {
     s.onmessage = (ev: { data: unknown }) => {
       let msg: ServerMessage | WriteReply;
       try {
-        msg = JSON.parse(textOf(ev.data)) as ServerMessage | WriteReply;
+        msg = (typeof ev.data === 'string' ? JSON.parse(ev.data) : s.protocol === SUBPROTOCOLS.msgpack ? unpack(bytesOf(ev.data)) : JSON.parse(textOf(ev.data))) as ServerMessage | WriteReply;
       } catch {
         return;
       }
@@ -695,7 +724,8 @@ export class DanmakuClient {
     return new Promise<AckMessage>((resolve, reject) => {
       this.pendingWrites.set(id, { socket, resolve, reject });
       try {
-        socket.send!(JSON.stringify({ ...frame, id } satisfies WriteFrame));
+        const f = { ...frame, id } satisfies WriteFrame;
+        socket.send!(socket.protocol === SUBPROTOCOLS.msgpack ? pack(f) : JSON.stringify(f));
       } catch (e) {
         this.pendingWrites.delete(id);
         reject(new DanmakuError('ERR_NETWORK', (e as Error).message, 0));

@@ -73,7 +73,7 @@ export type ClientEvent =
   | { type: 'settings'; settings: RoomSettings }
   | { type: 'rate'; rate: number }
   | { type: 'degraded'; mode: 'sampled' | 'tallies' }
-  | { type: 'snapshot'; reason: 'fresh' | 'resume' | 'unrecoverable' | 'epoch'; items: FeedEntry[] };
+  | { type: 'snapshot'; reason: 'fresh' | 'resume' | 'unrecoverable' | 'epoch' | 'resubscribed' | 'recovered'; items: FeedEntry[] };
 
 /** Everything the reducer takes: the WebSocket messages, and what polling brings. */
 export type ClientInput =

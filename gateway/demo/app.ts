@@ -32,6 +32,8 @@ const sizeSelect = $<HTMLSelectElement>('size');
 const sendButton = $<HTMLButtonElement>('send');
 const statusEl = $<HTMLDivElement>('composer-status');
 $<HTMLElement>('room-name').textContent = room;
+$<HTMLAnchorElement>('analytics-link').href = `/analytics?room=${encodeURIComponent(room)}`;
+$<HTMLAnchorElement>('replay-link').href = `/replay?room=${encodeURIComponent(room)}`;
 document.title = `${room} · danmaku-live`;
 
 const EMOJI: Record<string, string> = { heart: '❤️', fire: '🔥', laugh: '😂', clap: '👏', wow: '😮', sad: '😢' };

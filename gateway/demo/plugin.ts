@@ -34,10 +34,10 @@ const TokenReply = Type.Object({
 });
 const ErrorBody = Type.Object({ code: Type.Unsafe<ErrorCode>(errorCodeSchema), message: Type.String() });
 
-/** Bundles the browser app; one build per process, shared by every request. */
-async function bundle(): Promise<string> {
+/** Bundles a browser app of this folder (app.ts: the demo, analytics.ts: the analytics page); one build per process, shared by every request. */
+async function bundle(entry = 'app.ts'): Promise<string> {
   const out = await build({
-    entryPoints: [path.join(HERE, 'app.ts')],
+    entryPoints: [path.join(HERE, entry)],
     bundle: true,
     format: 'esm',
     platform: 'browser',
@@ -57,6 +57,33 @@ export async function demoPlugin(app: FastifyInstance): Promise<void> {
   const { auth } = app.deps.cfg;
   let js: Promise<string> | undefined;
   let html: Promise<string> | undefined;
+
+  const pages = new Map<string, Promise<string>>();
+  const cached = (key: string, load: () => Promise<string>) => {
+    let p = pages.get(key);
+    if (!p) {
+      p = load();
+      pages.set(key, p);
+      p.catch(() => pages.delete(key)); // retried on the next request
+    }
+    return p;
+  };
+  // The analytics page (analytics.ts) and the replay page (replay.ts): pages over the archive's APIs.
+  for (const name of ['analytics', 'replay']) {
+    app.get(`/${name}`, { schema: { hide: true } }, async (_req, reply) =>
+      reply.type('text/html; charset=utf-8').header('cache-control', 'no-cache').send(await cached(`${name}.html`, () => fs.readFile(path.join(HERE, `${name}.html`), 'utf8'))),
+    );
+    app.get(`/${name}.js`, { schema: { hide: true } }, async (req, reply) => {
+      let text: string;
+      try {
+        text = await cached(`${name}.js`, () => bundle(`${name}.ts`));
+      } catch (err) {
+        req.log.error({ err }, `${name} bundle failed`);
+        throw new AppError('ERR_DEMO_BUILD', `the ${name} page did not build: ${(err as Error).message}`, { cause: err });
+      }
+      return reply.type('text/javascript; charset=utf-8').header('cache-control', 'no-cache').send(text);
+    });
+  }
 
   app.get('/', { schema: { hide: true } }, async (_req, reply) => {
     html ??= fs.readFile(path.join(HERE, 'index.html'), 'utf8');

@@ -8,13 +8,15 @@
  *   ordered  — feed comments/deletions + tallies + pin/settings
  *   sampled  — sampled comments/deletions/rate + tallies + pin/settings
  *   tallies  — tallies + pin/settings only (sockets degraded for slowness)
- * Every `push.batchMs` a room's buffer is flushed: ONE BatchMessage per
- * stream, serialized once, and the same Buffer written to every socket of the
+ * Every batch interval (push.batchMs while the room is quiet, longer as its
+ * rate grows, up to push.batchMaxMs: batchInterval) a room's buffer is flushed: ONE BatchMessage per
+ * stream, serialized once (per wire format: wire.ts), and the same bytes written to every socket of the
  * room on that stream. Shadow comments (author shadow-muted) never enter the
  * shared bytes: they go, as a separate small batch, only to the author's
  * sockets.
  *
- * A socket joins "pending": batches it would get are held (as objects) while
+ * A socket's life is the state machine of socket-state.ts (joining, live,
+ * resyncing, closing, removed). It joins "joining": batches it would get are held (as objects) while
  * the plugin reads its snapshot or catch-up, then `release(floor)` sends them
  * minus the items at or below `floor` (already in the snapshot/catch-up) —
  * no gap (it was registered, and subscribed, before the reads) and no
@@ -46,6 +48,9 @@ import { activeVersion, notifyChannel, type Notification } from '../../pipelines
 import type { GatewayDeps } from '../deps.ts';
 import type { Presence } from '../presence.ts';
 import { CLOSE, type BatchMessage, type DegradedMessage, type Position, type PushEvent, type ServerMessage, type SnapshotMessage, type View, type ViewersMessage } from '../protocol.ts';
+import { Frame, wireOf, type Wire } from './wire.ts';
+import { applyNotification, readWindow, startWindow, type RoomWindow, type WindowRead } from './window.ts';
+import { holdsBatches, isGone, transition, type SocketState } from './socket-state.ts';
 import { pushMetrics } from './metrics.ts';
 
 /** What a socket is sent: its view, or a lighter stream once degraded. */
@@ -95,12 +100,16 @@ interface HeldBatch {
 
 export interface HubClient {
   readonly ws: WebSocket;
+  /** The socket's wire format (its subprotocol): every frame to it is encoded so. */
+  readonly wire: Wire;
   readonly room: string;
   readonly view: View;
   readonly userId: string | null;
   mode: Mode;
-  /** Batches held until the snapshot/catch-up is sent; null once live. */
-  pending: HeldBatch[] | null;
+  /** Where it is in its life (socket-state.ts): joining, live, resyncing, closing, removed. */
+  state: SocketState;
+  /** Batches held for it while its snapshot is read (joining, resyncing); empty once live. */
+  pending: HeldBatch[];
   pendingEvents: number;
   overflow: boolean;
   /** Items at or below this offset are already with the client (per-socket filtering until the stream passes it). */
@@ -109,15 +118,15 @@ export interface HubClient {
   sentOffset: number;
   /** Per-socket serialization until the room's stream position reaches this. */
   minPos: number | undefined;
-  /** The plugin's first snapshot is being read; a resync asked meanwhile runs after it. */
-  connecting: boolean;
+  /** A resync asked while joining: run once its first snapshot is sent. */
   resyncWanted: SnapshotMessage['reason'] | undefined;
   /** Bumped per resync asked: only the newest one sends its snapshot. */
   resyncGen: number;
-  closing: boolean;
-  removed: boolean;
   alive: boolean;
   slowSince: { sampled: number | undefined; tallies: number | undefined };
+  /** Since when a degraded socket's buffer has stayed below PUSH_RECOVER_BELOW_BYTES; how often it was degraded. */
+  recoveringSince: number | undefined;
+  degradations: number;
 }
 
 interface Room {
@@ -133,10 +142,64 @@ interface Room {
   offset: { feed: number; sampled: number };
   buf: Record<Mode, Buffered[]>;
   timer: NodeJS.Timeout | undefined;
+  /** Deltas per second reaching the room's sockets (moving average over flushes): sets the batch interval. */
+  rate: number;
+  lastFlushAt: number;
   viewers: number | undefined;
   resyncs: Promise<void>;
   gone: boolean;
+  /** The ordered view's snapshot kept current in memory (window.ts), once one was read. */
+  window: RoomWindow | undefined;
+  /** Bumped when the window is dropped: a read begun before it does not start one. */
+  windowGen: number;
+  /** Snapshot reads of the room in flight, and the notifications since the first began (applied to the window a read starts). */
+  reads: number;
+  journal: { projection: string; deltas: Delta[] }[] | undefined;
+  journalOverflow: boolean;
+  /** Long polls waiting for the room's next feed notification (they keep the room subscribed, as sockets do). */
+  watchers: Set<Watcher>;
 }
+
+interface Watcher {
+  /** A feed notification arrived since the last `next`. */
+  dirty: boolean;
+  wake: (() => void) | undefined;
+}
+
+/** A long poll's hold on a room: `next(ms)` resolves true at the room's next feed notification (or at once if one came since the last call), false after `ms`. */
+export interface RoomWatch {
+  next(ms: number): Promise<boolean>;
+  close(): void;
+}
+
+/**
+ * The batch interval of a room: `minMs` while it is quiet (the first comment
+ * after a pause goes out within it), stretching with the rate (rate ÷ 10 ms:
+ * 10 ms at 100 deltas/s, 30 ms at 300/s) up to `maxMs`, which bounds the
+ * frames per second every socket of a hot room is written.
+ */
+export function batchInterval(rate: number, minMs: number, maxMs: number): number {
+  return Math.round(Math.min(maxMs, Math.max(minMs, rate / 10)));
+}
+
+/**
+ * A tally event carries the room's totals and its newest second's counts,
+ * both as they are now: of several in one batch, only the last of each
+ * second says anything the client needs (a busy room's reactions flush many
+ * times per batch interval).
+ */
+export function coalesceTallies<T extends { ev: PushEvent }>(list: T[]): T[] {
+  let tallies = 0;
+  for (const b of list) if (b.ev.t === 'tally') tallies++;
+  if (tallies < 2) return list;
+  const lastOfSecond = new Map<number, T>();
+  for (const b of list) if (b.ev.t === 'tally') lastOfSecond.set(b.ev.second, b);
+  const keep = new Set(lastOfSecond.values());
+  return list.filter((b) => b.ev.t !== 'tally' || keep.has(b));
+}
+
+/** Notifications journaled while reads are in flight before the window gives up (a read that slow reads again next time). */
+const MAX_JOURNAL = 10_000;
 
 export interface HubOptions {
   snapshots: SnapshotSource;
@@ -163,12 +226,23 @@ export class RoomHub {
   private readonly heartbeat: NodeJS.Timeout;
   private closed = false;
   private readonly onSMessage = (channel: string, message: string) => this.onMessage(channel, message);
+  /** Whether the subscriber has been ready before: a later `ready` is a reconnect. */
+  private subscriberWasReady: boolean;
+  private readonly onSubscriberReady = () => {
+    if (!this.subscriberWasReady) {
+      this.subscriberWasReady = true;
+      return;
+    }
+    void this.resubscribe();
+  };
 
   constructor(
     private readonly deps: GatewayDeps,
     private readonly o: HubOptions,
   ) {
     deps.subscriber.on('smessage', this.onSMessage);
+    this.subscriberWasReady = deps.subscriber.status === 'ready';
+    deps.subscriber.on('ready', this.onSubscriberReady);
     o.presence?.onUpdate((room, count) => this.onViewers(room, count));
     this.heartbeat = setInterval(() => this.beat(), deps.cfg.push.heartbeatSec * 1000);
     this.heartbeat.unref();
@@ -186,23 +260,24 @@ export class RoomHub {
     if (!room) room = this.openRoom(roomId);
     const c: HubClient = {
       ws,
+      wire: wireOf(ws.protocol),
       room: roomId,
       view,
       userId,
       mode: view,
+      state: 'joining',
       pending: [],
       pendingEvents: 0,
       overflow: false,
       floor: undefined,
       sentOffset: -1,
       minPos: undefined,
-      connecting: true,
       resyncWanted: undefined,
       resyncGen: 0,
-      closing: false,
-      removed: false,
       alive: true,
       slowSince: { sampled: undefined, tallies: undefined },
+      recoveringSince: undefined,
+      degradations: 0,
     };
     room.clients.add(c);
     room.modeCount[c.mode]++;
@@ -231,11 +306,11 @@ export class RoomHub {
    */
   release(c: HubClient, floor: number, position: Position): void {
     const room = this.rooms.get(c.room);
-    if (!room || c.removed || c.closing) return;
-    const held = c.pending ?? [];
-    c.pending = null;
+    if (!room || !holdsBatches(c.state)) return;
+    const held = c.pending;
+    c.pending = [];
     c.pendingEvents = 0;
-    c.connecting = false;
+    c.state = transition(c.state, 'sent')!;
     if (position.epoch > room.epoch) room.epoch = position.epoch;
     c.sentOffset = Math.max(c.sentOffset, position.offset);
     if (c.overflow || c.resyncWanted) {
@@ -255,9 +330,9 @@ export class RoomHub {
   }
 
   remove(c: HubClient): void {
-    if (c.removed) return;
-    c.removed = true;
-    c.closing = true;
+    const next = transition(c.state, 'remove');
+    if (!next) return; // removed already
+    c.state = next;
     pushMetrics.socketsOpen.dec();
     if (c.userId !== null) {
       const mine = this.userSockets.get(c.userId);
@@ -274,13 +349,64 @@ export class RoomHub {
       if (n > 0) room.byUser.set(c.userId, n);
       else room.byUser.delete(c.userId);
     }
-    if (room.clients.size === 0) this.closeRoom(room);
+    if (room.clients.size === 0 && room.watchers.size === 0) this.closeRoom(room);
+  }
+
+  /**
+   * Holds the room subscribed for a long poll (woken by the room's
+   * notifications instead of reading Redis again and again). Resolves once
+   * the subscription is active: a notification after that is never missed.
+   */
+  async watch(roomId: string): Promise<RoomWatch> {
+    if (this.closed) throw new Error('the push hub is closed');
+    const room = this.rooms.get(roomId) ?? this.openRoom(roomId);
+    const w: Watcher = { dirty: false, wake: undefined };
+    room.watchers.add(w);
+    const close = () => {
+      if (!room.watchers.delete(w)) return;
+      w.wake?.();
+      if (room.clients.size === 0 && room.watchers.size === 0 && this.rooms.get(room.id) === room) this.closeRoom(room);
+    };
+    try {
+      await room.ready;
+    } catch (err) {
+      close();
+      throw err;
+    }
+    return {
+      close,
+      next: (ms) => {
+        if (w.dirty) {
+          w.dirty = false;
+          return Promise.resolve(true);
+        }
+        if (!room.watchers.has(w) || room.gone) return Promise.resolve(false);
+        return new Promise<boolean>((resolve) => {
+          const t = setTimeout(() => {
+            w.wake = undefined;
+            resolve(false);
+          }, Math.max(0, ms));
+          w.wake = () => {
+            clearTimeout(t);
+            w.wake = undefined;
+            w.dirty = false;
+            resolve(true);
+          };
+        });
+      },
+    };
+  }
+
+  /** The room's window in memory (the ordered view), if this gateway keeps one: polls are answered from it. */
+  windowOf(roomId: string): RoomWindow | undefined {
+    const room = this.rooms.get(roomId);
+    return room?.window && room.window.msg.position.epoch === room.epoch ? room.window : undefined;
   }
 
   /** Serializes and writes one message to one socket. */
   send(c: HubClient, msg: ServerMessage): void {
     if ('position' in msg) c.sentOffset = Math.max(c.sentOffset, msg.position.offset);
-    this.write(c, Buffer.from(JSON.stringify(msg)), messageType(msg));
+    this.write(c, new Frame(msg), messageType(msg));
   }
 
   /** Closes every socket with 1001 and drops every subscription (app shutdown). */
@@ -289,10 +415,11 @@ export class RoomHub {
     this.closed = true;
     clearInterval(this.heartbeat);
     this.deps.subscriber.off('smessage', this.onSMessage);
+    this.deps.subscriber.off('ready', this.onSubscriberReady);
     const channels: string[] = [];
     for (const room of this.rooms.values()) {
       for (const c of room.clients) {
-        c.closing = true;
+        this.closing(c);
         if (c.ws.readyState === c.ws.OPEN || c.ws.readyState === c.ws.CONNECTING) c.ws.close(CLOSE.shuttingDown, 'server shutting down');
       }
       if (room.timer) clearTimeout(room.timer);
@@ -343,8 +470,8 @@ export class RoomHub {
   closeUser(userId: string, code: number, reason: string, room?: string): number {
     let n = 0;
     for (const c of [...(this.userSockets.get(userId) ?? [])]) {
-      if (c.closing || (room !== undefined && c.room !== room)) continue;
-      c.closing = true;
+      if (isGone(c.state) || (room !== undefined && c.room !== room)) continue;
+      this.closing(c);
       n++;
       pushMetrics.forcedCloses.inc({ code: String(code) });
       if (c.ws.readyState === c.ws.OPEN || c.ws.readyState === c.ws.CONNECTING) c.ws.close(code, reason);
@@ -377,9 +504,17 @@ export class RoomHub {
       offset: { feed: -1, sampled: -1 },
       buf: { ordered: [], sampled: [], tallies: [] },
       timer: undefined,
+      rate: 0,
+      lastFlushAt: 0,
       viewers: undefined,
       resyncs: Promise.resolve(),
       gone: false,
+      window: undefined,
+      windowGen: 0,
+      reads: 0,
+      journal: undefined,
+      journalOverflow: false,
+      watchers: new Set(),
     };
     this.rooms.set(id, room);
     this.byChannel.set(room.channel, room);
@@ -426,6 +561,13 @@ export class RoomHub {
       return;
     }
     this.o.onVersion?.(n.projection, n.version);
+    // Long polls read again on any news of the feeds (a resync included: their next read sees the new epoch).
+    if (room.watchers.size > 0 && (n.projection === 'feed' || n.projection === 'sampled' || n.resync === true)) {
+      for (const w of room.watchers) {
+        w.dirty = true;
+        w.wake?.();
+      }
+    }
     const known = room.versions.get(n.projection);
     room.versions.set(n.projection, n.version);
     if (n.resync === true || (known !== undefined && known !== n.version)) {
@@ -433,6 +575,7 @@ export class RoomHub {
       this.resync(room, [...room.clients], 'epoch');
       return;
     }
+    this.follow(room, n.projection, n.deltas);
     const b = room.buf;
     const has = room.modeCount;
     switch (n.projection) {
@@ -464,7 +607,7 @@ export class RoomHub {
         return;
     }
     if (!room.timer && (b.ordered.length > 0 || b.sampled.length > 0 || b.tallies.length > 0)) {
-      room.timer = setTimeout(() => this.flush(room), this.deps.cfg.push.batchMs);
+      room.timer = setTimeout(() => this.flush(room), batchInterval(room.rate, this.deps.cfg.push.batchMs, this.deps.cfg.push.batchMaxMs));
     }
   }
 
@@ -472,12 +615,18 @@ export class RoomHub {
     room.timer = undefined;
     if (room.gone) return;
     const now = Date.now();
-    for (const c of room.clients) if (c.pending === null && !c.closing) this.checkSlow(room, c, now);
+    // The room's rate, from what this flush carries over the time since the last one (a quiet spell resets it).
+    const since = now - room.lastFlushAt;
+    const carried = room.buf.ordered.length + room.buf.sampled.length;
+    const sample = since > 0 ? (carried * 1000) / since : room.rate;
+    room.rate = since > 2000 ? sample : 0.7 * room.rate + 0.3 * sample;
+    room.lastFlushAt = now;
+    for (const c of room.clients) if (c.state === 'live') this.checkSlow(room, c, now);
     for (const mode of MODES) {
       const list = room.buf[mode];
       if (list.length === 0) continue;
       room.buf[mode] = [];
-      this.distribute(room, mode, list);
+      this.distribute(room, mode, coalesceTallies(list));
     }
   }
 
@@ -496,20 +645,20 @@ export class RoomHub {
     const hasPrivate = shared.length !== list.length;
     const sharedEvents = shared.map((b) => b.ev);
     // Normally one entry (the stream position); sockets that joined at a later position than the stream has reached get their own.
-    const bytesAt = new Map<number, Buffer>();
+    const bytesAt = new Map<number, Frame>();
     const sharedBytes = (offset: number) => {
       let bytes = bytesAt.get(offset);
       if (!bytes) {
-        bytes = Buffer.from(JSON.stringify(this.batchMessage(room, offset, sharedEvents)));
+        bytes = new Frame(this.batchMessage(room, offset, sharedEvents));
         bytesAt.set(offset, bytes);
         pushMetrics.batchesSent.inc({ mode });
       }
       return bytes;
     };
-    const privateBytes = new Map<string, Buffer | null>();
+    const privateBytes = new Map<string, Frame | null>();
     for (const c of room.clients) {
-      if (c.mode !== mode || c.closing) continue;
-      if (c.pending !== null) {
+      if (c.mode !== mode || isGone(c.state)) continue;
+      if (holdsBatches(c.state)) {
         this.hold(c, { offset: streamAt, items: hasPrivate ? list.filter((b) => b.forUser === undefined || b.forUser === c.userId) : list });
         continue;
       }
@@ -534,7 +683,7 @@ export class RoomHub {
         let own = privateBytes.get(c.userId);
         if (own === undefined) {
           const events = list.filter((b) => b.forUser === c.userId).map((b) => b.ev);
-          own = events.length > 0 ? Buffer.from(JSON.stringify(this.batchMessage(room, offset, events))) : null;
+          own = events.length > 0 ? new Frame(this.batchMessage(room, offset, events)) : null;
           privateBytes.set(c.userId, own);
         }
         if (own) this.write(c, own, 'batch');
@@ -543,7 +692,7 @@ export class RoomHub {
   }
 
   private hold(c: HubClient, batch: HeldBatch): void {
-    if (c.pending === null || c.overflow || batch.items.length === 0) return;
+    if (!holdsBatches(c.state) || c.overflow || batch.items.length === 0) return;
     c.pendingEvents += batch.items.length;
     if (c.pendingEvents > MAX_PENDING_EVENTS) {
       // Bounded: past this, the socket gets a fresh snapshot when released instead.
@@ -555,17 +704,99 @@ export class RoomHub {
     c.pending.push(batch);
   }
 
+  // ---------------------------------------------------------------- snapshots from memory
+
+  /**
+   * A socket's snapshot of the room. The ordered view is answered from the
+   * room's window (window.ts) when there is one; otherwise `read` reads
+   * Redis, and the read starts the window: the notifications that arrived
+   * while it was in flight are applied to it (journaled), those it already
+   * covers skipped by offset. A connect storm costs one read.
+   */
+  async snapshot<R extends WindowRead>(roomId: string, view: View, read: () => Promise<R>): Promise<R | WindowRead> {
+    const room = this.rooms.get(roomId);
+    if (!room || view !== 'ordered' || !this.deps.cfg.push.memorySnapshots) {
+      pushMetrics.snapshotReads.inc({ source: 'redis' });
+      return read();
+    }
+    const w = room.window;
+    if (w && w.msg.position.epoch === room.epoch) {
+      pushMetrics.snapshotReads.inc({ source: 'memory' });
+      return readWindow(w, this.deps.now(), this.o.presence?.count(roomId) ?? w.msg.viewers);
+    }
+    if (w) this.dropWindow(room); // an epoch newer than the window's was seen
+    const gen = room.windowGen;
+    room.reads++;
+    room.journal ??= [];
+    try {
+      const r = await read();
+      pushMetrics.snapshotReads.inc({ source: 'redis' });
+      if (gen === room.windowGen && !room.window && !room.gone && !room.journalOverflow && r.msg.position.epoch >= room.epoch) {
+        const fresh = startWindow('ordered', r);
+        const max = this.deps.cfg.pipelines.feedMaxItems;
+        if ((room.journal ?? []).every((n) => applyNotification(fresh, n.projection, n.deltas, max))) room.window = fresh;
+      }
+      return r;
+    } finally {
+      if (--room.reads === 0) {
+        room.journal = undefined;
+        room.journalOverflow = false;
+      }
+    }
+  }
+
+  /** A notification reaches the room's window (and the journal of the reads in flight). */
+  private follow(room: Room, projection: string, deltas: Delta[]): void {
+    if (room.journal && !room.journalOverflow) {
+      room.journal.push({ projection, deltas });
+      if (room.journal.length > MAX_JOURNAL) {
+        room.journalOverflow = true;
+        room.journal = [];
+      }
+    }
+    if (room.window && !applyNotification(room.window, projection, deltas, this.deps.cfg.pipelines.feedMaxItems)) this.dropWindow(room);
+  }
+
+  private dropWindow(room: Room): void {
+    room.window = undefined;
+    room.windowGen++;
+  }
+
   // ---------------------------------------------------------------- resync
+
+  /**
+   * The subscriber's connection to Redis was cut and is back: whatever was
+   * published meanwhile never reached this gateway (pub/sub keeps nothing),
+   * so every room is subscribed again (confirmed by Redis, whatever ioredis
+   * re-sends on its own) and each live socket gets a fresh snapshot.
+   */
+  private async resubscribe(): Promise<void> {
+    const rooms = [...this.rooms.values()];
+    this.o.log?.warn({ rooms: rooms.length }, 'push: the Redis subscriber reconnected; resubscribing and resyncing every live socket');
+    for (const room of rooms) {
+      if (this.closed || this.rooms.get(room.id) !== room) continue;
+      try {
+        await this.deps.subscriber.ssubscribe(room.channel);
+      } catch (err) {
+        this.o.log?.warn({ err, room: room.id }, 'push: resubscribing failed; the next reconnect tries again');
+        continue;
+      }
+      this.resync(room, [...room.clients], 'resubscribed');
+    }
+  }
 
   /** Fresh snapshots for `clients`, read once per view, serialized once per distinct content. */
   private resync(room: Room, clients: HubClient[], reason: NonNullable<SnapshotMessage['reason']>): void {
+    // A new epoch or version, or a lost subscription, also ends the room's window (one socket's overflow or recovery does not).
+    if (reason === 'epoch' || reason === 'resubscribed') this.dropWindow(room);
     const targets = new Map<HubClient, number>();
     for (const c of clients) {
-      if (c.closing || c.removed) continue;
-      if (c.connecting) {
+      if (isGone(c.state)) continue;
+      if (c.state === 'joining') {
         c.resyncWanted = reason; // its first snapshot is being read: resync right after it
         continue;
       }
+      c.state = transition(c.state, 'resync')!;
       c.pending = [];
       c.pendingEvents = 0;
       c.overflow = false;
@@ -578,7 +809,7 @@ export class RoomHub {
     const job = async () => {
       const views = new Map<View, HubClient[]>();
       for (const [c, gen] of targets) {
-        if (c.closing || !room.clients.has(c) || c.resyncGen !== gen) continue;
+        if (isGone(c.state) || !room.clients.has(c) || c.resyncGen !== gen) continue;
         const list = views.get(c.view);
         if (list) list.push(c);
         else views.set(c.view, [c]);
@@ -586,20 +817,25 @@ export class RoomHub {
       for (const [view, list] of views) {
         let base: SnapshotBase;
         try {
-          base = await this.o.snapshots(room.id, view, reason);
+          const read = await this.snapshot(room.id, view, () => this.o.snapshots(room.id, view, reason));
+          base = read.msg.reason === reason ? read : { ...read, msg: { ...read.msg, reason } };
         } catch (err) {
           this.o.log?.warn({ err, room: room.id }, 'push: resync snapshot failed; closing the sockets');
-          for (const c of list) if (!c.closing) c.ws.close(1011, 'resync failed');
+          for (const c of list) {
+            if (isGone(c.state)) continue;
+            this.closing(c);
+            c.ws.close(1011, 'resync failed');
+          }
           continue;
         }
         if (base.msg.position.epoch > room.epoch) room.epoch = base.msg.position.epoch;
-        const bytes = new Map<string, Buffer>();
+        const bytes = new Map<string, Frame>();
         const personal = base.msg.items.some((i) => i.kind === 'comment' && i.shadow);
         for (const c of list) {
-          if (c.closing || !room.clients.has(c) || c.pending === null || c.resyncGen !== targets.get(c)) continue;
+          if (c.state !== 'resyncing' || !room.clients.has(c) || c.resyncGen !== targets.get(c)) continue;
           const key = personal && c.userId !== null && base.msg.items.some((i) => i.kind === 'comment' && i.shadow && i.userId === c.userId) ? `u:${c.userId}` : '';
           let b = bytes.get(key);
-          if (!b) bytes.set(key, (b = Buffer.from(JSON.stringify(snapshotFor(base.msg, c.userId)))));
+          if (!b) bytes.set(key, (b = new Frame(snapshotFor(base.msg, c.userId))));
           this.write(c, b, 'snapshot');
           pushMetrics.resyncs.inc({ reason });
           this.release(c, base.floor, base.msg.position);
@@ -611,11 +847,16 @@ export class RoomHub {
 
   // ---------------------------------------------------------------- slow consumers, heartbeat, viewers
 
+  /** The hub closes it (shutdown, a slow or dead peer, a user's sockets closed on purpose): nothing more is written to it. */
+  private closing(c: HubClient): void {
+    c.state = transition(c.state, 'close') ?? c.state;
+  }
+
   private checkSlow(room: Room, c: HubClient, now: number): void {
     const p = this.deps.cfg.push;
     const buffered = c.ws.bufferedAmount;
     if (buffered > p.closeAboveBytes) {
-      c.closing = true;
+      this.closing(c);
       pushMetrics.slowCloses.inc();
       this.o.log?.info({ room: room.id, buffered }, 'push: closing a slow consumer');
       c.ws.close(CLOSE.slowConsumer, 'slow consumer');
@@ -629,12 +870,31 @@ export class RoomHub {
       c.slowSince.sampled ??= now;
       if (c.mode === 'ordered' && now - c.slowSince.sampled >= p.slowForMs) this.degrade(room, c, 'sampled');
     } else c.slowSince.sampled = undefined;
+    // Caught up: back to its view. The wait doubles with each degradation, so
+    // a client that cannot keep up does not swing between the two every few seconds.
+    if (c.mode !== c.view && buffered <= p.recoverBelowBytes) {
+      c.recoveringSince ??= now;
+      if (now - c.recoveringSince >= p.recoverForMs * 2 ** Math.min(Math.max(0, c.degradations - 1), 5)) this.upgrade(room, c);
+    } else c.recoveringSince = undefined;
+  }
+
+  private upgrade(room: Room, c: HubClient): void {
+    room.modeCount[c.mode]--;
+    room.modeCount[c.view]++;
+    c.mode = c.view;
+    c.recoveringSince = undefined;
+    c.slowSince = { sampled: undefined, tallies: undefined };
+    pushMetrics.upgrades.inc({ mode: c.view });
+    // What it missed while degraded comes with a fresh snapshot (from the room's window when there is one).
+    this.resync(room, [c], 'recovered');
   }
 
   private degrade(room: Room, c: HubClient, mode: 'sampled' | 'tallies'): void {
     room.modeCount[c.mode]--;
     room.modeCount[mode]++;
+    if (c.mode === c.view) c.degradations++; // one more episode (sampled, then tallies, is one)
     c.mode = mode;
+    c.recoveringSince = undefined;
     // Items it already has stay out of the new stream; positions never go back.
     c.floor = c.sentOffset;
     c.minPos = c.sentOffset;
@@ -648,7 +908,7 @@ export class RoomHub {
       for (const c of room.clients) {
         if (!c.alive) {
           pushMetrics.reaped.inc();
-          c.closing = true;
+          this.closing(c);
           c.ws.terminate(); // 'close' follows; the plugin removes it
           continue;
         }
@@ -681,13 +941,14 @@ export class RoomHub {
     if (!room || room.gone || room.viewers === count) return;
     room.viewers = count;
     const msg: ViewersMessage = { type: 'viewers', room: roomId, count };
-    const bytes = Buffer.from(JSON.stringify(msg));
-    for (const c of room.clients) if (c.pending === null && !c.closing) this.write(c, bytes, 'viewers');
+    const frame = new Frame(msg);
+    for (const c of room.clients) if (c.state === 'live') this.write(c, frame, 'viewers');
   }
 
-  private write(c: HubClient, bytes: Buffer, type: string): void {
+  private write(c: HubClient, frame: Frame, type: string): void {
     if (c.ws.readyState !== c.ws.OPEN) return;
-    c.ws.send(bytes, { binary: false });
+    const bytes = frame.bytes(c.wire);
+    c.ws.send(bytes, { binary: c.wire === 'msgpack' });
     pushMetrics.framesSent.inc({ type });
     pushMetrics.bytesSent.inc(bytes.length);
   }

@@ -6,7 +6,8 @@
  * Authorization header on a WebSocket).
  *
  * On connect the socket is registered with the hub first (its batches are
- * held), then the room is read, then it is sent:
+ * held), then the room is read — from the hub's window of the room in memory
+ * when it has one (window.ts), else from Redis — then it is sent:
  * - no `since`: a snapshot (the newest items, pin, tallies, viewers, settings,
  *   sampling rate, position);
  * - `since` of the room's epoch: a snapshot without items, then a catch-up of
@@ -38,6 +39,7 @@ import { RoomHub, SNAPSHOT_ITEMS, snapshotFor, visibleTo, type HubClient, type S
 import { extraRegistries } from '../ops.ts';
 import { pushMetrics, pushRegistry } from './metrics.ts';
 import { SocketWrites } from '../socket-writes.ts';
+import { openFileLimit, socketCap } from '../fdlimit.ts';
 
 declare module 'fastify' {
   interface FastifyInstance {
@@ -172,7 +174,8 @@ export const pushPlugin = fp(async (app: FastifyInstance) => {
         return;
       }
       // Registered (batches held) and subscribed: now read.
-      const base = await readRoom(deps, app.presence, room, view);
+      // From the room's window in memory when the hub has one, else one read of Redis (which starts it).
+      const base = await hub.snapshot(room, view, () => readRoom(deps, app.presence, room, view));
       if (closed) return;
       const position = base.msg.position;
       let floor = base.floor;
@@ -213,7 +216,22 @@ export const pushPlugin = fp(async (app: FastifyInstance) => {
     }
   }
 
-  app.get('/v1/rooms/:room/ws', { websocket: true }, (socket: WebSocket, req: FastifyRequest) => {
+  // The socket cap, checked before the upgrade: a slot is taken by the
+  // request and given back when its TCP connection closes (an upgrade that
+  // fails, or the WebSocket's end), so upgrades in progress count too.
+  const cap = socketCap(deps.cfg.gateway.wsMaxConnections, openFileLimit(), deps.cfg.gateway.fdReserve);
+  if (Number.isFinite(cap)) pushMetrics.socketCap.set(cap);
+  let slots = 0;
+  const takeSlot = async (req: FastifyRequest) => {
+    if (slots >= cap) {
+      pushMetrics.capRefusals.inc();
+      throw new AppError('ERR_TOO_MANY_CONNECTIONS', `this gateway holds ${slots} WebSockets, its cap: connect to another gateway or retry later`, { details: { cap, retryAfterSec: 5 } });
+    }
+    slots++;
+    req.raw.socket.once('close', () => slots--);
+  };
+
+  app.get('/v1/rooms/:room/ws', { websocket: true, preValidation: takeSlot }, (socket: WebSocket, req: FastifyRequest) => {
     void serve(socket, req);
   });
 });

@@ -30,6 +30,7 @@ import type { RedisClient } from '../../core/redis.ts';
 import type { EventCodec } from '../../schemas/codec.ts';
 import { makeEvent, type RoomEvent } from '../../schemas/events.ts';
 import type { LogClient } from '../../topics/kafka.ts';
+import type { LogWriter } from '../../topics/writer.ts';
 import { moderatorGroupOf, type ProjectionNaming } from '../naming.ts';
 import { userKeys, type Cmd, type Projection, type RoomKeys, type UserFields, type UserView } from '../projection.ts';
 import { ProjectionWorker } from '../runner.ts';
@@ -166,7 +167,14 @@ export interface ModerationWorkerOptions {
   client: LogClient;
   redis: RedisClient;
   codec: EventCodec;
+  /** The topic of `generation` (see WorkerOptions in runner.ts). */
   topic: string;
+  generation?: number;
+  until?(partition: number): number | undefined;
+  /** Its group for this generation (default `<prefix>moderator.v1`). */
+  groupId?: string;
+  /** Decisions are written through it, to the log's current generation. */
+  writer?: LogWriter;
   deadLetterTopic: string;
   naming: ProjectionNaming;
   settings: ModerationSettings;
@@ -195,10 +203,13 @@ export class ModerationWorker {
       redis: o.redis,
       codec: o.codec,
       topic: o.topic,
+      generation: o.generation,
+      until: o.until,
+      writer: o.writer,
       deadLetterTopic: o.deadLetterTopic,
       naming: o.naming,
       lanes: () => [lane],
-      groupId: moderatorGroupOf(o.naming),
+      groupId: o.groupId ?? moderatorGroupOf(o.naming),
       partitionsConsumedConcurrently: o.partitionsConsumedConcurrently,
       // Moderation changes nothing viewers see by itself: the projections
       // that apply its events announce those.

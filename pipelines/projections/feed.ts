@@ -57,7 +57,7 @@ export function removal(keys: RoomKeys, e: PositionedEvent, targetEventId: strin
       // The tombstone's own id is the deletion event's, so a second deletion of the same comment adds its own entry.
       { op: 'feedAdd', key: keys.key('z'), index: keys.key('idx'), eventId: `del:${e.event.eventId}`, offset: e.offset, member: JSON.stringify(tomb) },
     ],
-    deltas: [{ t: 'delete', eventId: targetEventId, offset: e.offset, reason }],
+    deltas: [{ t: 'delete', eventId: targetEventId, offset: e.offset, reason, deletionId: tomb.deletionId, occurredAt: tomb.occurredAt }],
   };
 }
 
