@@ -305,8 +305,8 @@ export const schema = {
     ),
     memorySnapshots: bool(
       'PUSH_MEMORY_SNAPSHOTS',
-      true,
-      'Answer a socket\'s snapshot (and a resume within it) of the ordered view from the room\'s snapshot kept in the gateway\'s memory, current with the room\'s notifications, once one was read from Redis: a connect storm costs one read, not one per socket. Off: every socket reads Redis.',
+      false,
+      'Answer a socket\'s snapshot (and a resume within it) and short polls of the ordered view from the room\'s snapshot kept in the gateway\'s memory, current with the room\'s notifications, once one was read from Redis: a connect storm costs one read, not one per socket. Off by default: after a Redis wipe the window keeps serving the pre-wipe state until the rebuild reaches the room (`npm run chaos -- redis-wipe` fails with it on: viewers shown comments twice, some never resynced).',
     ),
     deflate: bool('PUSH_DEFLATE', false, 'permessage-deflate on WebSockets (saves bandwidth, costs CPU per socket).'),
     heartbeatSec: int('PUSH_HEARTBEAT_SEC', 30, 'Ping interval; a socket that missed a pong by the next ping is closed.', 1, 3600),

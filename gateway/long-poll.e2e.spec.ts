@@ -13,7 +13,7 @@ import type { FeedResponse } from './protocol.ts';
 let w: World;
 
 beforeAll(async () => {
-  w = await startWorld({ partitions: 1, env: { MODERATION_ENABLED: 'false', LIMIT_COMMENTS: '1000' } });
+  w = await startWorld({ partitions: 1, env: { PUSH_MEMORY_SNAPSHOTS: 'true', MODERATION_ENABLED: 'false', LIMIT_COMMENTS: '1000' } });
 });
 afterAll(async () => {
   await w?.stop();

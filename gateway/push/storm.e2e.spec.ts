@@ -16,7 +16,7 @@ const room = randomName('storm');
 const SOCKETS = 300;
 
 beforeAll(async () => {
-  w = await startWorld({ partitions: 1, env: { MODERATION_ENABLED: 'false', LIMIT_COMMENTS: '10000', LIMIT_READS: '100000' } });
+  w = await startWorld({ partitions: 1, env: { PUSH_MEMORY_SNAPSHOTS: 'true', MODERATION_ENABLED: 'false', LIMIT_COMMENTS: '10000', LIMIT_READS: '100000' } });
 });
 afterAll(async () => {
   await w?.stop();
