@@ -9,62 +9,34 @@
  */
 import fs from 'node:fs';
 import path from 'node:path';
-import type { FastifyInstance } from 'fastify';
-import { chromium, type Browser } from 'playwright-core';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { hasChromium, pageWorld, type PageWorld } from '../test/page-world.ts';
 import { REPO_ROOT } from '../core/config.ts';
 import { scenario } from '../archive/fixtures.ts';
 import { runSql } from '../archive/sql.ts';
 import { roomStats } from '../archive/stats.ts';
-import { archiveKit, type World } from '../archive/testing.ts';
-import { archiveReaderFor } from './root.ts';
-import { testConfig, waitFor } from '../test/helpers.ts';
-import { buildGateway } from '../gateway/app.ts';
-import { createGatewayDeps, type GatewayDeps } from '../gateway/deps.ts';
 
-const CHROMIUM = '/usr/bin/chromium';
-const hasChromium = fs.existsSync(CHROMIUM);
 const SCREENSHOT = path.join(REPO_ROOT, '.data', 'analytics-screenshot.png');
 
 describe.skipIf(!hasChromium)('analytics page (chromium)', () => {
-  let kit: Awaited<ReturnType<typeof archiveKit>>;
-  let w: World;
-  let deps: GatewayDeps;
-  let app: FastifyInstance;
-  let url: string;
-  let browser: Browser;
+  let pw: PageWorld;
   const room = 'analytics-room';
+  const w = () => pw.w;
 
   beforeAll(async () => {
-    kit = await archiveKit();
-    w = await kit.world();
-    await w.produce(scenario(room));
-    const a = w.archiver();
-    await a.start();
-    await waitFor(() => w.caughtUp(), { what: 'the archive', timeoutMs: 60_000, intervalMs: 200 });
-    await a.stop();
-    const cfg = testConfig({ ...Object.fromEntries(Object.entries(process.env).filter((e): e is [string, string] => e[1] !== undefined)), CLICKHOUSE_DATABASE: w.cfg.clickhouse.database, JWT_SECRET: `analytics-page-test-secret-${Date.now()}-0123456789` });
-    deps = await createGatewayDeps(cfg, { archive: archiveReaderFor(cfg, async () => w.ch) });
-    app = await buildGateway(deps);
-    const addr = await app.listen({ host: '127.0.0.1', port: 0 });
-    url = addr;
-    browser = await chromium.launch({ executablePath: CHROMIUM, args: ['--no-sandbox', '--disable-gpu', '--no-first-run', '--disable-background-networking', '--disable-component-update', '--disable-sync'] });
+    pw = await pageWorld(scenario(room), 'analytics-page');
   }, 120_000);
   afterAll(async () => {
-    await browser?.close();
-    await app?.close();
-    await deps?.close();
-    await w?.close();
-    await kit?.close();
+    await pw?.close();
   });
 
   it('draws the room\'s charts from the archive, with its totals and the SQL behind each chart', async () => {
-    const stats = await roomStats(w.ch, room);
+    const stats = await roomStats(w().ch, room);
     expect(stats.totals.comments).toBeGreaterThan(0);
-    const page = await browser.newPage({ viewport: { width: 1400, height: 1300 } });
+    const page = await pw.browser.newPage({ viewport: { width: 1400, height: 1300 } });
     const errors: string[] = [];
     page.on('pageerror', (e) => errors.push(e.message));
-    await page.goto(`${url}/analytics?room=${room}`);
+    await page.goto(`${pw.url}/analytics?room=${room}`);
     await expect.poll(() => page.locator('#status').getAttribute('data-state'), { timeout: 30_000 }).toBe('ready');
 
     expect(await page.locator('[data-total="comments"]').textContent()).toBe(stats.totals.comments.toLocaleString('en-US'));
@@ -79,7 +51,7 @@ describe.skipIf(!hasChromium)('analytics page (chromium)', () => {
     // The SQL shown is the SQL that ran: pasted into `npm run sql`, it gives the figure on the page.
     const sql = await page.locator('pre[data-sql="topChatters"]').first().textContent();
     expect(sql).toContain(`'${room}'`);
-    const rows = (await runSql(w.ch, sql!)).rows as Record<string, unknown>[];
+    const rows = (await runSql(w().ch, sql!)).rows as Record<string, unknown>[];
     expect(rows.map((r) => r.user_id)).toEqual(stats.topChatters.map((c) => c.userId));
     fs.mkdirSync(path.dirname(SCREENSHOT), { recursive: true });
     await page.screenshot({ path: SCREENSHOT, fullPage: true });

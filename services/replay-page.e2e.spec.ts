@@ -9,63 +9,36 @@
  */
 import fs from 'node:fs';
 import path from 'node:path';
-import type { FastifyInstance } from 'fastify';
-import { chromium, type Browser, type Page } from 'playwright-core';
+import type { Page } from 'playwright-core';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { hasChromium, pageWorld, type PageWorld } from '../test/page-world.ts';
 import { REPO_ROOT } from '../core/config.ts';
 import { scenario } from '../archive/fixtures.ts';
-import { archiveKit, type World } from '../archive/testing.ts';
-import { testConfig, waitFor } from '../test/helpers.ts';
-import { buildGateway } from '../gateway/app.ts';
-import { createGatewayDeps, type GatewayDeps } from '../gateway/deps.ts';
-import { archiveReaderFor } from './root.ts';
 
-const CHROMIUM = '/usr/bin/chromium';
-const hasChromium = fs.existsSync(CHROMIUM);
 const SCREENSHOT = path.join(REPO_ROOT, '.data', 'replay-screenshot.png');
 
 describe.skipIf(!hasChromium)('replay page (chromium)', () => {
-  let kit: Awaited<ReturnType<typeof archiveKit>>;
-  let w: World;
-  let deps: GatewayDeps;
-  let app: FastifyInstance;
-  let url: string;
-  let browser: Browser;
+  let pw: PageWorld;
   const room = 'replay-room';
+  const w = () => pw.w;
 
   beforeAll(async () => {
-    kit = await archiveKit();
-    w = await kit.world();
-    await w.produce(scenario(room));
-    const a = w.archiver();
-    await a.start();
-    await waitFor(() => w.caughtUp(), { what: 'the archive', timeoutMs: 60_000, intervalMs: 200 });
-    await a.stop();
-    const env = Object.fromEntries(Object.entries(process.env).filter((e): e is [string, string] => e[1] !== undefined));
-    const cfg = testConfig({ ...env, CLICKHOUSE_DATABASE: w.cfg.clickhouse.database, JWT_SECRET: `replay-page-test-secret-${Date.now()}-0123456789` });
-    deps = await createGatewayDeps(cfg, { archive: archiveReaderFor(cfg, async () => w.ch) });
-    app = await buildGateway(deps);
-    url = await app.listen({ host: '127.0.0.1', port: 0 });
-    browser = await chromium.launch({ executablePath: CHROMIUM, args: ['--no-sandbox', '--disable-gpu', '--no-first-run', '--disable-background-networking', '--disable-component-update', '--disable-sync'] });
+    pw = await pageWorld(scenario(room), 'replay-page');
   }, 120_000);
   afterAll(async () => {
-    await browser?.close();
-    await app?.close();
-    await deps?.close();
-    await w?.close();
-    await kit?.close();
+    await pw?.close();
   });
 
   const logText = (page: Page) => page.locator('#log').textContent();
   const playhead = async (page: Page) => Number(await page.locator('#stage').getAttribute('data-playhead'));
 
   it('plays comments at their time, seeks, switches to "as moderated now", and draws the tally timeline', async () => {
-    const page = await browser.newPage({ viewport: { width: 1280, height: 900 } });
+    const page = await pw.browser.newPage({ viewport: { width: 1280, height: 900 } });
     const errors: string[] = [];
     page.on('pageerror', (e) => errors.push(e.message));
 
     // As seen live, from 0.5 s at 2×: alice's "hello" (1 s) flies over the stage.
-    await page.goto(`${url}/replay?room=${room}&t=500&speed=2`);
+    await page.goto(`${pw.url}/replay?room=${room}&t=500&speed=2`);
     await expect.poll(() => page.locator('#status').getAttribute('data-state'), { timeout: 30_000 }).toBe('ready');
     await expect.poll(() => page.locator('.danmaku', { hasText: 'hello' }).count(), { timeout: 15_000 }).toBeGreaterThan(0);
 
