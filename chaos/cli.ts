@@ -22,6 +22,7 @@ import { PrivateServers } from './servers.ts';
 import { dupOf, lostOf, type Row } from './verify.ts';
 import { ChaosWorld } from './world.ts';
 import { writeReport } from './report.ts';
+import { rowCells } from './cli-rows.ts';
 
 const { positionals, values } = parseArgs({
   allowPositionals: true,
@@ -68,24 +69,6 @@ function printRows(rows: Row[]): void {
   });
   for (const r of rows) t.push(rowCells(r));
   console.log(t.toString());
-}
-
-export function rowCells(r: Row): string[] {
-  const ch = (v: number | undefined) => (v === undefined ? '–' : String(v));
-  return [
-    r.fault,
-    String(r.repeats),
-    String(r.rate),
-    String(r.acked),
-    `${r.lostLog}/${r.lostFeed}/${r.lostTallies}/${ch(r.lostClickhouse)}`,
-    `${r.dupLog}/${r.dupFeed}/${r.dupTallies}/${ch(r.dupClickhouse)}`,
-    String(r.viewerGaps),
-    String(r.viewerDups),
-    String(r.resyncs),
-    r.recoverySec.map((s) => (Number.isFinite(s) ? s.toFixed(1) : 'never')).join(', '),
-    String(r.refused),
-    String(r.unknown),
-  ];
 }
 
 async function main(): Promise<number> {

@@ -11,6 +11,7 @@ import { lines, svg } from '../bench/lib/chart.ts';
 import { DESCRIPTIONS, HELD, type FaultName } from './faults.ts';
 import type { Tick } from './load.ts';
 import type { Row } from './verify.ts';
+import { rowCells } from './cli-rows.ts';
 
 export interface ReportPhase {
   fault: FaultName;
@@ -32,22 +33,10 @@ export interface ReportOptions {
 
 const HEAD = ['fault', 'reps', 'comments/s driven', 'acknowledged', 'lost log/feed/tallies/CH', 'duplicated log/feed/tallies/CH', 'viewer gaps', 'viewer dups', 'resyncs', 'recovery s', 'refused', 'unanswered'];
 
+/** The console's row (cli.ts rowCells), with the fault as code and counts grouped for reading. */
 function cells(r: Row): string[] {
-  const ch = (v: number | undefined) => (v === undefined ? '–' : String(v));
-  return [
-    `\`${r.fault}\``,
-    String(r.repeats),
-    r.rate.toLocaleString('en-US'),
-    r.acked.toLocaleString('en-US'),
-    `${r.lostLog}/${r.lostFeed}/${r.lostTallies}/${ch(r.lostClickhouse)}`,
-    `${r.dupLog}/${r.dupFeed}/${r.dupTallies}/${ch(r.dupClickhouse)}`,
-    String(r.viewerGaps),
-    String(r.viewerDups),
-    String(r.resyncs),
-    r.recoverySec.map((s) => (Number.isFinite(s) ? s.toFixed(1) : 'never')).join(', '),
-    String(r.refused),
-    String(r.unknown),
-  ];
+  const [, ...rest] = rowCells(r);
+  return [`\`${r.fault}\``, rest[0]!, r.rate.toLocaleString('en-US'), r.acked.toLocaleString('en-US'), ...rest.slice(3)];
 }
 
 export function writeReport(phases: ReportPhase[], o: ReportOptions): { doc: string; chart: string } {
