@@ -1,5 +1,5 @@
 /**
- * npm run chaos -- <fault|all> [--seconds S] [--repeats N] [--rate R] [--ci] [--doc]
+ * npm run chaos -- <fault|all> [--seconds S] [--repeats N] [--rate R] [--ci] [--doc] [--verbose]
  *
  * Drives a sustained load (comments and reactions over 20 rooms, WebSocket
  * viewers and HTTP pollers on two gateways) against a private world on
@@ -34,10 +34,11 @@ const { positionals, values } = parseArgs({
     rooms: { type: 'string', default: '20' },
     ci: { type: 'boolean', default: false },
     doc: { type: 'boolean' },
+    verbose: { type: 'boolean', default: false },
   },
 });
 
-const USAGE = `usage: npm run chaos -- <${FAULTS.join('|')}|all>[,<fault>...] [--seconds S] [--repeats N] [--rate R] [--reaction-rate R] [--rooms N] [--ci] [--doc]`;
+const USAGE = `usage: npm run chaos -- <${FAULTS.join('|')}|all>[,<fault>...] [--seconds S] [--repeats N] [--rate R] [--reaction-rate R] [--rooms N] [--ci] [--doc] [--verbose]`;
 const started = Date.now();
 const log = (m: string) => console.log(`[chaos ${((Date.now() - started) / 1000).toFixed(0).padStart(4)}s] ${m}`);
 
@@ -94,7 +95,7 @@ async function main(): Promise<number> {
       cleanups.unshift(async () => (await clusterStart!.catch(() => undefined))?.stop());
     };
     if (mainFaults.length > 0) {
-      const world = new ChaosWorld({ prefix: 'chaos', servers: servers.worldEnv, clickhouseDir: ChaosWorld.clickhouseDir(servers.dir, 'main'), log });
+      const world = new ChaosWorld({ prefix: 'chaos', servers: servers.worldEnv, clickhouseDir: ChaosWorld.clickhouseDir(servers.dir, 'main'), verbose: values.verbose!, log });
       cleanups.unshift(() => world.stop());
       log(`world ${world.id}: starting 2 processors, 2 gateways and the archiver`);
       await world.start();
@@ -115,7 +116,7 @@ async function main(): Promise<number> {
     if (wanted.includes('broker3-kill')) {
       if (!clusterStart) startCluster();
       const cluster = await clusterStart!;
-      const world = new ChaosWorld({ prefix: 'chaos3', servers: cluster.worldEnv, clickhouseDir: ChaosWorld.clickhouseDir(cluster.dir, 'cluster'), log });
+      const world = new ChaosWorld({ prefix: 'chaos3', servers: cluster.worldEnv, clickhouseDir: ChaosWorld.clickhouseDir(cluster.dir, 'cluster'), verbose: values.verbose!, log });
       cleanups.unshift(() => world.stop());
       log(`world ${world.id} on the three-broker cluster: starting 2 processors, 2 gateways and the archiver`);
       await world.start();

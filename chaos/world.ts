@@ -25,6 +25,8 @@ export interface ChaosWorldOptions {
   processors?: number;
   gateways?: number;
   archiver?: boolean;
+  /** Echo the children's output (stderr, prefixed with the part): for a post-mortem of a failed fault. */
+  verbose?: boolean;
   log(m: string): void;
 }
 
@@ -95,7 +97,7 @@ export class ChaosWorld {
   private async spawn(part: Part, i: number): Promise<ServiceProcess> {
     const names = part === 'processor' ? (['processors'] as const) : part === 'gateway' ? (['gateway'] as const) : (['archiver'] as const);
     const env = part === 'gateway' ? { ...this.env, GATEWAY_HOST: '127.0.0.1', GATEWAY_PORT: String(this.ports[i]), GATEWAY_ID: `gw-${i}` } : this.env;
-    const p = new ServiceProcess([...names], { env, readyTimeoutMs: 180_000 });
+    const p = new ServiceProcess([...names], { env, readyTimeoutMs: 180_000, ...(this.o.verbose ? { echo: `[${part} ${i}] ` } : {}) });
     await p.start();
     return p;
   }

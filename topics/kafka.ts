@@ -90,10 +90,28 @@ interface Pending {
   lastError?: AppError;
 }
 
+/** One partition's queue: one request in flight at a time keeps its records in order and its idempotent sequence gapless. */
+interface Lane {
+  topic: string;
+  partition: number;
+  queue: Pending[];
+  inFlight: Promise<void> | undefined;
+}
+
 export class LogProducer {
   private readonly producer: Producer;
-  private queue: Pending[] = [];
-  private inFlight: Promise<void> | undefined;
+  /** Records not yet given a partition, in the order they were sent. */
+  private intake: Pending[] = [];
+  private distributing: Promise<void> | undefined;
+  /**
+   * A queue per partition, each with its own request in flight. One batch
+   * for every partition at once stalled every room when one partition's
+   * leader was lost: the next batch waited for the stuck partition, and no
+   * write was acknowledged for the broker session timeout and the retries
+   * after it (npm run chaos -- broker3-kill: 0 writes/s acked while one
+   * broker of three was down). Now only that partition's records wait.
+   */
+  private readonly lanes = new Map<string, Lane>();
   private timer: NodeJS.Timeout | undefined;
   private connected = false;
 
@@ -118,7 +136,7 @@ export class LogProducer {
   /** Resolves once Kafka acknowledged the record (acks=all), with its partition and offset. */
   send(record: OutRecord): Promise<Ack> {
     return new Promise<Ack>((resolve, reject) => {
-      this.queue.push({ record, resolve, reject });
+      this.intake.push({ record, resolve, reject });
       this.schedule();
     });
   }
@@ -128,8 +146,8 @@ export class LogProducer {
   }
 
   private schedule(): void {
-    if (this.inFlight) return; // the batch in flight drains the queue when it returns
-    if (this.queue.length >= this.opts.maxBatch || this.opts.lingerMs === 0) {
+    if (this.distributing) return; // the distribution under way schedules again when it ends
+    if (this.intake.length >= this.opts.maxBatch || this.opts.lingerMs === 0) {
       this.flush();
     } else if (!this.timer) {
       this.timer = setTimeout(() => this.flush(), this.opts.lingerMs);
@@ -141,72 +159,95 @@ export class LogProducer {
       clearTimeout(this.timer);
       this.timer = undefined;
     }
-    if (this.inFlight || this.queue.length === 0) return;
-    const batch = this.queue.splice(0, this.opts.maxBatch);
-    this.inFlight = this.sendBatch(batch).finally(() => {
-      this.inFlight = undefined;
-      if (this.queue.length > 0) this.flush();
+    if (this.distributing || this.intake.length === 0) return;
+    const list = this.intake.splice(0);
+    this.distributing = this.distribute(list).finally(() => {
+      this.distributing = undefined;
+      if (this.intake.length > 0) this.schedule();
     });
   }
 
-  private async sendBatch(batch: Pending[]): Promise<void> {
-    // Partitions are chosen here, with kafkajs's Java-compatible murmur2
-    // partitioner, so each record's ack (base offset of its partition + its
-    // index there) can be mapped back to it.
-    const byPartition = new Map<string, { topic: string; partition: number; list: Pending[] }>();
-    try {
-      for (const p of batch) {
-        const count = await this.partitionCount(p.record.topic);
-        const partition = murmur2Partition(p.record.key, count);
-        const k = `${p.record.topic}/${partition}`;
-        const group = byPartition.get(k) ?? { topic: p.record.topic, partition, list: [] };
-        group.list.push(p);
-        byPartition.set(k, group);
+  /**
+   * Gives each record its partition, in the order sent (one distribution at a
+   * time, so two records of a key never swap), and starts the lanes. Partitions
+   * are chosen here, with kafkajs's Java-compatible murmur2 partitioner, so
+   * each record's ack (base offset of its partition + its index there) can be
+   * mapped back to it.
+   */
+  private async distribute(list: Pending[]): Promise<void> {
+    const counts = new Map<string, number | AppError>();
+    const touched = new Set<Lane>();
+    for (const p of list) {
+      const topic = p.record.topic;
+      let count = counts.get(topic);
+      if (count === undefined) {
+        count = await this.partitionCount(topic).catch((err: unknown) => kafkaError(err, 'produce'));
+        counts.set(topic, count);
       }
-    } catch (err) {
-      const e = kafkaError(err, 'produce');
-      for (const p of batch) p.reject(e);
-      return;
+      if (typeof count !== 'number') {
+        p.reject(count);
+        continue;
+      }
+      const partition = murmur2Partition(p.record.key, count);
+      const k = `${topic}/${partition}`;
+      let lane = this.lanes.get(k);
+      if (!lane) this.lanes.set(k, (lane = { topic, partition, queue: [], inFlight: undefined }));
+      lane.queue.push(p);
+      touched.add(lane);
     }
-    // One request per partition, all at once: a request that fails leaves its
-    // partition's idempotent sequence where it was, so sending its records
-    // again is deduplicated by the broker if they landed after all. One
-    // request spanning brokers would not allow that: kafkajs advances the
-    // sequences of the brokers that answered before another failed, and a
-    // re-send of those would be a duplicate.
-    const again: Pending[] = [];
-    await Promise.all([...byPartition.values()].map(async ({ topic, partition, list }) => {
-      try {
-        const result = await withTimeout(
-          this.producer.send({
-            topic,
-            acks: -1,
-            timeout: this.opts.sendTimeoutMs,
-            compression: this.opts.compression === 'gzip' ? CompressionTypes.GZIP : CompressionTypes.None,
-            messages: list.map((p) => ({ partition, key: p.record.key, value: p.record.value, headers: p.record.headers })),
-          }),
-          this.opts.sendTimeoutMs + 1000,
-        );
-        const m = result.find((r) => r.partition === partition);
-        // kafkajs (unmaintained) can return without an ack for a partition
-        // whose leader moved during its retries (tulios/kafkajs#1798): the
-        // request failed and the sequence is unchanged, so it is sent again.
-        if (!m) return void again.push(...list);
-        const base = BigInt(m.baseOffset ?? '0');
-        list.forEach((p, i) => p.resolve({ topic, partition, offset: String(base + BigInt(i)) }));
-      } catch (err) {
-        const e = kafkaError(err, 'produce');
-        // A lost leader (connection refused, not leader, timeout) is retried
-        // until sendTimeoutMs from the first send: a new leader is usually
-        // elected within the broker session timeout. A rejected record is not.
-        if (e.code === 'ERR_KAFKA_UNAVAILABLE') again.push(...list.map((p) => Object.assign(p, { lastError: e })));
-        else for (const p of list) p.reject(e);
-      }
-    }));
-    if (again.length > 0) this.retryUnacked(again.sort((x, y) => batch.indexOf(x) - batch.indexOf(y)));
+    for (const lane of touched) this.pump(lane);
   }
 
-  private retryUnacked(list: Pending[]): void {
+  private pump(lane: Lane): void {
+    if (lane.inFlight || lane.queue.length === 0) return;
+    const batch = lane.queue.splice(0, this.opts.maxBatch);
+    lane.inFlight = this.sendLane(lane, batch).then((failed) => {
+      lane.inFlight = undefined;
+      // After a failure, a pause before the next try: kafkajs has retried
+      // already, and a partition without a leader would otherwise spin.
+      if (failed) setTimeout(() => this.pump(lane), 100).unref();
+      else this.pump(lane);
+    });
+  }
+
+  /** Sends one partition's batch; true when it failed and (some of) it waits for another try. */
+  private async sendLane(lane: Lane, list: Pending[]): Promise<boolean> {
+    const { topic, partition } = lane;
+    try {
+      const result = await withTimeout(
+        this.producer.send({
+          topic,
+          acks: -1,
+          timeout: this.opts.sendTimeoutMs,
+          compression: this.opts.compression === 'gzip' ? CompressionTypes.GZIP : CompressionTypes.None,
+          messages: list.map((p) => ({ partition, key: p.record.key, value: p.record.value, headers: p.record.headers })),
+        }),
+        this.opts.sendTimeoutMs + 1000,
+      );
+      const m = result.find((r) => r.partition === partition);
+      // kafkajs (unmaintained) can return without an ack for a partition
+      // whose leader moved during its retries (tulios/kafkajs#1798): the
+      // request failed and the sequence is unchanged, so it is sent again.
+      if (!m) return this.retryUnacked(lane, list);
+      const base = BigInt(m.baseOffset ?? '0');
+      list.forEach((p, i) => p.resolve({ topic, partition, offset: String(base + BigInt(i)) }));
+      return false;
+    } catch (err) {
+      const e = kafkaError(err, 'produce');
+      // A lost leader (connection refused, not leader, timeout) is retried
+      // until sendTimeoutMs from the first send: a new leader is usually
+      // elected within the broker session timeout. A request that failed
+      // leaves its partition's idempotent sequence where it was, so sending
+      // its records again is deduplicated by the broker if they landed after
+      // all. A rejected record is not retried.
+      if (e.code === 'ERR_KAFKA_UNAVAILABLE') return this.retryUnacked(lane, list.map((p) => Object.assign(p, { lastError: e })));
+      for (const p of list) p.reject(e);
+      return false;
+    }
+  }
+
+  /** Puts what is still within sendTimeoutMs back at the front of its lane (order kept); rejects the rest. */
+  private retryUnacked(lane: Lane, list: Pending[]): boolean {
     const now = Date.now();
     const again: Pending[] = [];
     for (const p of list) {
@@ -215,16 +256,23 @@ export class LogProducer {
         p.reject(new UnavailableError('ERR_KAFKA_UNAVAILABLE', `no acknowledgement for ${p.record.topic} within ${this.opts.sendTimeoutMs} ms (${p.lastError?.message ?? 'a broker was lost'}; retry)`));
       } else again.push(p);
     }
-    if (again.length > 0) this.queue.unshift(...again);
+    if (again.length > 0) lane.queue.unshift(...again);
+    return true;
   }
 
   /** Set by LogClient: partition count of a topic (cached there). */
   partitionCount: (topic: string) => Promise<number> = async () => 1;
 
   async disconnect(): Promise<void> {
-    while (this.queue.length > 0 || this.inFlight) {
+    for (;;) {
       this.flush();
-      await this.inFlight;
+      if (this.distributing) await this.distributing;
+      const busy = [...this.lanes.values()].filter((l) => l.inFlight || l.queue.length > 0);
+      if (busy.length === 0 && this.intake.length === 0) break;
+      for (const l of busy) this.pump(l);
+      await Promise.all(busy.map((l) => l.inFlight));
+      // A lane waiting out its pause after a failure: the next turn pumps it.
+      if (busy.every((l) => !l.inFlight)) await new Promise((r) => setTimeout(r, 100));
     }
     if (this.connected) await this.producer.disconnect().catch(() => {});
     this.connected = false;
@@ -292,7 +340,11 @@ export class LogConsumer {
       // above what every partition may bring, so no partition waits a round.
       maxBytes: Math.max(10 * 1024 * 1024, (opts.maxBytesPerPartition ?? 1024 * 1024) * this.concurrency),
       allowAutoTopicCreation: false,
-      retry: { retries: 10 },
+      // Backoff bounded at 2 s: kafkajs restarts a crashed consumer after the
+      // last backoff it computed, and with its defaults (up to 30 s) one broker
+      // lost of three stalled the processors for 20 s and more while the
+      // partitions' new leaders were elected in 4 (npm run chaos -- broker3-kill).
+      retry: { initialRetryTime: 200, retries: 10, maxRetryTime: 2000 },
     });
   }
 
@@ -536,13 +588,34 @@ export class LogClient {
   private readonly counts = new Map<string, { n: number; at: number }>();
   private metaAdmin: Admin | undefined;
 
-  /** Partition count per topic from metadata, cached for 30 s (partitions are only ever added). */
+  /**
+   * Partition count per topic from metadata, cached for 30 s (partitions are
+   * only ever added). A stale count is answered at once while it is refreshed
+   * in the background: asking the cluster on the write path stalled every
+   * write when a broker had just been lost.
+   */
   async partitionCount(topic: string): Promise<number> {
     const c = this.counts.get(topic);
     if (c && Date.now() - c.at < 30_000) return c.n;
+    if (c) {
+      if (!this.refreshing.has(topic)) {
+        this.refreshing.add(topic);
+        void this.fetchCount(topic).catch(() => {}).finally(() => this.refreshing.delete(topic));
+      }
+      return c.n;
+    }
+    return this.fetchCount(topic);
+  }
+  private readonly refreshing = new Set<string>();
+
+  private async fetchCount(topic: string): Promise<number> {
     if (!this.metaAdmin) {
-      this.metaAdmin = this.kafka.admin();
-      await this.metaAdmin.connect();
+      const admin = this.kafka.admin();
+      this.metaAdmin = admin;
+      await admin.connect().catch((err: unknown) => {
+        if (this.metaAdmin === admin) this.metaAdmin = undefined;
+        throw err;
+      });
     }
     const meta = await this.metaAdmin.fetchTopicMetadata({ topics: [topic] });
     const n = meta.topics[0]?.partitions.length ?? 0;
@@ -550,6 +623,7 @@ export class LogClient {
     this.counts.set(topic, { n, at: Date.now() });
     return n;
   }
+
 
   private rangeAdminReady: Promise<Admin> | undefined;
 
