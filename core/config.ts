@@ -201,6 +201,13 @@ export const schema = {
     muteSec: int('MODERATION_MUTE_SEC', 600, 'How long an automatic mute lasts.', 1, 31 * 24 * 3600),
     muteKind: oneOf('MODERATION_MUTE_KIND', ['shadow', 'visible'] as const, 'shadow', 'shadow: the muted user alone still sees their comments; visible: their comments are rejected with a reason.'),
     holdLinks: bool('MODERATION_HOLD_LINKS', false, 'Hold comments with links for a moderator instead of removing them.'),
+    reputation: {
+      holdAt: int('MODERATION_REPUTATION_HOLD_AT', 5, 'A user whose reputation score (removals, summed over rooms, decaying) is at least this has every comment held for a moderator by default (0 = never).', 0, 1_000_000),
+      shadowAt: int('MODERATION_REPUTATION_SHADOW_AT', 10, 'A reputation score at least this shadow-mutes the user (UserMuted, kind shadow, reason `reputation …`; 0 = never).', 0, 1_000_000),
+      halfLifeHours: int('MODERATION_REPUTATION_HALF_LIFE_HOURS', 24, 'Hours of event time in which a reputation score halves.', 1, 24 * 365),
+      goodCredit: ratio('MODERATION_REPUTATION_GOOD_CREDIT', 0.1, 'Taken off the score in a room by each comment allowed there (good behaviour).'),
+      muteHours: int('MODERATION_REPUTATION_MUTE_HOURS', 24, 'How long a shadow mute for reputation lasts.', 1, 24 * 365),
+    },
     metricsPort: int('MODERATION_METRICS_PORT', 9467, 'Port of the moderation processor\'s Prometheus /metrics endpoint (0 = off). Its own: `npm start` runs moderation in a process of its own, so its rules never take CPU from the feed at a burst.', 0, 65535),
     model: {
       enabled: bool(

@@ -36,6 +36,9 @@ describe('moderation processor', () => {
     MODERATION_WORDLIST: wordlist,
     MODERATION_OFFENSES_TO_MUTE: '3',
     MODERATION_MUTE_KIND: 'shadow',
+    // Removals summed over rooms: at 3 a user's comments are held by default (no reputation mute here).
+    MODERATION_REPUTATION_HOLD_AT: '3',
+    MODERATION_REPUTATION_SHADOW_AT: '0',
     TOPIC_PARTITIONS: '2',
   };
   const client = logClient(base, 'moderation-test');
@@ -145,4 +148,63 @@ describe('moderation processor', () => {
     expect(await inFeed(room, first.eventId)).toBe(true); // decisions already made stand
     expect(proc.output.some((l) => /word list reloaded \(2 entries\)/.test(l))).toBe(true);
   });
+
+  it('holds a clean comment of a user removed in two other rooms (reputation), and the reputation comes back from the log after Redis lost it', async () => {
+    const user = randomName('rep');
+    const actor = { userId: user, role: 'viewer' as const };
+    const [a, b, c] = [randomName('ra'), randomName('rb'), randomName('rc')];
+    for (const room of [a, b]) for (let i = 0; i < 2; i++) await post(makeEvent({ roomId: room, actor, payload: comment(`badword ${room} ${i}`) }));
+    const repKey = `${env.REDIS_KEY_PREFIX}reputation:{${user}}`;
+    const shares = await waitFor(async () => {
+      const h = await redis.hgetall(repKey);
+      return Object.keys(h).length === 2 && Object.values(h).every((v) => (JSON.parse(v) as { s: number }).s >= 1.9) ? h : undefined;
+    }, { what: 'the reputation shares of two rooms', timeoutMs: 20_000 });
+    expect(Object.keys(shares).sort()).toEqual([a, b].sort());
+
+    // 2 + 2 removals elsewhere ≥ 3: held by default in a third room, the reason in the log (the feed's tombstone).
+    const clean = makeEvent({ roomId: c, actor, payload: comment('a perfectly nice comment') });
+    await post(clean);
+    const tomb = await waitFor(async () => {
+      const items = (await redis.zrange(feedKeys(c).key('z'), '0', '-1')).map((m) => JSON.parse(m) as { kind: string; eventId: string; reason?: string });
+      return items.find((x) => x.kind === 'delete' && x.eventId === clean.eventId);
+    }, { what: 'the hold of the clean comment', timeoutMs: 20_000 });
+    expect(tomb.reason).toBe('moderation:hold:reputation');
+    // Another user's clean comment in that room stays.
+    const other = makeEvent({ roomId: c, actor: { userId: randomName('ok'), role: 'viewer' }, payload: comment('a perfectly nice comment') });
+    await post(other);
+    await waitFor(() => inFeed(c, other.eventId), { what: 'the other user\'s comment', timeoutMs: 20_000 });
+
+    // Redis loses this world's data (FLUSHALL, on the suite's shared Redis: every key of the prefix).
+    let cursor = '0';
+    do {
+      const [next, keys] = await redis.scan(cursor, 'MATCH', `${env.REDIS_KEY_PREFIX}*`, 'COUNT', 1000);
+      cursor = next;
+      if (keys.length > 0) await Promise.all(keys.map((k) => redis.del(k)));
+    } while (cursor !== '0');
+    expect(await redis.exists(repKey)).toBe(0);
+    // The processors notice at their next batch (a comment in each room) and rebuild from the log.
+    for (const room of [a, b, c]) await post(makeEvent({ roomId: room, actor: { userId: randomName('n'), role: 'viewer' }, payload: comment('hello again') }));
+    const back = await waitFor(async () => {
+      const h = await redis.hgetall(repKey);
+      return Object.keys(h).length === 2 ? h : undefined;
+    }, { what: 'the reputation rebuilt from the log', timeoutMs: 60_000 }).catch((err: unknown) => {
+      console.log(proc.output.slice(-40).join('\n'));
+      throw err;
+    });
+    expect(back).toEqual(shares);
+    await waitFor(() => inFeed(c, other.eventId), { what: 'room c rebuilt', timeoutMs: 60_000 });
+    // The rebuild did not write the decisions again: each is in the log once.
+    const decisions: string[] = [];
+    for (const partition of [0, 1]) {
+      const high = Number((await client.watermarks(env.TOPIC_ROOM_EVENTS, partition)).high);
+      if (high === 0) continue;
+      for (const r of await client.readRange(env.TOPIC_ROOM_EVENTS, partition, 0, high - 1, { timeoutMs: 30_000 })) {
+        const e = await codec.decode(r.value);
+        if (e.payload.type === 'ModerationDecided' && [a, b, c].includes(e.roomId)) decisions.push(`${e.payload.targetEventId} ${e.payload.rule}`);
+      }
+    }
+    expect(decisions.filter((d) => d === `${clean.eventId} reputation`)).toHaveLength(1);
+    expect(decisions).toHaveLength(new Set(decisions).size);
+    expect(decisions).toHaveLength(5); // four removals, one hold
+  }, 180_000);
 });

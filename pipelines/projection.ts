@@ -104,6 +104,22 @@ export interface Effect<S> {
    * them again.
    */
   emits?: RoomEvent[];
+  /**
+   * Writes outside the room's keys (moderation's share of a user's
+   * reputation, kept per user across rooms: another hash slot, so not in the
+   * room's script). Idempotent (a value, not an increment) and deterministic
+   * like emits; the runner makes them durable before the fence moves past
+   * their cause, so a crash in between writes the same again.
+   */
+  external?: ExternalWrite[];
+}
+
+/** One field of a hash outside the room's keys: set (and the hash kept ttlMs), or deleted (value null). */
+export interface ExternalWrite {
+  key: string;
+  field: string;
+  value: string | null;
+  ttlMs: number;
 }
 
 /**
@@ -145,6 +161,13 @@ export interface Projection<S> {
    * word list): they are read here, and apply stays pure given them.
    */
   forBatch?(): Projection<S>;
+  /**
+   * Optional, instead of forBatch: the projection for one batch, given the
+   * batch's events, when what it reads beside the room's state must be
+   * fetched first (moderation reads the authors' reputation in the other
+   * rooms). apply stays pure given what this read.
+   */
+  prepare?(events: readonly RoomEvent[]): Promise<Projection<S>>;
 }
 
 /** Key names of one projection version for one room; every key carries the room's hash tag. */
@@ -169,6 +192,7 @@ export interface FoldResult<S> {
   cmds: Cmd[];
   deltas: Delta[];
   emits: RoomEvent[];
+  external: ExternalWrite[];
   applied: number;
   skipped: number;
 }
@@ -252,6 +276,7 @@ export function foldRoom<S>(p: Projection<S>, meta: RoomMeta<S>, events: Positio
   const cmds: Cmd[] = [];
   const deltas: Delta[] = [];
   const emits: RoomEvent[] = [];
+  const external: ExternalWrite[] = [];
   let applied = 0;
   let skipped = 0;
   for (const e of events) {
@@ -264,8 +289,9 @@ export function foldRoom<S>(p: Projection<S>, meta: RoomMeta<S>, events: Positio
     for (const c of eff.cmds) cmds.push(c);
     for (const d of eff.deltas) deltas.push(d);
     if (eff.emits) for (const x of eff.emits) emits.push(x);
+    if (eff.external) for (const x of eff.external) external.push(x);
     fence = e.offset;
     applied++;
   }
-  return { meta: { fence, state }, cmds, deltas, emits, applied, skipped };
+  return { meta: { fence, state }, cmds, deltas, emits, external, applied, skipped };
 }

@@ -67,6 +67,22 @@ export function compactDeltas(deltas: Delta[]): Delta[] {
 /** Events of one room folded into one script; a larger batch of a room goes as several, pipelined. */
 const CHUNK = 1000;
 
+/** A room's events in chunks of CHUNK at most, none straddling `boundary`. */
+function chunks(events: PositionedEvent[], boundary: number): PositionedEvent[][] {
+  if (events.length <= CHUNK && (events[0]!.offset >= boundary || events.at(-1)!.offset < boundary)) return [events];
+  const out: PositionedEvent[][] = [];
+  let cur: PositionedEvent[] = [];
+  for (const e of events) {
+    if (cur.length === CHUNK || (cur.length > 0 && cur[0]!.offset < boundary && e.offset >= boundary)) {
+      out.push(cur);
+      cur = [];
+    }
+    cur.push(e);
+  }
+  if (cur.length > 0) out.push(cur);
+  return out;
+}
+
 /** One projection at one version, as a worker applies it. */
 export interface Lane {
   projection: Projection<unknown>;
@@ -260,8 +276,11 @@ export class ProjectionWorker {
     }
     // Lanes and rooms are independent: their scripts go out together (auto-pipelined).
     const work: Promise<void>[] = [];
+    const projections = await Promise.all(
+      lanes.map((lane) => (lane.projection.prepare ? lane.projection.prepare(records.map((r) => r.event)) : Promise.resolve(lane.projection.forBatch?.() ?? lane.projection))),
+    );
     lanes.forEach((lane, i) => {
-      const projection = lane.projection.forBatch?.() ?? lane.projection;
+      const projection = projections[i]!;
       const from = positionOf(gen, plan?.from[i] ?? 0);
       for (const [room, events] of byRoom) {
         const todo = from > events[0]!.offset ? events.filter((e) => e.offset >= from) : events;
@@ -308,9 +327,18 @@ export class ProjectionWorker {
     const prefixes = lanes.flatMap((l) => rooms.map((room) => roomKeys(naming.keyPrefix, l.projection.name, l.version, room).meta.replace(/meta$/, '')));
     const removed = await this.store.removeUnder(`${naming.keyPrefix}*`, prefixes);
     await this.store.raise(switchesKey(naming), Date.now());
+    // Every partition this worker had applied lost its data too (one Redis): each is rebuilt, and
+    // remembers where it was (its first effects resync; what it emitted below is not emitted again).
+    const where = new Map(this.next);
+    where.set(partition, next);
     this.positions.clear();
     this.next.clear();
-    this.rebuildUntil.set(partition, positionOf(this.generation, next));
+    for (const [p, n] of where) {
+      this.rebuildUntil.set(p, Math.max(this.rebuildUntil.get(p) ?? -1, positionOf(this.generation, n)));
+      // Read again from the log's start now, not at the partition's next record: a quiet partition
+      // would otherwise stay without its projections until someone writes to it.
+      this.consumer?.seek(p, String(await this.o.client.lowWatermark(this.o.topic, p)));
+    }
     this.o.onError?.(new Error(`Redis lost the projections (positions gone): rebuilding from the log's start, epochs moved; removed ${removed} keys written onto the hole`));
   }
 
@@ -343,15 +371,20 @@ export class ProjectionWorker {
       // Rebuilding after Redis lost its data (recoverFromWipe): a room's first effect makes its clients resync too.
       if (meta.fence === undefined && events[0]!.offset < (this.rebuildUntil.get(events[0]!.partition) ?? -1)) resync = true;
       let failure: unknown;
+      // Rebuilding after Redis lost its data: what events below where the partition was had to emit
+      // is in the log already (emitted before the positions moved past them), so it is not emitted again.
+      const emittedBelow = this.rebuildUntil.get(events[0]!.partition) ?? -1;
       try {
-        for (let i = 0; i < events.length; i += CHUNK) {
-          const r = foldRoom(projection, meta, events.length <= CHUNK ? events : events.slice(i, i + CHUNK), keys, view);
+        for (const chunk of chunks(events, emittedBelow)) {
+          const r = foldRoom(projection, meta, chunk, keys, view);
           if (r.applied === 0) {
             skipped += r.skipped;
             continue;
           }
           // Emitted events are durable before the script that moves the fence past their cause goes out.
-          if (r.emits.length > 0) await this.emit(projection.name, room, r.emits);
+          if (r.emits.length > 0 && chunk[0]!.offset >= emittedBelow) await this.emit(projection.name, room, r.emits);
+          // So are writes outside the room's keys (idempotent: a crash before the fence moves writes them again).
+          if (r.external.length > 0) await this.store.writeExternal(r.external);
           const deltas = compactDeltas(r.deltas);
           const notification: Notification | undefined =
             this.o.notify && deltas.length > 0 ? { room, projection: projection.name, version, offset: r.meta.fence!, deltas, ...(resync ? { resync: true as const } : {}) } : undefined;

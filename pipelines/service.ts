@@ -28,7 +28,7 @@ import { LogWriter } from '../topics/writer.ts';
 import type { Generation } from '../topics/generations.ts';
 import { GenerationChain } from './generations.ts';
 import { projectionsOf, type ProjectionName } from './catalog.ts';
-import { ModerationWorker } from './moderation/processor.ts';
+import { ModerationWorker, reputationStore } from './moderation/processor.ts';
 import { defaultModerationSettings, type ModerationSettings } from './moderation/rules.ts';
 import { WordListFile } from './moderation/wordlist.ts';
 import { activeVersion, groupOf, liveGroupOf, moderatorGroupOf, positionField, positionsKey, type ProjectionNaming } from './naming.ts';
@@ -217,6 +217,14 @@ export class ProcessorService implements Service {
       muteMs: m.muteSec * 1000,
       muteKind: m.muteKind,
       holdLinks: m.holdLinks,
+      reputation: {
+        ...defaultModerationSettings.reputation,
+        holdAt: m.reputation.holdAt,
+        shadowAt: m.reputation.shadowAt,
+        halfLifeMs: m.reputation.halfLifeHours * 3_600_000,
+        goodCredit: m.reputation.goodCredit,
+        muteMs: m.reputation.muteHours * 3_600_000,
+      },
     };
     const list = new WordListFile(m.wordlist);
     // Decisions go to the log's current generation; the lease lets a repartition know when none can go to the old one.
@@ -234,12 +242,27 @@ export class ProcessorService implements Service {
     });
     await this.writer.start();
     this.moderatorChain = this.chain(moderatorGroupOf(this.naming), async (g, groupId, until) => {
+      await this.adoptModeratorOffsets(g.topic, g.generation, groupId);
       const w = this.moderationWorker(g, groupId, until, settings, list);
       await w.start();
       this.log(`moderation: running (group ${groupId}, log generation ${g.generation}, word list ${m.wordlist})`);
       return w;
     });
     await this.moderatorChain.start();
+  }
+
+  /**
+   * The moderation group kept no positions in Redis before; its committed
+   * offsets say what it judged. Without a position the worker would read the
+   * partition from the log's start and emit every decision again.
+   */
+  private async adoptModeratorOffsets(topic: string, generation: number, groupId: string): Promise<void> {
+    const committed = await this.admin!.committedOffsets(groupId, topic).catch(() => new Map<number, string>());
+    for (const [partition, offset] of committed) {
+      if (Number(offset) < 0) continue;
+      const field = positionField('moderation', 1, partition, generation);
+      if ((await this.redis!.hsetnx(positionsKey(this.naming), field, offset)) === 1) this.log(`moderation: partition ${partition} starts at ${offset}, where group ${groupId} left it`);
+    }
   }
 
   private moderationWorker(g: Generation, groupId: string, until: (p: number) => number | undefined, settings: ModerationSettings, list: WordListFile): ModerationWorker {
@@ -256,6 +279,7 @@ export class ProcessorService implements Service {
       deadLetterTopic: this.topics.deadLetter,
       naming: this.naming,
       settings,
+      reputation: reputationStore(this.redis!, this.naming.keyPrefix),
       words: () => {
         if (list.refresh()) this.log(`moderation: word list reloaded (${list.words().length} entries)`);
         return list.current();

@@ -9,7 +9,7 @@
 import { createHash } from 'node:crypto';
 import { Cluster } from 'ioredis';
 import type { RedisClient } from '../core/redis.ts';
-import type { RoomMeta } from './projection.ts';
+import type { ExternalWrite, RoomMeta } from './projection.ts';
 
 /**
  * The effect vocabulary, each command declared once: the fields naming keys
@@ -633,6 +633,19 @@ export class RedisStore {
   }
 
   /** Sets `key` to `value` unless it holds a larger number (a counter that must never go back). */
+  /**
+   * Writes outside a room's keys (Effect.external), each on its own key's
+   * node: one command per key, never a pipeline or script across slots.
+   */
+  async writeExternal(writes: readonly ExternalWrite[]): Promise<void> {
+    await Promise.all(
+      writes.map(async (w) => {
+        if (w.value === null) await this.redis.hdel(w.key, w.field);
+        else await Promise.all([this.redis.hset(w.key, w.field, w.value), this.redis.pexpire(w.key, w.ttlMs)]);
+      }),
+    );
+  }
+
   async raise(key: string, value: number): Promise<void> {
     await this.redis.eval(`local c = tonumber(redis.call('GET', KEYS[1]) or '0') if tonumber(ARGV[1]) > c then redis.call('SET', KEYS[1], ARGV[1]) end return 1`, 1, key, String(value));
   }

@@ -371,7 +371,9 @@ describe('judge', () => {
       const { history } = run([comment('a', 0), comment('b', 30_000), comment('c', 100_000), comment('badword', 1_000_000)]);
       expect(history!.recent).toEqual([{ key: 'badword', at: 1_000_000 }]);
       const later = judge(comment('ok', 2_000_000), history, WORDS, S).history;
-      expect(later).toEqual({ recent: [{ key: 'ok', at: 2_000_000 }], offenses: [], mutedUntil: null });
+      expect({ ...later, rep: undefined }).toEqual({ recent: [{ key: 'ok', at: 2_000_000 }], offenses: [], mutedUntil: null, rep: undefined });
+      // The removal's weight on the reputation outlasts the windows: decayed over 1,000 s, less the credit of one good comment.
+      expect(later.rep!.s).toBeCloseTo(S.reputation.deleteWeight * 0.5 ** (1_000_000 / S.reputation.halfLifeMs) - S.reputation.goodCredit, 5);
     });
 
     it('given an expired mute, when the user comments again, then mutedUntil is cleared', () => {
@@ -496,5 +498,90 @@ describe('moderationProjection (what the runner folds)', () => {
     const batch = p.forBatch!();
     foldRoom(batch, { fence: undefined, state: batch.initial() }, events, keys);
     expect(reads).toBe(1);
+  });
+});
+
+describe('reputation', () => {
+  const R = { ...S, offensesToMute: 0, reputation: { ...S.reputation, holdAt: 3, shadowAt: 5, halfLifeMs: 3_600_000, goodCredit: 0.5 } };
+  const HOUR = 3_600_000;
+
+  it('given removals in a room, when the score reaches holdAt, then the user\'s clean comments are held by default', () => {
+    const { judgements, history } = run([comment('badword 1', 0), comment('badword 2', 1_000), comment('badword 3', 2_000), comment('badword 4', 3_000), comment('hello there', 4_000)], R);
+    expect(judgements.slice(0, 4).map((j) => j.verdict)).toEqual(['delete', 'delete', 'delete', 'delete']);
+    expect(judgements[4]).toMatchObject({ verdict: 'hold', rule: 'reputation', labels: ['reputation'] });
+    expect(judgements[4]!.score).toBeGreaterThan(0);
+    // Four removals a second apart, decayed a little; a hold for reputation alone adds nothing.
+    const expected = [0, 1_000, 2_000, 3_000].reduce((a, t) => a + 0.5 ** ((4_000 - t) / HOUR), 0);
+    expect(history!.rep!.s).toBeCloseTo(expected, 3);
+  });
+
+  it('given the other rooms\' share, when the total reaches holdAt, then a clean comment in a fresh room is held', () => {
+    const fresh = judge(comment('hello', 0), undefined, WORDS, R, 2.9);
+    expect(fresh.judgement.verdict).toBe('allow');
+    const held = judge(comment('hello', 0), undefined, WORDS, R, 3);
+    expect(held.judgement).toMatchObject({ verdict: 'hold', rule: 'reputation' });
+  });
+
+  it('given a score at shadowAt, then the user is shadow-muted once, with the reason', () => {
+    const { judgement, history } = judge(comment('badword', 0), undefined, WORDS, R, 4.5);
+    expect(judgement.verdict).toBe('delete');
+    expect(judgement.mute).toMatchObject({ kind: 'shadow', untilMs: R.reputation.muteMs });
+    expect(judgement.mute!.reason).toMatch(/^reputation 5\.50 >= 5/);
+    // Not again while the mute lasts.
+    expect(judge(comment('badword', 1_000), history, WORDS, R, 4.5).judgement.mute).toBeNull();
+  });
+
+  it('given time and good behaviour, then the score decays below holdAt and comments flow again', () => {
+    const start: UserHistory = { recent: [], offenses: [], mutedUntil: null, rep: { s: 4, at: 0 } };
+    expect(judge(comment('hi', 0), start, WORDS, R).judgement.verdict).toBe('hold');
+    // One half-life later: 2 < 3.
+    expect(judge(comment('hi', HOUR), start, WORDS, R).judgement.verdict).toBe('allow');
+    // Credit per good comment: 3.4 → allowed at 2.9 only after one more credited comment.
+    const { judgements } = run([comment('a', 0), comment('b', 1), comment('c', 2)], R, { recent: [], offenses: [], mutedUntil: null, rep: { s: 3.4, at: 0 } });
+    expect(judgements.map((j) => j.verdict)).toEqual(['hold', 'hold', 'hold']);
+    const { judgements: j2 } = run([comment('a', 0), comment('b', 1)], R, { recent: [], offenses: [], mutedUntil: null, rep: { s: 2.9, at: 0 } });
+    expect(j2.map((j) => j.verdict)).toEqual(['allow', 'allow']);
+  });
+
+  it('given both thresholds off, then no score is kept', () => {
+    const off = { ...R, reputation: { ...R.reputation, holdAt: 0, shadowAt: 0 } };
+    const { history } = run([comment('badword', 0)], off);
+    expect(history!.rep).toBeUndefined();
+  });
+
+  it('given the model stage\'s removal, then it weighs on the author\'s share, written to the user\'s reputation hash', () => {
+    const keys = roomKeys('t:', 'moderation', 1, 'room-r');
+    const store = { key: (u: string) => `t:reputation:{${u}}`, read: async () => new Map() };
+    const p = moderationProjection(R, () => WORDS, store);
+    const decided = makeEvent({
+      eventId: 'd1',
+      roomId: 'room-r',
+      actor: { userId: 'moderation-model', role: 'system' },
+      occurredAt: 5_000,
+      payload: { type: 'ModerationDecided', targetEventId: 'c1', targetUserId: 'u9', verdict: 'delete', labels: ['model'], score: 0.99, rule: 'model' },
+    });
+    const r = foldRoom(p, { fence: undefined, state: {} }, [{ offset: 1, partition: 0, event: decided }], keys);
+    expect(r.external).toEqual([{ key: 't:reputation:{u9}', field: 'room-r', value: JSON.stringify({ s: R.reputation.deleteWeight, at: 5_000 }), ttlMs: expect.any(Number) }]);
+    expect(r.emits).toEqual([]);
+    // The rules' own decisions (actor `moderation`) are not counted twice.
+    const own = makeEvent({ ...decided, eventId: 'd2', actor: { userId: 'moderation', role: 'system' } });
+    expect(foldRoom(p, { fence: undefined, state: {} }, [{ offset: 2, partition: 0, event: own }], keys).external).toEqual([]);
+  });
+
+  it('given a batch, when prepared, then a comment is judged with the other rooms\' shares decayed to its time', async () => {
+    const store = {
+      key: (u: string) => `t:reputation:{${u}}`,
+      read: async (users: readonly string[]) => new Map(users.map((u) => [u, new Map([['room-a', { s: 2, at: 0 }], ['room-b', { s: 2, at: 0 }], ['here', { s: 100, at: 0 }]])])),
+    };
+    const p = moderationProjection(R, () => WORDS, store);
+    const ev = makeEvent({ eventId: 'c9', roomId: 'here', actor: { userId: 'u1', role: 'viewer' }, occurredAt: 1, payload: postComment('hello') });
+    const batch = await p.prepare!([ev]);
+    // 2 + 2 from the other rooms (this room's stored share is not read: the fold has its own) ≥ holdAt 3.
+    const r = foldRoom(batch, { fence: undefined, state: {} }, [{ offset: 1, partition: 0, event: ev }], roomKeys('t:', 'moderation', 1, 'here'));
+    expect(r.emits.map((e) => e.payload)).toEqual([expect.objectContaining({ type: 'ModerationDecided', verdict: 'hold', rule: 'reputation' })]);
+    // An hour later the others have halved: 2 < 3, allowed.
+    const later = makeEvent({ ...ev, eventId: 'c10', occurredAt: HOUR });
+    const r2 = foldRoom(await p.prepare!([later]), { fence: undefined, state: {} }, [{ offset: 1, partition: 0, event: later }], roomKeys('t:', 'moderation', 1, 'here'));
+    expect(r2.emits).toEqual([]);
   });
 });

@@ -27,6 +27,52 @@ export interface ModerationSettings {
   muteKind: 'shadow' | 'visible';
   /** Links are held for a moderator instead of deleted. */
   holdLinks: boolean;
+  /** The user's standing across rooms (see ReputationSettings). */
+  reputation: ReputationSettings;
+}
+
+/**
+ * Reputation, the seed's third stage: a score per user across rooms. Each
+ * removal adds `deleteWeight` (a hold `holdWeight`) to the user's score in
+ * the room where it happened; the score halves every `halfLifeMs` of event
+ * time and each comment allowed takes `goodCredit` off (good behaviour). The
+ * user's reputation is the sum over rooms. At `holdAt` or more their
+ * comments are held for a moderator by default; at `shadowAt` or more they
+ * are shadow-muted for `muteMs`. 0 switches a threshold off.
+ */
+export interface ReputationSettings {
+  holdAt: number;
+  shadowAt: number;
+  halfLifeMs: number;
+  goodCredit: number;
+  deleteWeight: number;
+  holdWeight: number;
+  muteMs: number;
+}
+
+/** A room's share of a user's reputation: the score `s` as of `at` (event time). */
+export interface RepScore {
+  s: number;
+  at: number;
+}
+
+/** Whether reputation is kept at all (a threshold is on). */
+export const reputationOn = (s: ModerationSettings): boolean => s.reputation.holdAt > 0 || s.reputation.shadowAt > 0;
+
+/** Below this a score is as good as none (dropped, so histories expire). */
+export const REP_EPSILON = 0.05;
+
+/** A score decayed to `now`: halved per half-life (never grown by an earlier `now`). */
+export function decayed(r: RepScore | undefined, now: number, halfLifeMs: number): number {
+  if (!r) return 0;
+  const dt = Math.max(0, now - r.at);
+  return halfLifeMs > 0 ? r.s * 0.5 ** (dt / halfLifeMs) : r.s;
+}
+
+/** Adds `weight` (negative: credit) to a decayed score; undefined once it is as good as none. */
+export function addScore(r: RepScore | undefined, now: number, weight: number, halfLifeMs: number): RepScore | undefined {
+  const s = Math.max(0, decayed(r, now, halfLifeMs) + weight);
+  return s < REP_EPSILON ? undefined : { s: Math.round(s * 1e6) / 1e6, at: Math.max(now, r?.at ?? now) };
 }
 
 export const defaultModerationSettings: ModerationSettings = Object.freeze({
@@ -40,6 +86,7 @@ export const defaultModerationSettings: ModerationSettings = Object.freeze({
   muteMs: 600_000,
   muteKind: 'shadow',
   holdLinks: false,
+  reputation: Object.freeze({ holdAt: 5, shadowAt: 10, halfLifeMs: 24 * 3600_000, goodCredit: 0.1, deleteWeight: 1, holdWeight: 0.5, muteMs: 24 * 3600_000 }),
 });
 
 /** What judging needs to remember about one user (in one room): small and bounded. */
@@ -49,6 +96,8 @@ export interface UserHistory {
   /** Times of recent offenses (deletes), oldest first. */
   offenses: number[];
   mutedUntil: number | null;
+  /** This room's share of the user's reputation (absent: none). */
+  rep?: RepScore;
 }
 
 export interface CommentToJudge {
@@ -79,7 +128,7 @@ export interface WordMatcher {
 export const MAX_RECENT = 50;
 
 /** Scores per rule, strongest first: the order in which labels are listed. */
-export const RULE_SCORES = Object.freeze({ wordlist: 0.99, link: 0.9, 'char-run': 0.8, repeat: 0.7, flood: 0.6 });
+export const RULE_SCORES = Object.freeze({ wordlist: 0.99, link: 0.9, 'char-run': 0.8, repeat: 0.7, flood: 0.6, reputation: 0.5 });
 type RuleName = keyof typeof RULE_SCORES;
 
 const EXEMPT_ROLES: ReadonlySet<CommentToJudge['role']> = new Set(['moderator', 'broadcaster', 'admin', 'system']);
@@ -261,6 +310,8 @@ export function judge(
   history: UserHistory | undefined,
   words: WordMatcher,
   s: ModerationSettings,
+  /** The user's reputation from the other rooms, as of this comment (0: none known). */
+  elsewhere = 0,
 ): { judgement: Judgement; history: UserHistory } {
   const prev = history ?? emptyHistory();
   if (EXEMPT_ROLES.has(c.role)) {
@@ -282,8 +333,17 @@ export function judge(
   const comments = prev.recent.filter((e) => within(e.at, s.floodWindowMs)).length + 1;
   if (comments > s.floodMax) fired.push({ name: 'flood', rule: 'flood', hold: false });
 
+  const rep = s.reputation;
+  // The user's standing when they post: this room's share (from the history) and the other rooms'.
+  const standing = decayed(prev.rep, now, rep.halfLifeMs) + elsewhere;
+  let decisive = fired.find((f) => !f.hold) ?? fired[0];
+  // Held by default: only a comment the content rules let through (a removal stays a removal).
+  const heldByReputation = decisive === undefined && rep.holdAt > 0 && standing >= rep.holdAt;
+  if (heldByReputation) {
+    decisive = { name: 'reputation', rule: 'reputation', hold: true };
+    fired.push(decisive);
+  }
   const labels = fired.map((f) => f.name);
-  const decisive = fired.find((f) => !f.hold) ?? fired[0];
   const verdict: Judgement['verdict'] = decisive === undefined ? 'allow' : decisive.hold ? 'hold' : 'delete';
 
   const keepRecent = Math.max(MAX_RECENT, s.floodMax);
@@ -295,21 +355,32 @@ export function judge(
   offenses = offenses.slice(-Math.max(1, s.offensesToMute));
   let mutedUntil = prev.mutedUntil !== null && prev.mutedUntil > now ? prev.mutedUntil : null;
 
+  // This room's share: a removal or a content hold weighs; an allowed comment is credit. A hold for
+  // reputation alone adds nothing (else a held user could never climb back down).
+  const weight = verdict === 'delete' ? rep.deleteWeight : verdict === 'hold' && !heldByReputation ? rep.holdWeight : verdict === 'allow' ? -rep.goodCredit : 0;
+  // Both thresholds off: no reputation kept at all (histories stay as short as the windows).
+  const repAfter = reputationOn(s) ? addScore(prev.rep, now, weight, rep.halfLifeMs) : undefined;
+
   let mute: Judgement['mute'] = null;
   if (verdict === 'delete' && s.offensesToMute > 0 && offenses.length >= s.offensesToMute && mutedUntil === null) {
     mutedUntil = now + s.muteMs;
     mute = { untilMs: mutedUntil, kind: s.muteKind, reason: `repeat offender: ${labels.join(',')}` };
     offenses = [];
   }
+  const standingAfter = (repAfter?.s ?? 0) + elsewhere;
+  if (mute === null && mutedUntil === null && rep.shadowAt > 0 && standingAfter >= rep.shadowAt) {
+    mutedUntil = now + rep.muteMs;
+    mute = { untilMs: mutedUntil, kind: 'shadow', reason: `reputation ${standingAfter.toFixed(2)} >= ${rep.shadowAt} across rooms` };
+  }
 
   return {
     judgement: {
       verdict,
       labels,
-      score: labels.length === 0 ? 0 : Math.max(...labels.map((l) => RULE_SCORES[l])),
+      score: labels.length === 0 ? 0 : heldByReputation ? Math.min(1, standing / Math.max(rep.shadowAt, rep.holdAt, 1)) : Math.max(...labels.map((l) => RULE_SCORES[l])),
       rule: decisive?.rule ?? '',
       mute,
     },
-    history: { recent, offenses, mutedUntil },
+    history: { recent, offenses, mutedUntil, ...(repAfter ? { rep: repAfter } : {}) },
   };
 }

@@ -81,9 +81,21 @@ describe('moderation state per user', () => {
     const users = store.hashes.get(keys.key('users')) ?? new Map<string, string>();
     const last = events.at(-1)!.event.occurredAt;
     for (const [, raw] of users) expect(historyExpiresAt(JSON.parse(raw) as UserHistory, S)).toBeGreaterThan(last - 60_000);
-    // Hundreds of users passed by; what is kept is about the last minutes' authors.
+    // Hundreds of users passed by; what is kept is the last minutes' authors, and the offenders
+    // whose share of reputation has not decayed yet (it outlasts the windows on purpose).
+    const authors = new Set(events.filter((e) => e.event.occurredAt > last - 600_000).map((e) => e.event.actor.userId));
+    for (const [user, raw] of users) if (!authors.has(user)) expect((JSON.parse(raw) as UserHistory).rep?.s ?? 0).toBeGreaterThan(0);
+    expect(store.zsets.get(keys.key('users:exp'))?.size).toBe(users.size);
+  });
+
+  it('with reputation off, keeps only about the last minutes\' authors', () => {
+    const off = { ...S, reputation: { ...S.reputation, holdAt: 0, shadowAt: 0 } };
+    const q = moderationProjection(off, () => WORDS).forBatch!() as Projection<unknown>;
+    const { store } = foldInBatches(q, keys, [events]);
+    const users = store.hashes.get(keys.key('users')) ?? new Map<string, string>();
+    const last = events.at(-1)!.event.occurredAt;
     const authors = new Set(events.filter((e) => e.event.occurredAt > last - 600_000).map((e) => e.event.actor.userId));
     expect(users.size).toBeLessThanOrEqual(authors.size);
-    expect(store.zsets.get(keys.key('users:exp'))?.size).toBe(users.size);
+    for (const [, raw] of users) expect((JSON.parse(raw) as UserHistory).rep).toBeUndefined();
   });
 });
