@@ -23,6 +23,21 @@ export function redisOptions(cfg: Config): RedisOptions {
 }
 
 export function openRedis(opts: RedisOptions): RedisClient {
+  const client = connect(opts);
+  // Without a listener ioredis prints "Unhandled error event" for every reconnect attempt while
+  // Redis is down (dozens a second per client, seen in `npm run chaos -- redis-kill`). The
+  // commands' own rejections carry the failure to the callers; this says it once per 10 s.
+  let said = 0;
+  client.on('error', (err: Error) => {
+    const now = Date.now();
+    if (now - said < 10_000) return;
+    said = now;
+    console.error(`[redis${opts.name ? ` ${opts.name}` : ''}] ${err.message} (ioredis reconnects by itself)`);
+  });
+  return client;
+}
+
+function connect(opts: RedisOptions): RedisClient {
   if (opts.mode === 'cluster') {
     const nodes = opts.clusterNodes.split(',').map((hp) => {
       const [host, port] = hp.trim().split(':');
