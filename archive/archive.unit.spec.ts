@@ -23,6 +23,20 @@ const one: Record<RoomEvent['payload']['type'], RoomEvent['payload']> = {
   RoomSettingsChanged: { type: 'RoomSettingsChanged', slowModeSec: 3, emoteOnly: null, extra: { lang: 'ja' } },
   StreamStarted: { type: 'StreamStarted', title: 'debut' },
   StreamEnded: { type: 'StreamEnded', reason: 'done' },
+  CommentReleased: {
+    type: 'CommentReleased',
+    targetEventId: 'e1',
+    releasedBy: 'm',
+    authorId: 'u9',
+    authorRole: 'viewer',
+    text: 'see example.com',
+    mode: 'scroll',
+    color: 0xffffff,
+    size: 'medium',
+    replyTo: null,
+    postedAt: 1_767_225_599_000,
+    postedVideoOffsetMs: 4100,
+  },
 };
 
 describe('rows', () => {

@@ -10,9 +10,11 @@
  *   projection.
  * - sampled: the sampled projection's deltas (the same deterministic sample as
  *   live), tombstones and pins likewise.
- * - moderated: the live view with today's moderation applied: comments ever
- *   deleted or held, and comments of users muted now, are left out (no
- *   tombstones; pins of removed comments left out).
+ * - moderated: the live view with today's moderation applied: comments
+ *   deleted or held (and not released from the review queue since), and
+ *   comments of users muted now, are left out (no tombstones; pins of removed
+ *   comments left out). A released comment shows at its own place, once (not
+ *   again where its release put it back live).
  *
  * Projections run in log order (that is what they are defined on); the
  * timeline is in video-offset order. An event's timeline position `at` is its
@@ -67,7 +69,7 @@ export interface FoldState {
 export interface FoldOptions {
   perSecond: number;
   maxItems: number;
-  /** moderated: comments deleted or held at any time. */
+  /** moderated: comments deleted or held, and not released after. */
   removed?: ReadonlySet<string>;
   /** moderated: users muted now. */
   mutedNow?: ReadonlySet<string>;
@@ -115,7 +117,7 @@ export class ReplayFold {
     for (const d of f.deltas) {
       if (d.t === 'comment') {
         if (d.entry.shadow && d.entry.userId !== this.o.viewer) continue; // shown, live and in replay, to its author alone
-        if (moderated && (this.o.removed?.has(d.entry.eventId) || this.o.mutedNow?.has(d.entry.userId))) continue;
+        if (moderated && (this.o.removed?.has(d.entry.eventId) || this.o.mutedNow?.has(d.entry.userId) || d.entry.released)) continue;
         items.push({ ...d.entry, ...placed });
       } else if (d.t === 'delete' && !moderated) {
         items.push({ kind: 'delete', offset: e.offset, eventId: d.eventId, deletionId: e.event.eventId, occurredAt: e.event.occurredAt, reason: d.reason, ...placed });
@@ -132,10 +134,12 @@ export class ReplayFold {
 }
 
 /**
- * Today's moderation of a room, from its deletions, verdicts and mutes in log
- * order: the removal rule of the feed projection, and the muted users as the
- * room-state projection keeps them (the last mute of a user wins; expired
- * ones do not count), read back from its commands as the gateway reads Redis.
+ * Today's moderation of a room, from its deletions, verdicts, releases and
+ * mutes in log order: the removal rule of the feed projection — a comment
+ * held and then released by a moderator is not removed, unless removed again
+ * after — and the muted users as the room-state projection keeps them (the
+ * last mute of a user wins; expired ones do not count), read back from its
+ * commands as the gateway reads Redis.
  */
 export function moderationAsOfNow(events: PositionedEvent[], nowMs: number): { removed: Set<string>; mutedNow: Set<string> } {
   const removed = new Set<string>();
@@ -146,6 +150,7 @@ export function moderationAsOfNow(events: PositionedEvent[], nowMs: number): { r
   for (const e of events) {
     const rm = removalTarget(e.event);
     if (rm) removed.add(rm.target);
+    if (e.event.payload.type === 'CommentReleased') removed.delete(e.event.payload.targetEventId);
     if (e.event.payload.type !== 'UserMuted') continue;
     const keys = roomKeys('replay:', p.name, 0, e.event.roomId);
     mutedKey = keys.key('muted');
@@ -180,7 +185,7 @@ export interface ReplaySource {
   chunk(q: { room: string; origin: number; after: LogPos; limit: number; from: number; to: number; commentsFrom?: boolean }): Promise<TimedEvent[]>;
   /** The smallest `at` among the room's events after `after` (Infinity when there is none). */
   minAtAfter(q: { room: string; origin: number; after: LogPos }): Promise<number>;
-  /** Deletions, verdicts and mutes of the room, in log order. */
+  /** Deletions, verdicts, releases and mutes of the room, in log order. */
   moderation(q: { room: string; origin: number }): Promise<TimedEvent[]>;
 }
 
@@ -475,7 +480,7 @@ export class ClickHouseReplaySource implements ReplaySource {
       `SELECT event_id, room_id, user_id, role, toUnixTimestamp64Milli(occurred_at) AS occurred_ms, video_offset_ms, client_msg_id, payload,
               kafka_partition, kafka_offset, ${ClickHouseReplaySource.AT} AS at
        FROM ${this.table} FINAL
-       WHERE room_id = {room:String} AND kind IN ('CommentDeleted', 'ModerationDecided', 'UserMuted')
+       WHERE room_id = {room:String} AND kind IN ('CommentDeleted', 'ModerationDecided', 'UserMuted', 'CommentReleased')
        ORDER BY kafka_offset, kafka_partition`,
       { room: q.room, origin: q.origin },
     );

@@ -58,7 +58,7 @@ class MemorySource implements ReplaySource {
     return Math.min(Infinity, ...this.timed(q.room, q.origin, q.after).map((e) => e.at));
   }
   async moderation(q: { room: string; origin: number }): Promise<TimedEvent[]> {
-    return this.timed(q.room, q.origin, { partition: -1, offset: -1 }).filter((e) => ['CommentDeleted', 'ModerationDecided', 'UserMuted'].includes(e.event.payload.type));
+    return this.timed(q.room, q.origin, { partition: -1, offset: -1 }).filter((e) => ['CommentDeleted', 'ModerationDecided', 'UserMuted', 'CommentReleased'].includes(e.event.payload.type));
   }
 }
 
@@ -171,6 +171,51 @@ describe('replay views (the hand-worked scenario)', () => {
     const b = new ReplayFold('live', { perSecond: 5, maxItems: 500 });
     const timed = positioned(scenario(room)).map((e) => ({ ...e, at: e.event.videoOffsetMs ?? e.event.occurredAt - T0 }));
     expect(timed.flatMap((e) => a.push(e))).toEqual(timed.flatMap((e) => b.push(e)));
+  });
+});
+
+describe('the review queue in replay', () => {
+  const room = 'queue';
+  const at = (ms: number) => T0 + ms;
+  const viewer = (userId: string) => ({ userId, role: 'viewer' as const });
+  const mod = { userId: 'm', role: 'moderator' as const };
+  const system = { userId: 'moderation', role: 'system' as const };
+  const post = (id: string, user: string, ms: number, text: string) => makeEvent({ eventId: id, roomId: room, actor: viewer(user), occurredAt: at(ms), videoOffsetMs: ms, payload: comment(text) });
+  const hold = (id: string, target: string, user: string, ms: number) =>
+    makeEvent({ eventId: id, roomId: room, actor: system, occurredAt: at(ms), videoOffsetMs: ms, payload: { type: 'ModerationDecided', targetEventId: target, targetUserId: user, verdict: 'hold', labels: ['link'], score: 0.5, rule: 'link' } });
+  const events: RoomEvent[] = [
+    makeEvent({ eventId: 'start', roomId: room, actor: { userId: 'b', role: 'broadcaster' }, occurredAt: at(0), videoOffsetMs: 0, payload: { type: 'StreamStarted', title: 'q' } }),
+    post('r1', 'ann', 1000, 'see example.com'),
+    hold('h1', 'r1', 'ann', 1000),
+    post('d1', 'bob', 2000, 'buy at example.org'),
+    hold('h2', 'd1', 'bob', 2000),
+    post('c1', 'cid', 3000, 'plain'),
+    // The moderator's decisions, later (no video offset: placed by event time).
+    makeEvent({
+      eventId: 'rel1', roomId: room, actor: mod, occurredAt: at(6000),
+      payload: { type: 'CommentReleased', targetEventId: 'r1', releasedBy: 'm', authorId: 'ann', authorRole: 'viewer', text: 'see example.com', mode: 'scroll', color: 0xffffff, size: 'medium', replyTo: null, postedAt: at(1000), postedVideoOffsetMs: 1000 },
+    }),
+    makeEvent({ eventId: 'del1', roomId: room, actor: mod, occurredAt: at(7000), payload: { type: 'CommentDeleted', targetEventId: 'd1', deletedBy: 'm', reason: 'moderation:review' } }),
+  ];
+  const src = new MemorySource(positioned(events));
+
+  it('moderated: a released comment shows at its own place, once; a held-then-deleted one never', async () => {
+    const { items } = await collect(src, base(room, 'moderated'));
+    expect(items.map((i) => describeItem(i))).toEqual(['1000 comment r1', '3000 comment c1']);
+    expect(items[0]).toMatchObject({ text: 'see example.com', userId: 'ann' });
+    expect(moderationAsOfNow(positioned(events), NOW).removed).toEqual(new Set(['d1']));
+  });
+
+  it('live: as viewers saw it — the hold removed it, the release brought it back when it happened', async () => {
+    const { items } = await collect(src, base(room, 'live'));
+    expect(items.map((i) => describeItem(i))).toEqual(['1000 comment r1', '1000 delete r1', '2000 comment d1', '2000 delete d1', '3000 comment c1', '6000 comment r1', '7000 delete d1']);
+    expect(items.find((i) => i.kind === 'comment' && i.at === 6000)).toMatchObject({ eventId: 'r1', released: true, videoOffsetMs: 1000 });
+  });
+
+  it('a release, then another removal: the comment is removed in the moderated view', async () => {
+    const later = makeEvent({ eventId: 'del2', roomId: room, actor: mod, occurredAt: at(8000), payload: { type: 'CommentDeleted', targetEventId: 'r1', deletedBy: 'm', reason: 'moderator' } });
+    const { items } = await collect(new MemorySource(positioned([...events, later])), base(room, 'moderated'));
+    expect(items.map((i) => describeItem(i))).toEqual(['3000 comment c1']);
   });
 });
 

@@ -93,6 +93,8 @@ function payloadColumns(p: RoomEventPayload): PayloadColumns {
       return { ...blank, text: p.title };
     case 'StreamEnded':
       return { ...blank, reason: p.reason };
+    case 'CommentReleased':
+      return { ...blank, target_event_id: p.targetEventId, target_user_id: p.authorId, text: p.text, display_mode: p.mode, color: p.color, size: p.size, reply_to: p.replyTo };
     default: {
       const never: never = p;
       throw new Error(`unhandled payload ${JSON.stringify(never)}`);

@@ -3,6 +3,7 @@
  * (docs/reliability.svg, drawn with bench/lib/chart.ts) of the delivery rate
  * and latency through each fault.
  */
+import { SOAK_END, SOAK_START } from '../soak/report.ts';
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
@@ -133,6 +134,11 @@ How to read it:
   **unanswered**: writes whose fate the client cannot know (a connection lost before the answer,
   \`ERR_IN_PROGRESS\` past the retry window); they are not counted as acknowledged.
 `;
-  fs.writeFileSync(docFile, doc);
+  // The soak's section (npm run soak -- --doc) lives in the same file: kept as it is.
+  const before = fs.existsSync(docFile) ? fs.readFileSync(docFile, 'utf8') : '';
+  const a = before.indexOf(SOAK_START);
+  const b = before.indexOf(SOAK_END);
+  const soak = a >= 0 && b > a ? `\n${before.slice(a, b + SOAK_END.length)}\n` : '';
+  fs.writeFileSync(docFile, doc.trimEnd() + '\n' + soak);
   return { doc: docFile, chart: chartFile };
 }

@@ -45,6 +45,7 @@ export const ERRORS = {
   ERR_UNKNOWN_EMOJI: { status: 400, retriable: false, doc: 'The reaction emoji is not one of GATEWAY_EMOJIS.' },
   ERR_COMMENT_NOT_FOUND: { status: 404, retriable: false, doc: 'No such comment in this room: a pin or a deletion must name one that Redis’s feed or the archive holds (without an archive, only recent ones).' },
   ERR_NOT_PINNED: { status: 404, retriable: false, doc: 'Nothing is pinned in this room, so there is nothing to unpin.' },
+  ERR_HELD_NOT_FOUND: { status: 404, retriable: false, doc: 'No held comment with this id in this room’s review queue: never held, released or deleted already, or past HELD_MAX_ITEMS. (A decision just made leaves the queue once the processors applied it.)' },
   ERR_IN_PROGRESS: { status: 409, retriable: true, doc: 'A write with the same `clientMsgId` is still in flight; retry after Retry-After to get its result.' },
   ERR_RATE_LIMITED: { status: 429, retriable: false, doc: 'The user’s comment or reaction budget is spent (Retry-After says when it refills), or a WebSocket has WS_MAX_INFLIGHT_WRITES writes waiting for their ack (wait for acks).' },
   ERR_SLOW_MODE: { status: 429, retriable: false, doc: 'Slow mode: one comment per `slowModeSec` per user; Retry-After says when the next is allowed.' },
@@ -83,6 +84,7 @@ export const ERRORS = {
 
   // Archive, import and migrations
   ERR_MIGRATION_DRIFT: { status: 500, retriable: false, doc: 'An applied ClickHouse migration was edited afterwards; add a new migration instead.' },
+  ERR_REBUILD_RACED: { status: 500, retriable: false, doc: '`npm run archive -- rebuild-views`: events were archived while it ran (stop the archiver first); the rebuilt tables were dropped and the old ones kept.' },
   ERR_IMPORT_BAD_LINE: { status: 400, retriable: false, doc: '`npm run import`: a line of the file is not JSON or lacks room, offset_ms or text.' },
   ERR_IMPORT_NO_ROOM: { status: 400, retriable: false, doc: '`npm run import`: the file has no lines for the requested source room.' },
   ERR_IMPORT_ROOM_ID: { status: 400, retriable: false, doc: '`npm run import`: the target room id is not a valid room id.' },

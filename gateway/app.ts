@@ -1,8 +1,8 @@
 /**
  * `buildGateway(deps)` returns the fastify app; `service.ts` only listens. The
  * shared clients arrive as the `deps` decoration. Write, read (polling),
- * replay and analytics, and the demo page are encapsulated plugins: their
- * routes, hooks and state stay inside them. Five are wrapped in
+ * the review queue (moderation), replay and analytics, and the demo page are
+ * encapsulated plugins: their routes, hooks and state stay inside them. Five are wrapped in
  * fastify-plugin because siblings need what they add: auth (the JWT
  * decorators every route's `userOf` uses), ops (the metrics hook on every
  * route), ingest (`app.ingest`, the write path the write routes and the
@@ -23,6 +23,7 @@ import { connectionsPlugin } from './connections.ts';
 import type { GatewayDeps } from './deps.ts';
 import { demoPlugin } from './demo/plugin.ts';
 import { onClientError, onFrameworkError, strictInput } from './input.ts';
+import { moderationPlugin } from './moderation.ts';
 import { opsPlugin } from './ops.ts';
 import { presencePlugin } from './presence.ts';
 import { pushPlugin } from './push/plugin.ts';
@@ -139,6 +140,8 @@ export async function buildGateway(deps: GatewayDeps, opts: { logger?: boolean }
   // The write path (ingest.ts), shared by the HTTP write routes and the socket's write frames.
   await app.register(ingestPlugin);
   await app.register(writePlugin);
+  // The review queue: held comments, released or deleted through the same write path.
+  await app.register(moderationPlugin);
   await app.register(readPlugin);
   await app.register(presencePlugin);
   await app.register(pushPlugin);

@@ -23,8 +23,9 @@ import type { FastifyBaseLogger } from 'fastify';
 import { AppError, errorCodeSchema, type ErrorCode } from '../core/errors.ts';
 import { roomKeys, type FeedEntry } from '../pipelines/projection.ts';
 import { activeVersion, epochKey } from '../pipelines/naming.ts';
-import { readRoomState, roomEpoch } from '../pipelines/read.ts';
-import { comment, makeEvent, type RoomEvent, type RoomEventPayload } from '../schemas/events.ts';
+import type { HeldEntry } from '../pipelines/projections/held.ts';
+import { readHeldEntry, readRoomState, roomEpoch } from '../pipelines/read.ts';
+import { comment, makeEvent, RoleValues, type Role, type RoomEvent, type RoomEventPayload } from '../schemas/events.ts';
 import type { LogWriteAck } from '../topics/writer.ts';
 import { isModeratorIn, requireModerator, roleIn, type User } from './auth.ts';
 import type { GatewayDeps } from './deps.ts';
@@ -323,6 +324,55 @@ export class Ingest {
     await this.blocked(w);
     requireModerator(w.user, room);
     return this.produce(w, room, { type: 'RoomSettingsChanged', slowModeSec: b.slowModeSec ?? null, emoteOnly: b.emoteOnly ?? null, extra: {} });
+  }
+
+  // ---------------------------------------------------------------- the review queue
+
+  /**
+   * A moderator releases a held comment: CommentReleased, carrying the
+   * comment as the queue holds it (or, for a hold that came too late to find
+   * its text, as the archive does), so the feeds put it back from the event alone.
+   */
+  async releaseHeld(w: Writer, room: string, eventId: string): Promise<Accepted> {
+    const held = await this.heldFor(w, room, eventId);
+    let { text, userId } = held;
+    if (text === null) {
+      if (!this.deps.archive) throw new AppError('ERR_ARCHIVE_UNAVAILABLE', 'the held comment’s text is older than the queue remembers (HELD_LOOKBACK_RECORDS) and no archive is configured here');
+      const c = await this.deps.archive.findComment(room, eventId);
+      if (!c) throw notFound();
+      text = c.text;
+      userId ||= c.userId;
+    }
+    const authorRole: Role = (RoleValues as readonly string[]).includes(held.role) ? (held.role as Role) : 'viewer';
+    return this.produce(w, room, {
+      type: 'CommentReleased',
+      targetEventId: eventId,
+      releasedBy: w.user.id,
+      authorId: userId,
+      authorRole,
+      text,
+      mode: held.mode,
+      color: held.color,
+      size: held.size,
+      replyTo: held.replyTo,
+      postedAt: held.occurredAt,
+      postedVideoOffsetMs: held.videoOffsetMs,
+    });
+  }
+
+  /** A moderator deletes a held comment: the ordinary CommentDeleted, reason `moderation:review`. */
+  async deleteHeld(w: Writer, room: string, eventId: string): Promise<Accepted> {
+    await this.heldFor(w, room, eventId);
+    return this.produce(w, room, { type: 'CommentDeleted', targetEventId: eventId, deletedBy: w.user.id, reason: 'moderation:review' });
+  }
+
+  /** The queue's entry of `eventId`, for a moderator of the room (404 ERR_HELD_NOT_FOUND when it is not in the queue). */
+  private async heldFor(w: Writer, room: string, eventId: string): Promise<HeldEntry> {
+    await this.blocked(w);
+    requireModerator(w.user, room);
+    const held = await readHeldEntry(this.deps.redis, this.deps.naming, room, eventId, this.versions.get('held'));
+    if (!held) throw new AppError('ERR_HELD_NOT_FOUND', 'no such comment in this room’s review queue (never held, or released or deleted already)');
+    return held;
   }
 
   /**

@@ -36,7 +36,7 @@ const ReplayQuery = Type.Object({
   fromMs: Type.Optional(Type.Integer({ ...timeBounds, description: 'Start of the range on the video timeline (ms since the stream started), inclusive.' })),
   toMs: Type.Optional(Type.Integer({ ...timeBounds, description: 'End of the range on the video timeline, exclusive.' })),
   view: Type.Optional(
-    Type.Unsafe<ReplayView>({ type: 'string', enum: [...REPLAY_VIEWS], default: 'live', description: 'live: as viewers saw it; moderated: deleted, held and muted comments removed as of now; sampled: the live sample.' }),
+    Type.Unsafe<ReplayView>({ type: 'string', enum: [...REPLAY_VIEWS], default: 'live', description: 'live: as viewers saw it; moderated: deleted, held (unless released since) and muted comments removed as of now; sampled: the live sample.' }),
   ),
   format: Type.Optional(
     Type.Unsafe<'json' | 'ndjson'>({ type: 'string', enum: ['json', 'ndjson'], default: 'json', description: 'json: one page; ndjson: the whole range (or `limit` items), streamed, ending with an `end` line.' }),

@@ -2,11 +2,12 @@
 import type { Config } from '../core/config.ts';
 import type { Projection } from './projection.ts';
 import { feedProjection } from './projections/feed.ts';
+import { heldProjection } from './projections/held.ts';
 import { roomStateProjection } from './projections/room-state.ts';
 import { sampledProjection } from './projections/sampled.ts';
 import { talliesProjection } from './projections/tallies.ts';
 
-export const PROJECTION_NAMES = ['feed', 'sampled', 'tallies', 'state'] as const;
+export const PROJECTION_NAMES = ['feed', 'sampled', 'tallies', 'state', 'held'] as const;
 export type ProjectionName = (typeof PROJECTION_NAMES)[number];
 
 export function projectionsOf(cfg: Config): Record<ProjectionName, Projection<unknown>> {
@@ -15,5 +16,6 @@ export function projectionsOf(cfg: Config): Record<ProjectionName, Projection<un
     sampled: sampledProjection(cfg.pipelines.sampledPerSecond, cfg.pipelines.feedMaxItems),
     tallies: talliesProjection(),
     state: roomStateProjection(),
+    held: heldProjection(cfg.pipelines.heldMaxItems, cfg.pipelines.heldLookbackRecords),
   } as Record<ProjectionName, Projection<unknown>>;
 }

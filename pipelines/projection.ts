@@ -63,6 +63,11 @@ export interface FeedEntry {
   replyTo: string | null;
   /** Set when the author is shadow-muted: only the author is shown the comment. */
   shadow?: true;
+  /**
+   * Set on a held comment a moderator released (CommentReleased): the same
+   * comment (event id, author, text, time) again, at the release's offset.
+   */
+  released?: true;
 }
 
 export interface Tombstone {

@@ -9,6 +9,7 @@ import { comment, makeEvent, type RoomEvent, type RoomEventPayload } from '../sc
 import { fieldsRead, foldRoom, roomKeys, type PositionedEvent, type Projection, type RoomMeta } from './projection.ts';
 import { foldInBatches, loadFields, mixedStream, prng } from '../test/streams.ts';
 import { feedProjection } from './projections/feed.ts';
+import { heldProjection, type HeldEntry } from './projections/held.ts';
 import { roomStateProjection } from './projections/room-state.ts';
 import { hash01, sampledProjection } from './projections/sampled.ts';
 import { talliesProjection } from './projections/tallies.ts';
@@ -108,13 +109,17 @@ describe('sampled feed', () => {
     expect(meta.state.rate).toBeLessThan(0.1);
   });
 
-  it('always keeps broadcaster and moderator comments, and pinned ones', () => {
+  it('always keeps broadcaster and moderator comments; a pin adds nothing to the sample (it reaches viewers as the room pin)', () => {
     const events = [...burst(100, 2000), ...burst(20, 2000, 'moderator')];
-    const pin = ev({ type: 'CommentPinned', targetEventId: events[3]!.event.eventId, untilMs: null, text: 'm3' }, { role: 'broadcaster', at: 2000_500 });
-    const { store, keys } = run(sampledProjection(2, 1000), [[...events, pin]]);
+    const { store, keys, deltas } = run(sampledProjection(2, 1000), [events]);
     const ids = new Set(feedItems(store, keys.key('z')).map((i) => i.eventId));
     for (const m of events.slice(100)) expect(ids.has(m.event.eventId)).toBe(true);
-    expect(ids.has(events[3]!.event.eventId)).toBe(true);
+    // Not kept: pinning it writes nothing a push or replay would not show.
+    const dropped = events.slice(0, 100).find((m) => !ids.has(m.event.eventId))!;
+    const pin = ev({ type: 'CommentPinned', targetEventId: dropped.event.eventId, untilMs: null, text: 'm3' }, { role: 'broadcaster', at: 2000_500 });
+    const pinned = run(sampledProjection(2, 1000), [[...events, pin]]);
+    expect(pinned.store.sortedMembers(pinned.keys.key('z'))).toEqual(store.sortedMembers(keys.key('z')));
+    expect(pinned.deltas).toEqual(deltas);
   });
 
   it('is deterministic: the same input gives the same sample, and a quiet room keeps everything', () => {
@@ -161,6 +166,134 @@ describe('room state', () => {
   });
 });
 
+/** A comment with a link, held by moderation, then released by a moderator (the events as the gateway writes them). */
+function heldThenReleased(text = 'see example.com', user = 'u3'): PositionedEvent[] {
+  const c = ev(comment(text, { color: 0x00ff00 }), { user });
+  const hold = ev({ type: 'ModerationDecided', targetEventId: c.event.eventId, targetUserId: user, verdict: 'hold', labels: ['link'], score: 0.5, rule: 'link' }, { user: 'moderation', role: 'system', at: c.event.occurredAt });
+  const release = ev(released(c, 'mod'), { user: 'mod', role: 'moderator' });
+  return [c, hold, release];
+}
+
+function released(c: PositionedEvent, by: string): RoomEventPayload {
+  const p = c.event.payload as Extract<RoomEventPayload, { type: 'CommentPosted' }>;
+  return {
+    type: 'CommentReleased',
+    targetEventId: c.event.eventId,
+    releasedBy: by,
+    authorId: c.event.actor.userId,
+    authorRole: c.event.actor.role,
+    text: p.text,
+    mode: p.mode,
+    color: p.color,
+    size: p.size,
+    replyTo: p.replyTo,
+    postedAt: c.event.occurredAt,
+    postedVideoOffsetMs: c.event.videoOffsetMs,
+  };
+}
+
+const hold = (c: PositionedEvent, rule = 'link') =>
+  ev({ type: 'ModerationDecided', targetEventId: c.event.eventId, targetUserId: c.event.actor.userId, verdict: 'hold', labels: [rule], score: 0.5, rule }, { user: 'moderation', role: 'system', at: c.event.occurredAt });
+
+const queue = (store: MemoryStore, keys: { key(s: string): string }) => store.sortedMembers(keys.key('z')).map(([m]) => JSON.parse(m) as HeldEntry);
+
+describe('the review queue (held)', () => {
+  it('given a hold, then the comment is queued with its text, author and the hold\'s rule, ordered by the hold', () => {
+    const a = ev(comment('first example.com', { mode: 'top', size: 'large' }), { user: 'alice' });
+    const noise = [ev(comment('hello')), ev({ type: 'ReactionAdded', emoji: 'heart', count: 1 })];
+    const b = ev(comment('second example.org'), { user: 'bob' });
+    const ha = hold(a);
+    const allow = ev({ type: 'ModerationDecided', targetEventId: noise[0]!.event.eventId, targetUserId: 'u1', verdict: 'allow', labels: [], score: 0, rule: '' }, { role: 'system' });
+    const hb = hold(b, 'reputation');
+    const { store, keys, deltas } = run(heldProjection(100, 1000), [[a, ...noise, b], [ha, allow], [hb]]);
+    expect(queue(store, keys)).toEqual([
+      { kind: 'held', eventId: a.event.eventId, userId: 'alice', role: 'viewer', text: 'first example.com', mode: 'top', color: 0xffffff, size: 'large', replyTo: null, videoOffsetMs: null, offset: a.offset, occurredAt: a.event.occurredAt, holdId: ha.event.eventId, heldAt: ha.offset, rule: 'link', labels: ['link'], score: 0.5 },
+      expect.objectContaining({ eventId: b.event.eventId, userId: 'bob', text: 'second example.org', rule: 'reputation', heldAt: hb.offset }),
+    ]);
+    expect(deltas).toEqual([]);
+  });
+
+  it('given a release or a deletion of a held comment, then it leaves the queue; a second hold of a queued comment changes nothing', () => {
+    const d = ev(comment('spam example.net'), { user: 'troll' });
+    const hd = hold(d);
+    const again = hold(d, 'model:alt-profanity-check');
+    const [c, h, r] = heldThenReleased();
+    const del = ev({ type: 'CommentDeleted', targetEventId: d.event.eventId, deletedBy: 'mod', reason: 'moderation:review' }, { user: 'mod', role: 'moderator' });
+    const before = run(heldProjection(100, 1000), [[d, hd, again, c!, h!]]);
+    expect(queue(before.store, before.keys).map((q) => [q.eventId, q.rule])).toEqual([
+      [d.event.eventId, 'link'],
+      [c!.event.eventId, 'link'],
+    ]);
+    const after = run(heldProjection(100, 1000), [[r!, del]], before.store, before.meta);
+    expect(queue(after.store, after.keys)).toEqual([]);
+    expect(after.store.hash(after.keys.key('idx')).size).toBe(0);
+  });
+
+  it('a comment deleted before its hold is not queued; a hold too long after its comment is queued without its text', () => {
+    const gone = ev(comment('gone example.com'));
+    const del = ev({ type: 'CommentDeleted', targetEventId: gone.event.eventId, deletedBy: 'moderation', reason: 'moderation:wordlist' }, { role: 'system' });
+    const old = ev(comment('old example.com'), { user: 'slowpoke' });
+    const filler = Array.from({ length: 20 }, (_, i) => ev(comment(`filler ${i}`)));
+    const { store, keys } = run(heldProjection(100, 10), [[gone, del, hold(gone), old, ...filler], [hold(old)]]);
+    expect(queue(store, keys)).toEqual([expect.objectContaining({ eventId: old.event.eventId, userId: 'slowpoke', text: null, offset: null })]);
+  });
+
+  it('is bounded: at most maxItems holds queued (the oldest leave), and remembered comments only within the lookback', () => {
+    const events: PositionedEvent[] = [];
+    for (let i = 0; i < 300; i++) {
+      const c = ev(comment(`c${i} example.com`), { user: `u${i % 7}` });
+      events.push(c);
+      if (i % 3 === 0) events.push(hold(c));
+    }
+    const p = heldProjection(20, 50);
+    const { store, keys } = run(p, [events.slice(0, 150), events.slice(150)]);
+    const q = queue(store, keys);
+    expect(q).toHaveLength(20);
+    expect(q.every((h) => h.text !== null)).toBe(true);
+    expect(store.hash(keys.key('idx')).size).toBe(20);
+    expect(store.hash(keys.key('recent')).size).toBeLessThanOrEqual(50);
+    // Folded in other batches, the same.
+    const whole = run(p, [events]);
+    expect(whole.store).toEqual(store);
+  });
+});
+
+describe('a released comment in the feeds', () => {
+  it('ordered feed: it comes back at the release\'s offset, marked released, and a deletion removes it again', () => {
+    const [c, h, r] = heldThenReleased('look example.com', 'carol');
+    const { store, keys, deltas } = run(feedProjection(10), [[c!, h!, r!]]);
+    const items = feedItems(store, keys.key('z'));
+    expect(items.map((i) => [i.kind, i.eventId])).toEqual([
+      ['delete', c!.event.eventId],
+      ['comment', c!.event.eventId],
+    ]);
+    const back = deltas.find((d) => d.t === 'comment' && d.entry.released);
+    expect(back).toEqual({
+      t: 'comment',
+      entry: { kind: 'comment', offset: r!.offset, eventId: c!.event.eventId, userId: 'carol', role: 'viewer', text: 'look example.com', mode: 'scroll', color: 0x00ff00, size: 'medium', occurredAt: c!.event.occurredAt, videoOffsetMs: null, replyTo: null, released: true },
+    });
+    const del = ev({ type: 'CommentDeleted', targetEventId: c!.event.eventId, deletedBy: 'mod', reason: 'moderator' }, { role: 'moderator' });
+    const after = run(feedProjection(10), [[del]], store, { fence: r!.offset, state: {} });
+    expect(feedItems(after.store, keys.key('z')).map((i) => i.kind)).toEqual(['delete', 'delete']);
+  });
+
+  it('sampled feed: a released comment is always kept, even in a burst, and counts nothing in the window', () => {
+    const burst = Array.from({ length: 100 }, (_, i) => ev(comment(`m${i}`), { at: 7000_000 + i, user: `b${i}` }));
+    const [c, h, r] = heldThenReleased('back example.com');
+    const withRelease = run(sampledProjection(2, 1000), [[...burst.slice(0, 50), c!, h!, ...burst.slice(50), r!]]);
+    const items = feedItems(withRelease.store, withRelease.keys.key('z'));
+    expect(items.filter((i) => i.kind === 'comment' && i.eventId === c!.event.eventId)).toHaveLength(1);
+    expect(items.at(-1)).toMatchObject({ kind: 'comment', eventId: c!.event.eventId, text: 'back example.com' });
+  });
+
+  it('a released comment of a shadow-muted author is marked shadow (its author alone sees it)', () => {
+    const mute = ev({ type: 'UserMuted', userId: 'sly', untilMs: null, kind: 'shadow', reason: 'r' }, { role: 'system' });
+    const [c, h, r] = heldThenReleased('mine example.com', 'sly');
+    const { deltas } = run(feedProjection(10), [[mute, c!, h!, r!]]);
+    expect(deltas.find((d) => d.t === 'comment' && d.entry.released)).toMatchObject({ entry: { shadow: true, userId: 'sly' } });
+  });
+});
+
 describe('idempotency (Emmett-style): the same events applied twice give the same state', () => {
   const mixed = () => {
     const c1 = ev(comment('one'));
@@ -174,9 +307,10 @@ describe('idempotency (Emmett-style): the same events applied twice give the sam
       ev({ type: 'UserMuted', userId: 'u2', untilMs: null, kind: 'shadow', reason: '' }, { role: 'system' }),
       ev(comment('three'), { user: 'u2' }),
       ev({ type: 'ReactionAdded', emoji: 'fire', count: 1 }),
+      ...heldThenReleased(),
     ];
   };
-  const projections: Projection<unknown>[] = [feedProjection(5), sampledProjection(1, 100), talliesProjection(), roomStateProjection()] as Projection<unknown>[];
+  const projections: Projection<unknown>[] = [feedProjection(5), sampledProjection(1, 100), talliesProjection(), roomStateProjection(), heldProjection(10, 100)] as Projection<unknown>[];
   for (const p of projections) {
     it(`${p.name}: redelivered batches, overlapping batches and a full replay change nothing`, () => {
       const events = mixed();

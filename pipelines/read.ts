@@ -8,6 +8,7 @@
  */
 import type { RedisClient } from '../core/redis.ts';
 import type { FeedItem, PinState, RoomSettings } from './projection.ts';
+import type { HeldEntry } from './projections/held.ts';
 import { defaultSettings } from './projections/room-state.ts';
 import type { SampledState } from './projections/sampled.ts';
 import { activeVersion, epochKey, switchesKey, type ProjectionNaming } from './naming.ts';
@@ -132,4 +133,43 @@ export async function readRoomState(redis: RedisClient, n: ProjectionNaming, roo
     muted,
     epoch,
   };
+}
+
+export interface HeldPage {
+  /** Oldest hold first. */
+  items: HeldEntry[];
+  /** The `heldAt` to pass as `after` for the next page; null when there is none. */
+  next: number | null;
+  /** Entries in the queue (with `userId`: that author's). */
+  total: number;
+}
+
+/**
+ * A page of the room's review queue (projections/held.ts), oldest hold first:
+ * up to `limit` entries held after position `after`. With `userId`, that
+ * author's entries only — read whole and filtered here, which the queue's
+ * bound (HELD_MAX_ITEMS) keeps cheap.
+ */
+export async function readHeld(redis: RedisClient, n: ProjectionNaming, room: string, q: { after?: number; limit: number; userId?: string; version?: number }): Promise<HeldPage> {
+  const keys = roomKeys(n.keyPrefix, 'held', q.version ?? (await activeVersion(redis, n, 'held')), room);
+  const min = q.after === undefined ? '-inf' : `(${q.after}`;
+  if (q.userId !== undefined) {
+    const all = (await redis.zrange(keys.key('z'), '0', '-1')).map((m) => JSON.parse(m) as HeldEntry).filter((h) => h.userId === q.userId);
+    const after = q.after === undefined ? all : all.filter((h) => h.heldAt > q.after!);
+    const items = after.slice(0, q.limit);
+    return { items, next: after.length > q.limit ? items[items.length - 1]!.heldAt : null, total: all.length };
+  }
+  const [raw, total] = await Promise.all([redis.zrangebyscore(keys.key('z'), min, '+inf', 'LIMIT', '0', String(q.limit + 1)), redis.zcard(keys.key('z'))]);
+  const items = raw.slice(0, q.limit).map((m) => JSON.parse(m) as HeldEntry);
+  return { items, next: raw.length > q.limit ? items[items.length - 1]!.heldAt : null, total };
+}
+
+/** The queue's entry of comment `eventId`, or undefined when it is not held (never, or released or deleted since). */
+export async function readHeldEntry(redis: RedisClient, n: ProjectionNaming, room: string, eventId: string, version?: number): Promise<HeldEntry | undefined> {
+  const keys = roomKeys(n.keyPrefix, 'held', version ?? (await activeVersion(redis, n, 'held')), room);
+  const at = await redis.hget(keys.key('idx'), eventId);
+  if (at === null) return undefined;
+  const [member] = await redis.zrangebyscore(keys.key('z'), at, at);
+  const entry = member ? (JSON.parse(member) as HeldEntry) : undefined;
+  return entry?.eventId === eventId ? entry : undefined;
 }

@@ -3,17 +3,13 @@
  * ../shared/data, when present) run twice through Kafka and two separate
  * processors gives identical sampled feeds, at most K kept comments per second.
  */
-import fs from 'node:fs';
-import path from 'node:path';
-import zlib from 'node:zlib';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { openRedis, type RedisClient } from '../core/redis.ts';
 import { createRegistry, EventCodec } from '../schemas/codec.ts';
-import { comment, makeEvent, type RoomEvent } from '../schemas/events.ts';
 import { subjectFor } from '../schemas/registry.ts';
 import { randomName, testConfig, waitFor } from '../test/helpers.ts';
 import { startService } from '../test/processes.ts';
-import { redisSnapshot, SHARED_DATA } from '../test/streams.ts';
+import { busiestStretch, redisSnapshot } from '../test/streams.ts';
 import { logClient } from '../topics/client.ts';
 import type { LogAdmin } from '../topics/kafka.ts';
 import { applyTopics, declaredTopics } from '../topics/topics.ts';
@@ -21,38 +17,9 @@ import { liveGroupOf } from './naming.ts';
 import { measureLag } from '../topics/lag.ts';
 
 const base = testConfig();
-const file = path.join(SHARED_DATA, 'bilibili_asoul_live.jsonl.gz');
-const hasData = fs.existsSync(file);
+const stretch = busiestStretch('asoul', 1_767_225_600_000);
 
-/** The densest 3 minutes of the busiest room, as events with their original timing. */
-function busiestStretch(): RoomEvent[] {
-  const rows = zlib
-    .gunzipSync(fs.readFileSync(file))
-    .toString('utf8')
-    .split('\n')
-    .filter(Boolean)
-    .map((l) => JSON.parse(l) as { room: string; offset_ms: number; user: string | null; text: string })
-    .filter((r) => r.room === 'bili:2020.12.12 嘉然 首播' && r.offset_ms >= 0 && r.text.trim());
-  let best = 0;
-  let bestCount = 0;
-  for (let i = 0, j = 0; i < rows.length; i++) {
-    while (rows[j]!.offset_ms < rows[i]!.offset_ms - 180_000) j++;
-    if (i - j > bestCount) [best, bestCount] = [j, i - j];
-  }
-  const start = 1_767_225_600_000;
-  return rows.slice(best, best + bestCount).map((r, i) =>
-    makeEvent({
-      roomId: 'asoul',
-      eventId: `0194${String(i).padStart(4, '0')}-0000-7000-8000-${String(i).padStart(12, '0')}`,
-      actor: { userId: r.user ?? 'anon', role: 'viewer' },
-      occurredAt: start + r.offset_ms,
-      videoOffsetMs: r.offset_ms,
-      payload: comment(r.text.slice(0, 200)),
-    }),
-  );
-}
-
-describe.skipIf(!hasData)('sampled feed on a real chat log', () => {
+describe.skipIf(!stretch)('sampled feed on a real chat log', () => {
   const client = logClient(base, 'sampling-test');
   let admin: LogAdmin;
   let redis: RedisClient;
@@ -68,7 +35,7 @@ describe.skipIf(!hasData)('sampled feed on a real chat log', () => {
   });
 
   it('gives the same sample in two independent runs, within K per second', async () => {
-    const events = busiestStretch();
+    const events = stretch!;
     expect(events.length).toBeGreaterThan(1000);
     const snapshots = [];
     for (let run = 0; run < 2; run++) {

@@ -66,6 +66,10 @@ export function validateEvent(e: RoomEvent): string | undefined {
     case 'CommentUnpinned':
     case 'ModerationDecided':
       return p.targetEventId ? undefined : 'targetEventId is empty';
+    case 'CommentReleased':
+      if (!p.targetEventId) return 'targetEventId is empty';
+      if (!p.authorId) return 'authorId is empty';
+      return p.color < 0 || p.color > 0xffffff ? `color ${p.color} is outside 0..0xFFFFFF` : undefined;
     case 'UserMuted':
       return p.userId ? undefined : 'userId is empty';
     case 'RoomSettingsChanged':

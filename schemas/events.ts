@@ -23,6 +23,7 @@ export const PAYLOAD_TYPES = [
   'RoomSettingsChanged',
   'StreamStarted',
   'StreamEnded',
+  'CommentReleased',
 ] as const satisfies readonly PayloadType[];
 
 /** UUIDv7: unique and time-ordered, so ids sort roughly by creation. */

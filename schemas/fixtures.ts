@@ -43,6 +43,25 @@ export function sampleEvents(): Record<string, RoomEvent> {
     'room-settings-changed': makeEvent({ ...base, actor: { userId: 'mod-1', role: 'moderator' }, eventId: '01940000-0000-7000-8000-000000000008', payload: { type: 'RoomSettingsChanged', slowModeSec: 10, emoteOnly: null, extra: { theme: 'dark' } } }),
     'stream-started': makeEvent({ ...base, actor: { userId: 'streamer', role: 'broadcaster' }, eventId: '01940000-0000-7000-8000-000000000009', payload: { type: 'StreamStarted', title: 'Launch day' } }),
     'stream-ended': makeEvent({ ...base, actor: { userId: 'streamer', role: 'broadcaster' }, eventId: '01940000-0000-7000-8000-00000000000a', payload: { type: 'StreamEnded', reason: 'done' } }),
+    'comment-released': makeEvent({
+      ...base,
+      actor: { userId: 'mod-1', role: 'moderator' },
+      eventId: '01940000-0000-7000-8000-00000000000b',
+      payload: {
+        type: 'CommentReleased',
+        targetEventId: '01940000-0000-7000-8000-000000000001',
+        releasedBy: 'mod-1',
+        authorId: 'u-fixture',
+        authorRole: 'viewer',
+        text: 'see https://example.com 👋',
+        mode: 'top',
+        color: 0xff0000,
+        size: 'large',
+        replyTo: null,
+        postedAt: at - 5_000,
+        postedVideoOffsetMs: 56_500,
+      },
+    }),
   };
 }
 

@@ -91,6 +91,27 @@ export interface StreamEnded {
   reason: string;
 }
 
+/** A moderator released a held comment (ModerationDecided verdict hold): it is shown again. It carries the comment as posted, so the feeds put it back from this event alone. */
+export interface CommentReleased {
+  /** The released comment. */
+  targetEventId: string;
+  /** User id of the moderator who released it. */
+  releasedBy: string;
+  /** The comment's author. */
+  authorId: string;
+  authorRole: Role;
+  text: string;
+  mode: DisplayMode;
+  /** RGB as 0xRRGGBB. */
+  color: number;
+  size: CommentSize;
+  replyTo: null | string;
+  /** The comment's own event time. */
+  postedAt: number;
+  /** The comment's own video offset. */
+  postedVideoOffsetMs: null | number;
+}
+
 /** One immutable fact about a room. Key = roomId, so a room is totally ordered in its partition. Every field added later needs a default (BACKWARD_TRANSITIVE). */
 export interface RoomEvent {
   /** UUIDv7: unique, time-ordered. */
@@ -103,5 +124,5 @@ export interface RoomEvent {
   videoOffsetMs: null | number;
   /** The client's id for this action, so a retried write is recognised. */
   clientMsgId: null | string;
-  payload: ({ type: 'CommentPosted' } & CommentPosted) | ({ type: 'ReactionAdded' } & ReactionAdded) | ({ type: 'CommentDeleted' } & CommentDeleted) | ({ type: 'CommentPinned' } & CommentPinned) | ({ type: 'CommentUnpinned' } & CommentUnpinned) | ({ type: 'ModerationDecided' } & ModerationDecided) | ({ type: 'UserMuted' } & UserMuted) | ({ type: 'RoomSettingsChanged' } & RoomSettingsChanged) | ({ type: 'StreamStarted' } & StreamStarted) | ({ type: 'StreamEnded' } & StreamEnded);
+  payload: ({ type: 'CommentPosted' } & CommentPosted) | ({ type: 'ReactionAdded' } & ReactionAdded) | ({ type: 'CommentDeleted' } & CommentDeleted) | ({ type: 'CommentPinned' } & CommentPinned) | ({ type: 'CommentUnpinned' } & CommentUnpinned) | ({ type: 'ModerationDecided' } & ModerationDecided) | ({ type: 'UserMuted' } & UserMuted) | ({ type: 'RoomSettingsChanged' } & RoomSettingsChanged) | ({ type: 'StreamStarted' } & StreamStarted) | ({ type: 'StreamEnded' } & StreamEnded) | ({ type: 'CommentReleased' } & CommentReleased);
 }

@@ -30,6 +30,40 @@ export function realTexts(n: number): string[] | undefined {
   return out;
 }
 
+/**
+ * The densest 3 minutes of the busiest room of the Bilibili log, as comments
+ * with their original timing (event time `startMs` + the offset into the
+ * stream, video offset = that offset), in log order; undefined when the data
+ * is absent.
+ */
+export function busiestStretch(roomId: string, startMs: number): RoomEvent[] | undefined {
+  const file = path.join(SHARED_DATA, 'bilibili_asoul_live.jsonl.gz');
+  if (!fs.existsSync(file)) return undefined;
+  const rows = zlib
+    .gunzipSync(fs.readFileSync(file))
+    .toString('utf8')
+    .split('\n')
+    .filter(Boolean)
+    .map((l) => JSON.parse(l) as { room: string; offset_ms: number; user: string | null; text: string })
+    .filter((r) => r.room === 'bili:2020.12.12 嘉然 首播' && r.offset_ms >= 0 && r.text.trim());
+  let best = 0;
+  let bestCount = 0;
+  for (let i = 0, j = 0; i < rows.length; i++) {
+    while (rows[j]!.offset_ms < rows[i]!.offset_ms - 180_000) j++;
+    if (i - j > bestCount) [best, bestCount] = [j, i - j];
+  }
+  return rows.slice(best, best + bestCount).map((r, i) =>
+    makeEvent({
+      roomId,
+      eventId: `0194${String(i).padStart(4, '0')}-0000-7000-8000-${String(i).padStart(12, '0')}`,
+      actor: { userId: r.user ?? 'anon', role: 'viewer' },
+      occurredAt: startMs + r.offset_ms,
+      videoOffsetMs: r.offset_ms,
+      payload: comment(r.text.slice(0, 200)),
+    }),
+  );
+}
+
 /** Deterministic pseudo-random numbers (mulberry32), so a failing stream can be regenerated. */
 export function prng(seed: number): () => number {
   let a = seed >>> 0;

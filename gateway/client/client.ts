@@ -23,9 +23,17 @@
  * counted (503) — one whose connection dropped before its answer rejects with
  * ERR_NETWORK, since it may have been counted.
  *
+ * Held comments: with a token, the client knows who it is (the token's
+ * `sub`, or `userId`), so its own comment held for review stays in `items`
+ * marked `pending` (a `pending` event) until a moderator releases it (it then
+ * comes back for everyone as a `comment`) or deletes it; other clients remove
+ * it. `myHeld()` lists them again after a fresh snapshot; moderators list the
+ * room's queue with `held()` and decide with `release()` / `deleteHeld()`.
+ *
  * Node 20 has no global WebSocket: pass `ws`'s (`import WebSocket from 'ws'`).
  */
 import { pack, unpack } from 'msgpackr';
+import type { HeldEntry } from '../../pipelines/projections/held.ts';
 import { ERRORS } from '../../core/errors.ts';
 import {
   CLOSE,
@@ -52,12 +60,14 @@ import {
   type BackoffOptions,
   type ClientEvent,
   type ClientInput,
+  type ClientItem,
   type ClientState,
   type RoomStateResponse,
   type Transport,
 } from './state.ts';
 
-export type { ClientState, RoomStateResponse, Transport } from './state.ts';
+export type { ClientItem, ClientState, RoomStateResponse, Transport } from './state.ts';
+export type { HeldEntry } from '../../pipelines/projections/held.ts';
 export { backoffDelay, recentBurst } from './state.ts';
 
 /** The part of the WebSocket API the client uses (the browser's and `ws`'s both fit). */
@@ -105,6 +115,8 @@ export interface SnapshotInfo {
 export interface ClientEvents {
   comment: FeedEntry;
   delete: { eventId: string; offset: number; reason: string };
+  /** The client's own comment was held for review: it stays in `items`, marked pending. */
+  pending: ClientItem;
   tally: Tallies;
   pin: PinState | null;
   viewers: number;
@@ -124,6 +136,13 @@ export interface PostOptions {
   clientMsgId?: string;
 }
 
+/** GET /v1/rooms/:room/moderation/held */
+export interface HeldPage {
+  items: HeldEntry[];
+  nextCursor: string | null;
+  total: number;
+}
+
 export interface PostResult {
   eventId: string;
   position: Position;
@@ -138,6 +157,8 @@ export interface DanmakuClientOptions {
   view?: View;
   /** Bearer JWT: needed to post and react; optional for reading when the gateway allows anonymous reads. */
   token?: string;
+  /** Who the client is, for its own held comments (default: the token's `sub`). */
+  userId?: string;
   /** WebSocket constructor; default `globalThis.WebSocket`. In Node 20 pass `ws`'s. */
   WebSocket?: WebSocketConstructor;
   /**
@@ -195,6 +216,19 @@ function randomId(random: () => number): string {
   // randomUUID exists only in secure contexts in browsers (https or localhost).
   if (c?.randomUUID) return c.randomUUID();
   return Array.from({ length: 4 }, () => Math.floor(random() * 0x100000000).toString(16).padStart(8, '0')).join('-');
+}
+
+/** The `sub` of a JWT, read without verifying it (the gateway verifies; the client only needs to know itself). */
+export function tokenSubject(token: string | undefined): string | undefined {
+  const part = token?.split('.')[1];
+  if (!part) return undefined;
+  try {
+    const bytes = Uint8Array.from(atob(part.replace(/-/g, '+').replace(/_/g, '/')), (c) => c.charCodeAt(0));
+    const json = JSON.parse(new TextDecoder().decode(bytes)) as { sub?: unknown };
+    return typeof json.sub === 'string' ? json.sub : undefined;
+  } catch {
+    return undefined;
+  }
 }
 
 function retryAfterMs(res: Response): number | undefined {
@@ -300,8 +334,8 @@ export class DanmakuClient {
 
   // ---- public surface -------------------------------------------------------
 
-  /** Visible comments, oldest first (no gap, no duplicate, deleted ones removed). */
-  get items(): readonly FeedEntry[] {
+  /** Visible comments, oldest first (no gap, no duplicate, deleted ones removed; the client's own held ones `pending`). */
+  get items(): readonly ClientItem[] {
     return this.state.items;
   }
 
@@ -367,6 +401,36 @@ export class DanmakuClient {
     return this.writeAny({ type: 'reaction', emoji, count }, `/v1/rooms/${encodeURIComponent(this.opts.room)}/reactions`, { emoji, count }, false);
   }
 
+  /** The room's review queue (a moderator, broadcaster or admin of the room), oldest hold first. */
+  async held(opts: { limit?: number; cursor?: string } = {}): Promise<HeldPage> {
+    return this.heldPage({ ...opts, mine: false });
+  }
+
+  /** The caller's own held comments (pending), e.g. after a fresh snapshot, which no longer holds them. */
+  async myHeld(opts: { limit?: number; cursor?: string } = {}): Promise<HeldPage> {
+    return this.heldPage({ ...opts, mine: true });
+  }
+
+  /** Releases a held comment (moderators): it reaches every viewer. Resolves once the CommentReleased is durable. */
+  async release(eventId: string): Promise<PostResult> {
+    return (await this.write(`/v1/rooms/${encodeURIComponent(this.opts.room)}/moderation/held/${encodeURIComponent(eventId)}/release`, {})) as PostResult;
+  }
+
+  /** Deletes a held comment (moderators). */
+  async deleteHeld(eventId: string): Promise<PostResult> {
+    return (await this.write(`/v1/rooms/${encodeURIComponent(this.opts.room)}/moderation/held/${encodeURIComponent(eventId)}/delete`, {})) as PostResult;
+  }
+
+  private async heldPage(o: { limit?: number; cursor?: string; mine: boolean }): Promise<HeldPage> {
+    const q = new URLSearchParams();
+    if (o.mine) q.set('mine', 'true');
+    if (o.limit !== undefined) q.set('limit', String(o.limit));
+    if (o.cursor !== undefined) q.set('cursor', o.cursor);
+    const page = (await this.getJson(`/v1/rooms/${encodeURIComponent(this.opts.room)}/moderation/held?${q}`)) as HeldPage | undefined;
+    if (!page) throw new DanmakuError('ERR_NOT_MODIFIED', 'the queue answered 304 to a request without a validator', 304);
+    return page;
+  }
+
   /** GET /state: pinned comment, tallies, viewers, settings, position. */
   async roomState(signal?: AbortSignal): Promise<RoomStateResponse> {
     const st = (await this.getJson(`/v1/rooms/${encodeURIComponent(this.opts.room)}/state`, signal)) as RoomStateResponse | undefined;
@@ -416,7 +480,7 @@ export class DanmakuClient {
   }
 
   private apply(input: ClientInput): void {
-    const step = reduce(this.state, input, { maxItems: this.opts.maxItems });
+    const step = reduce(this.state, input, { maxItems: this.opts.maxItems, me: this.opts.userId ?? tokenSubject(this.token) });
     this.state = step.state;
     for (const e of step.events) this.dispatch(e);
   }
@@ -427,6 +491,8 @@ export class DanmakuClient {
         return this.emit('comment', e.entry);
       case 'delete':
         return this.emit('delete', { eventId: e.eventId, offset: e.offset, reason: e.reason });
+      case 'pending':
+        return this.emit('pending', e.entry);
       case 'tally':
         return this.emit('tally', e.tallies);
       case 'pin':

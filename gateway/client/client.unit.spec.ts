@@ -1,5 +1,6 @@
 import { describe, expect, it } from 'vitest';
 import type { BatchMessage, CatchUpMessage, FeedEntry, FeedResponse, SnapshotMessage, Tombstone } from '../protocol.ts';
+import { tokenSubject } from './client.ts';
 import { backoffDelay, initialState, needsResync, recentBurst, reduce, snapshotFromHttp, type ClientEvent, type ClientInput, type ClientState } from './state.ts';
 
 const room = 'r1';
@@ -46,11 +47,11 @@ function batch(offset: number, events: BatchMessage['events'], epoch = 0): Batch
   return { type: 'batch', room, position: { epoch, offset }, events };
 }
 
-function run(inputs: ClientInput[], start: ClientState = initialState(room, 'ordered'), maxItems?: number): { state: ClientState; events: ClientEvent[] } {
+function run(inputs: ClientInput[], start: ClientState = initialState(room, 'ordered'), maxItems?: number, me?: string): { state: ClientState; events: ClientEvent[] } {
   let state = start;
   const events: ClientEvent[] = [];
   for (const i of inputs) {
-    const step = reduce(state, i, { maxItems });
+    const step = reduce(state, i, { maxItems, me });
     state = step.state;
     events.push(...step.events);
   }
@@ -204,6 +205,72 @@ describe('client reducer', () => {
     expect(s0.items).toEqual(copy.items);
     expect(s0.seen).toEqual(copy.seen);
     expect(s0.position).toEqual(copy.position);
+  });
+});
+
+describe('held comments and their release', () => {
+  const hold = (offset: number, eventId: string): BatchMessage['events'][number] => ({ t: 'delete', eventId, offset, reason: 'moderation:hold:link', deletionId: `h${offset}`, occurredAt: 1 });
+  const released = (offset: number, of: FeedEntry): FeedEntry => ({ ...of, offset, released: true });
+  const mine = comment(2, 'see example.com', { userId: 'alice' });
+
+  it('a viewer\'s client removes a held comment, and shows it again, once, when a moderator releases it', () => {
+    const { state, events } = run([
+      snapshot(1, [comment(1)]),
+      batch(2, [{ t: 'comment', entry: mine }]),
+      batch(3, [hold(3, 'e2')]),
+      batch(5, [{ t: 'comment', entry: comment(4) }, { t: 'comment', entry: released(5, mine) }]),
+      batch(6, [{ t: 'comment', entry: released(6, mine) }]), // a second release of the same comment
+    ], undefined, undefined, 'bob');
+    expect(state.items.map((i) => [i.eventId, i.offset])).toEqual([['e1', 1], ['e4', 4], ['e2', 5]]);
+    expect(events.filter((e) => e.type !== 'snapshot').map((e) => e.type)).toEqual(['comment', 'delete', 'comment', 'comment']);
+    expect(state.items.some((i) => i.pending)).toBe(false);
+  });
+
+  it('in any merge order: a release after the removal shows the comment, a removal after the release hides it', () => {
+    // The snapshot already holds the hold's tombstone and the release; the catch-up brings the comment itself.
+    const late = run([snapshot(5, [tombstone(3, 'e2'), released(5, mine)]), { type: 'catchup', room, items: [mine], position: { epoch: 0, offset: 5 }, source: 'log' }]);
+    expect(late.state.items.map((i) => [i.eventId, i.offset])).toEqual([['e2', 5]]);
+    // A deletion after the release came first: the release (older) does not bring it back.
+    const deleted = run([snapshot(7, [tombstone(7, 'e2')]), { type: 'catchup', room, items: [tombstone(3, 'e2'), released(5, mine)], position: { epoch: 0, offset: 7 }, source: 'log' }]);
+    expect(deleted.state.items).toEqual([]);
+    // In log order, the same.
+    const inOrder = run([snapshot(1, []), batch(7, [{ t: 'comment', entry: mine }, hold(3, 'e2'), { t: 'comment', entry: released(5, mine) }, { t: 'delete', eventId: 'e2', offset: 7, reason: 'moderator' }])]);
+    expect(inOrder.state.items).toEqual([]);
+  });
+
+  it('its author\'s client keeps it, marked pending; a release makes it an ordinary comment, a deletion removes it', () => {
+    const held = run([snapshot(1, [comment(1)]), batch(2, [{ t: 'comment', entry: mine }]), batch(3, [hold(3, 'e2')])], undefined, undefined, 'alice');
+    expect(held.state.items.map((i) => [i.eventId, i.pending ?? false])).toEqual([['e1', false], ['e2', true]]);
+    expect(held.events.at(-1)).toEqual({ type: 'pending', entry: { ...mine, pending: true }, reason: 'moderation:hold:link' });
+    expect(held.events.some((e) => e.type === 'delete')).toBe(false);
+    // Someone else's client, same messages: gone.
+    const other = run([snapshot(1, [comment(1)]), batch(2, [{ t: 'comment', entry: mine }]), batch(3, [hold(3, 'e2')])], undefined, undefined, 'bob');
+    expect(other.state.items.map((i) => i.eventId)).toEqual(['e1']);
+    // Anonymous (no `me`): gone too.
+    expect(run([snapshot(1, []), batch(3, [{ t: 'comment', entry: mine }, hold(3, 'e2')])]).state.items).toEqual([]);
+
+    const releasedOne = run([batch(5, [{ t: 'comment', entry: released(5, mine) }])], held.state, undefined, 'alice');
+    expect(releasedOne.state.items.map((i) => [i.eventId, i.offset, i.pending ?? false])).toEqual([['e1', 1, false], ['e2', 5, false]]);
+    expect(releasedOne.events).toEqual([{ type: 'comment', entry: released(5, mine) }]);
+
+    const deletedOne = run([batch(5, [{ t: 'delete', eventId: 'e2', offset: 5, reason: 'moderation:review' }])], held.state, undefined, 'alice');
+    expect(deletedOne.state.items.map((i) => i.eventId)).toEqual(['e1']);
+    expect(deletedOne.events).toEqual([{ type: 'delete', eventId: 'e2', offset: 5, reason: 'moderation:review' }]);
+  });
+
+  it('a removal for another reason (a deletion) removes the author\'s own comment like anyone\'s', () => {
+    const { state } = run([snapshot(1, []), batch(3, [{ t: 'comment', entry: mine }, { t: 'delete', eventId: 'e2', offset: 3, reason: 'moderation:wordlist' }])], undefined, undefined, 'alice');
+    expect(state.items).toEqual([]);
+  });
+});
+
+describe('tokenSubject', () => {
+  it('reads the sub of a JWT without verifying it (base64url, UTF-8), and nothing of a non-token', () => {
+    const enc = (o: object) => Buffer.from(JSON.stringify(o)).toString('base64url');
+    expect(tokenSubject(`${enc({ alg: 'HS256' })}.${enc({ sub: 'ユーザー-1', exp: 1 })}.sig`)).toBe('ユーザー-1');
+    expect(tokenSubject('not-a-token')).toBeUndefined();
+    expect(tokenSubject(undefined)).toBeUndefined();
+    expect(tokenSubject(`x.${enc({ sub: 5 })}.y`)).toBeUndefined();
   });
 });
 

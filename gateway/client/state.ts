@@ -9,7 +9,12 @@
  *   resume that overlaps what the client has (or a batch racing a snapshot)
  *   changes nothing;
  * - no deleted comment: a tombstone removes its comment, and a comment whose
- *   tombstone came first is never added;
+ *   tombstone came first is never added — unless it is the same comment
+ *   released from the review queue later in the log (`released`, at an
+ *   offset after the removal): it shows again, once;
+ * - the client's own comment held for review (a removal with a
+ *   `moderation:hold:` reason, when the reducer knows who it is: `me`) stays,
+ *   marked `pending`; everybody else's client removes it;
  * - a snapshot from another epoch (projections rebuilt), or one sent because
  *   the client's position was unrecoverable, replaces everything.
  */
@@ -38,19 +43,25 @@ export interface RoomStateResponse {
 
 export type Transport = 'connecting' | 'ws' | 'polling' | 'closed';
 
+/** A comment as the client holds it: `pending` while it is the client's own and held for review. */
+export type ClientItem = FeedEntry & { pending?: true };
+
+/** The reason of a removal that holds a comment for review (projections/feed.ts removalTarget). */
+export const HOLD_REASON_PREFIX = 'moderation:hold:';
+
 export interface ClientState {
   room: string;
   view: View;
   /** Where the client is: resume from here. Null before the first snapshot. */
   position: Position | null;
-  /** Visible comments, oldest first. */
-  items: FeedEntry[];
+  /** Visible comments, oldest first (the client's own held ones marked `pending`). */
+  items: ClientItem[];
   /** Offsets of every feed item applied (comments and tombstones) that are still in range: the dedupe set. */
   seen: Set<number>;
   /** Offsets below this were trimmed (maxItems): anything older is a duplicate by definition. */
   floor: number;
-  /** Event ids of removed comments (so a late comment is not shown again). */
-  deleted: Set<string>;
+  /** Event ids of removed comments → offset of their latest removal (so a late comment is not shown again). */
+  deleted: Map<string, number>;
   pinned: PinState | null;
   tallies: Tallies;
   viewers: number;
@@ -67,13 +78,15 @@ export interface ClientState {
 export type ClientEvent =
   | { type: 'comment'; entry: FeedEntry }
   | { type: 'delete'; eventId: string; offset: number; reason: string }
+  /** The client's own comment was held for review: kept, marked pending, until a moderator releases or deletes it. */
+  | { type: 'pending'; entry: ClientItem; reason: string }
   | { type: 'tally'; tallies: Tallies }
   | { type: 'pin'; pin: PinState | null }
   | { type: 'viewers'; count: number }
   | { type: 'settings'; settings: RoomSettings }
   | { type: 'rate'; rate: number }
   | { type: 'degraded'; mode: 'sampled' | 'tallies' }
-  | { type: 'snapshot'; reason: 'fresh' | 'resume' | 'unrecoverable' | 'epoch' | 'resubscribed' | 'recovered'; items: FeedEntry[] };
+  | { type: 'snapshot'; reason: 'fresh' | 'resume' | 'unrecoverable' | 'epoch' | 'resubscribed' | 'recovered'; items: ClientItem[] };
 
 /** Everything the reducer takes: the WebSocket messages, and what polling brings. */
 export type ClientInput =
@@ -91,9 +104,12 @@ export interface ReducerOptions {
   maxItems?: number;
   /** Seconds of per-second reaction buckets kept (the burst window is shorter). */
   tallySeconds?: number;
+  /** The user this client is (its token's `sub`): its own comments held for review stay, marked pending. */
+  me?: string;
 }
 
 const DEFAULT_MAX_ITEMS = 500;
+type Options = Required<Omit<ReducerOptions, 'me'>> & Pick<ReducerOptions, 'me'>;
 const DEFAULT_TALLY_SECONDS = 60;
 
 export const defaultSettings = (): RoomSettings => ({ slowModeSec: 0, emoteOnly: false, extra: {} });
@@ -106,7 +122,7 @@ export function initialState(room: string, view: View): ClientState {
     items: [],
     seen: new Set(),
     floor: -1,
-    deleted: new Set(),
+    deleted: new Map(),
     pinned: null,
     tallies: { totals: {}, lastSeconds: {} },
     viewers: 0,
@@ -119,19 +135,20 @@ export function initialState(room: string, view: View): ClientState {
 
 /** A working copy of the feed part of a state: mutated while one message is applied, then frozen into the next state. */
 class FeedDraft {
-  items: FeedEntry[];
+  items: ClientItem[];
   seen: Set<number>;
-  deleted: Set<string>;
+  deleted: Map<string, number>;
   floor: number;
   private sorted = true;
 
   constructor(
     s: Pick<ClientState, 'items' | 'seen' | 'deleted' | 'floor'>,
     private readonly events: ClientEvent[],
+    private readonly me?: string,
   ) {
     this.items = [...s.items];
     this.seen = new Set(s.seen);
-    this.deleted = new Set(s.deleted);
+    this.deleted = new Map(s.deleted);
     this.floor = s.floor;
   }
 
@@ -142,7 +159,15 @@ class FeedDraft {
   comment(entry: FeedEntry, emit: boolean): void {
     if (this.duplicate(entry.offset)) return;
     this.seen.add(entry.offset);
-    if (this.deleted.has(entry.eventId)) return;
+    // Removed after this item's place in the log: not shown (only a release, later than the removal, brings a comment back).
+    const removedAt = this.deleted.get(entry.eventId);
+    if (removedAt !== undefined && removedAt > entry.offset) return;
+    if (entry.released) {
+      // One item per comment: the author's pending copy gives way to it; a second release adds nothing.
+      const i = this.items.findIndex((c) => c.eventId === entry.eventId);
+      if (i >= 0 && !this.items[i]!.pending) return;
+      if (i >= 0) this.items.splice(i, 1);
+    }
     const last = this.items[this.items.length - 1];
     if (last && last.offset > entry.offset) this.sorted = false;
     this.items.push(entry);
@@ -153,11 +178,21 @@ class FeedDraft {
     // A tombstone comes after its comment in the log: one at or below the floor removes nothing still held.
     if (this.duplicate(offset)) return;
     this.seen.add(offset);
-    if (this.deleted.has(eventId)) return;
-    this.deleted.add(eventId);
-    const i = this.items.findIndex((c) => c.eventId === eventId);
-    if (i >= 0) this.items.splice(i, 1);
-    if (emit) this.events.push({ type: 'delete', eventId, offset, reason });
+    const before = this.deleted.get(eventId);
+    // A removal older than one already applied (merge order) changes nothing.
+    if (before !== undefined && before > offset) return;
+    this.deleted.set(eventId, offset);
+    const i = this.items.findIndex((c) => c.eventId === eventId && c.offset < offset);
+    const item = i >= 0 ? this.items[i]! : undefined;
+    if (item && this.me !== undefined && item.userId === this.me && reason.startsWith(HOLD_REASON_PREFIX)) {
+      // Held for review: its author still sees it, as pending (a release or a deletion follows).
+      const pending: ClientItem = { ...item, pending: true };
+      this.items[i] = pending;
+      if (emit) this.events.push({ type: 'pending', entry: pending, reason });
+      return;
+    }
+    if (item) this.items.splice(i, 1);
+    if (emit && (before === undefined || item)) this.events.push({ type: 'delete', eventId, offset, reason });
   }
 
   item(it: FeedItem, emit: boolean): void {
@@ -173,7 +208,7 @@ class FeedDraft {
     }
     // The dedupe sets only need what is above the floor.
     if (this.floor >= 0) for (const o of this.seen) if (o <= this.floor) this.seen.delete(o);
-    if (this.deleted.size > maxItems * 4) this.deleted = new Set([...this.deleted].slice(-maxItems * 2));
+    if (this.deleted.size > maxItems * 4) this.deleted = new Map([...this.deleted].slice(-maxItems * 2));
     return { items: this.items, seen: this.seen, deleted: this.deleted, floor: this.floor };
   }
 }
@@ -222,13 +257,13 @@ export function snapshotFromHttp(room: string, view: View, state: RoomStateRespo
   };
 }
 
-function applySnapshot(s: ClientState, m: SnapshotMessage, o: Required<ReducerOptions>): Step {
+function applySnapshot(s: ClientState, m: SnapshotMessage, o: Options): Step {
   const events: ClientEvent[] = [];
   // A resume: same epoch, the client has a position and the server did not say it was lost.
   // Merge (the catch-up that follows fills what lies between), and keep the position until it came.
   const resume = s.position !== null && m.reason === undefined && m.position.epoch === s.position.epoch;
   const base = resume ? s : initialState(s.room, s.view);
-  const draft = new FeedDraft(base, events);
+  const draft = new FeedDraft(base, events, o.me);
   for (const it of m.items) draft.item(it, false);
   const feed = draft.freeze(o.maxItems);
   const state: ClientState = {
@@ -250,13 +285,13 @@ function applySnapshot(s: ClientState, m: SnapshotMessage, o: Required<ReducerOp
 }
 
 /** Items after the client's position (catch-up or a polled page): merged, deduped, and the position moves on. */
-function applyItems(s: ClientState, items: FeedItem[], position: Position, o: Required<ReducerOptions>, events: ClientEvent[]): ClientState {
-  const draft = new FeedDraft(s, events);
+function applyItems(s: ClientState, items: FeedItem[], position: Position, o: Options, events: ClientEvent[]): ClientState {
+  const draft = new FeedDraft(s, events, o.me);
   for (const it of items) draft.item(it, true);
   return { ...s, ...draft.freeze(o.maxItems), position: advance(s.position, position), resuming: false };
 }
 
-function applyPush(s: ClientState, e: PushEvent, draft: FeedDraft, events: ClientEvent[], o: Required<ReducerOptions>): ClientState {
+function applyPush(s: ClientState, e: PushEvent, draft: FeedDraft, events: ClientEvent[], o: Options): ClientState {
   switch (e.t) {
     case 'comment':
       draft.comment(e.entry, true);
@@ -285,7 +320,7 @@ function applyPush(s: ClientState, e: PushEvent, draft: FeedDraft, events: Clien
 
 /** Applies one input; returns the next state and what happened (for listeners). Never mutates `s`. */
 export function reduce(s: ClientState, input: ClientInput, opts: ReducerOptions = {}): Step {
-  const o: Required<ReducerOptions> = { maxItems: opts.maxItems ?? DEFAULT_MAX_ITEMS, tallySeconds: opts.tallySeconds ?? DEFAULT_TALLY_SECONDS };
+  const o: Options = { maxItems: opts.maxItems ?? DEFAULT_MAX_ITEMS, tallySeconds: opts.tallySeconds ?? DEFAULT_TALLY_SECONDS, me: opts.me };
   const events: ClientEvent[] = [];
   switch (input.type) {
     case 'snapshot':
@@ -303,7 +338,7 @@ export function reduce(s: ClientState, input: ClientInput, opts: ReducerOptions 
       // Entirely behind what the client has (a batch racing its snapshot): comments dedupe by offset,
       // but stale pins or settings would overwrite newer ones, so the whole batch is skipped.
       if (!s.resuming && input.position.offset < s.position.offset) return { state: s, events };
-      const draft = new FeedDraft(s, events);
+      const draft = new FeedDraft(s, events, o.me);
       let next = s;
       for (const e of input.events) next = applyPush(next, e, draft, events, o);
       return { state: { ...next, ...draft.freeze(o.maxItems), position: advance(s.position, input.position), resuming: false }, events };

@@ -2,7 +2,10 @@
  * Ordered feed: per room, the most recent N comments in log order, each with
  * its offset. Deletions (by authors, moderators, or the moderation pipeline's
  * `delete`/`hold` verdicts) remove the comment and leave a tombstone entry,
- * so a client resuming from a position learns about removals it missed.
+ * so a client resuming from a position learns about removals it missed. A
+ * held comment a moderator releases (CommentReleased) comes back as a new
+ * item at the release's offset, marked `released` (a client that removed it
+ * shows it again: gateway/client/state.ts).
  *
  * Layout: sorted set `z` (score = offset, member = JSON item) and hash `idx`
  * (eventId → offset) so a deletion finds its target without scanning.
@@ -19,7 +22,7 @@ export type FeedState = Record<string, never>;
 /** Shadow mutes as per-user fields: a comment reads its author's. */
 export const SHADOW_USERS: UserFields = {
   suffix: 'shadow',
-  readsOf: (e) => (e.payload.type === 'CommentPosted' ? [e.actor.userId] : []),
+  readsOf: (e) => (e.payload.type === 'CommentPosted' ? [e.actor.userId] : e.payload.type === 'CommentReleased' ? [e.payload.authorId] : []),
 };
 
 export function feedEntryOf(e: RoomEvent, offset: number): FeedEntry | undefined {
@@ -38,6 +41,31 @@ export function feedEntryOf(e: RoomEvent, offset: number): FeedEntry | undefined
     occurredAt: e.occurredAt,
     videoOffsetMs: e.videoOffsetMs,
     replyTo: p.replyTo,
+  };
+}
+
+/**
+ * A released comment as a feed item: the comment as posted (the event carries
+ * it), at the release's offset. Its shadow mark is decided at the release, as
+ * a comment's is at its posting.
+ */
+export function releasedEntryOf(e: RoomEvent, offset: number): FeedEntry | undefined {
+  const p = e.payload;
+  if (p.type !== 'CommentReleased') return undefined;
+  return {
+    kind: 'comment',
+    offset,
+    eventId: p.targetEventId,
+    userId: p.authorId,
+    role: p.authorRole,
+    text: p.text,
+    mode: p.mode,
+    color: p.color,
+    size: p.size,
+    occurredAt: p.postedAt,
+    videoOffsetMs: p.postedVideoOffsetMs,
+    replyTo: p.replyTo,
+    released: true,
   };
 }
 
@@ -101,9 +129,9 @@ export function feedProjection(maxItems: number): Projection<FeedState> {
     initial: () => ({}),
     users: SHADOW_USERS,
     apply(state, e, keys, users) {
-      const entry = feedEntryOf(e.event, e.offset);
+      const entry = feedEntryOf(e.event, e.offset) ?? releasedEntryOf(e.event, e.offset);
       if (entry) {
-        if (isShadowed(users, entry.userId, entry.occurredAt)) entry.shadow = true;
+        if (isShadowed(users, entry.userId, e.event.occurredAt)) entry.shadow = true;
         return {
           state,
           cmds: [

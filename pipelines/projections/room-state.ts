@@ -72,6 +72,7 @@ export function roomStateProjection(): Projection<RoomStateState> {
           return { state, cmds: [{ op: 'HSET', key: keys.key('streamEnd'), field: 'endedAt', value: String(e.event.occurredAt) }], deltas: [] };
         case 'CommentPosted':
         case 'ReactionAdded':
+        case 'CommentReleased':
           return { state, cmds: [], deltas: [] };
         default: {
           const never: never = p;

@@ -3,7 +3,12 @@
  * chosen deterministically — by a stable hash of the event id within
  * one-second windows of event time, in log order — so live, rebuild and
  * replay pick exactly the same comments. Comments of the broadcaster,
- * moderators and admins are always kept, and so is a comment once pinned.
+ * moderators and admins are always kept, and so is a comment once
+ * released from the review queue (a moderator chose it; it takes no place
+ * in the window's count). A pinned comment reaches sampled viewers as the
+ * room's pin (the room-state projection), live and in replay alike: a pin
+ * adds no entry here, since one written without a delta would be seen by
+ * snapshot readers only, never pushed nor replayed.
  *
  * The keep-probability of a window is K / (comments seen in the previous
  * window, or so far in this one, whichever is larger): the first comments of
@@ -11,8 +16,8 @@
  * current probability is published as the room's sampling rate, so clients
  * can say "chat is moving fast".
  */
-import type { Delta, FeedEntry, PositionedEvent, Projection } from '../projection.ts';
-import { feedEntryOf, isShadowed, removal, removalTarget, shadowCmds, SHADOW_USERS } from './feed.ts';
+import type { Delta, PositionedEvent, Projection } from '../projection.ts';
+import { feedEntryOf, isShadowed, releasedEntryOf, removal, removalTarget, shadowCmds, SHADOW_USERS } from './feed.ts';
 
 /** The sampling window: a few numbers (shadow mutes are per-user fields, as in the feed). */
 export interface SampledState {
@@ -81,14 +86,14 @@ export function sampledProjection(perSecond: number, maxItems: number): Projecti
           deltas,
         };
       }
-      const p = e.event.payload;
-      if (p.type === 'CommentPinned') {
-        // A pinned comment is always part of the sample; feedAdd is a no-op if it already is.
-        const pinned: FeedEntry = {
-          kind: 'comment', offset: e.offset, eventId: p.targetEventId, userId: '', role: 'viewer', text: p.text ?? '',
-          mode: 'top', color: 0xffffff, size: 'medium', occurredAt: e.event.occurredAt, videoOffsetMs: e.event.videoOffsetMs, replyTo: null,
+      const released = releasedEntryOf(e.event, e.offset);
+      if (released) {
+        if (isShadowed(users, released.userId, e.event.occurredAt)) released.shadow = true;
+        return {
+          state,
+          cmds: [{ op: 'feedAdd', key: keys.key('z'), index: keys.key('idx'), eventId: released.eventId, offset: e.offset, member: JSON.stringify(released) }, trim],
+          deltas: [{ t: 'comment', entry: released }],
         };
-        return { state, cmds: [{ op: 'feedAdd', key: keys.key('z'), index: keys.key('idx'), eventId: p.targetEventId, offset: e.offset, member: JSON.stringify(pinned) }, trim], deltas: [] };
       }
       const rm = removalTarget(e.event);
       if (rm) {
