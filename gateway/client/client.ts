@@ -443,6 +443,7 @@ export class DanmakuClient {
     this.closed = true;
     clearTimeout(this.reconnectTimer);
     clearTimeout(this.wsRetryTimer);
+    clearTimeout(this.pinTimer);
     this.stopPolling();
     const s = this.socket;
     this.socket = null;
@@ -483,6 +484,34 @@ export class DanmakuClient {
     const step = reduce(this.state, input, { maxItems: this.opts.maxItems, me: this.opts.userId ?? tokenSubject(this.token) });
     this.state = step.state;
     for (const e of step.events) this.dispatch(e);
+    this.watchPin();
+  }
+
+  private pinTimer: ReturnType<typeof setTimeout> | undefined;
+  private pinWatched = '';
+
+  /**
+   * A pin with a duration disappears on this client's own clock when it
+   * expires (the gateway also pushes its end to live sockets; this covers a
+   * pin shown from a snapshot, a polling client, a gateway restarted since).
+   */
+  private watchPin(): void {
+    const pin = this.state.pinned;
+    const key = pin && pin.untilMs !== null ? `${pin.eventId}@${pin.untilMs}` : '';
+    if (key === this.pinWatched) return;
+    this.pinWatched = key;
+    if (this.pinTimer) clearTimeout(this.pinTimer);
+    this.pinTimer = undefined;
+    if (!pin || pin.untilMs === null) return;
+    const until = pin.untilMs;
+    const check = (): void => {
+      this.pinTimer = undefined;
+      const left = until - Date.now();
+      // setTimeout cannot wait longer than 2^31-1 ms: a far expiry is waited for in steps.
+      if (left > 0) this.pinTimer = setTimeout(check, Math.min(left, 2 ** 31 - 1));
+      else this.apply({ type: 'clock', now: Date.now() });
+    };
+    check();
   }
 
   private dispatch(e: ClientEvent): void {

@@ -294,3 +294,23 @@ describe('backoff', () => {
     for (const v of spread) expect(v).toBeLessThanOrEqual(16_000);
   });
 });
+
+describe('pins that expire on the client\'s clock', () => {
+  const pin = (untilMs: number | null) => ({ eventId: 'e1', text: 'hello', untilMs, by: 'mod', offset: 3 });
+
+  it('given a pin past its untilMs, when the clock ticks, then it is hidden and a pin(null) event says so', () => {
+    const start = { ...initialState(room, 'ordered'), pinned: pin(1_000) };
+    const { state, events } = reduce(start, { type: 'clock', now: 1_000 });
+    expect(state.pinned).toBeNull();
+    expect(events).toEqual([{ type: 'pin', pin: null }]);
+  });
+
+  it('given a pin not yet expired, or without a duration, or none, then the clock changes nothing', () => {
+    for (const pinned of [pin(1_001), pin(null), null]) {
+      const start = { ...initialState(room, 'ordered'), pinned };
+      const step = reduce(start, { type: 'clock', now: 1_000 });
+      expect(step.state).toBe(start);
+      expect(step.events).toEqual([]);
+    }
+  });
+});

@@ -92,7 +92,9 @@ export type ClientEvent =
 export type ClientInput =
   | ServerMessage
   | { type: 'feed'; response: FeedResponse }
-  | { type: 'state'; state: RoomStateResponse };
+  | { type: 'state'; state: RoomStateResponse }
+  /** The client's own clock: a pin past its `untilMs` is hidden without waiting for the server. */
+  | { type: 'clock'; now: number };
 
 export interface Step {
   state: ClientState;
@@ -325,6 +327,13 @@ export function reduce(s: ClientState, input: ClientInput, opts: ReducerOptions 
   switch (input.type) {
     case 'snapshot':
       return applySnapshot(s, input, o);
+
+    case 'clock': {
+      const until = s.pinned?.untilMs;
+      if (until === undefined || until === null || until > input.now) return { state: s, events };
+      events.push({ type: 'pin', pin: null });
+      return { state: { ...s, pinned: null }, events };
+    }
 
     case 'catchup': {
       // A catch-up belongs to the snapshot just taken; one from another epoch is stale.

@@ -158,6 +158,8 @@ interface Room {
   journalOverflow: boolean;
   /** Long polls waiting for the room's next feed notification (they keep the room subscribed, as sockets do). */
   watchers: Set<Watcher>;
+  /** Fires when the pin this gateway last saw pushed expires (its untilMs): the pin's end is pushed then. */
+  pinTimer?: NodeJS.Timeout;
 }
 
 interface Watcher {
@@ -423,6 +425,7 @@ export class RoomHub {
         if (c.ws.readyState === c.ws.OPEN || c.ws.readyState === c.ws.CONNECTING) c.ws.close(CLOSE.shuttingDown, 'server shutting down');
       }
       if (room.timer) clearTimeout(room.timer);
+      if (room.pinTimer) clearTimeout(room.pinTimer);
       room.gone = true;
       channels.push(room.channel);
     }
@@ -538,6 +541,7 @@ export class RoomHub {
   private closeRoom(room: Room): void {
     room.gone = true;
     if (room.timer) clearTimeout(room.timer);
+    if (room.pinTimer) clearTimeout(room.pinTimer);
     room.timer = undefined;
     if (this.rooms.get(room.id) === room) this.rooms.delete(room.id);
     if (this.byChannel.get(room.channel) === room) this.byChannel.delete(room.channel);
@@ -598,6 +602,7 @@ export class RoomHub {
       case 'state':
         for (const d of n.deltas) {
           if (d.t === 'mute') this.onMute(room, d);
+          if (d.t === 'pin') this.watchPin(room, d.pin);
           if (d.t !== 'tally' && d.t !== 'pin' && d.t !== 'settings') continue; // 'mute' is not for clients
           const item: Buffered = { ev: d, offset: -1 };
           for (const m of MODES) if (has[m] > 0) b[m].push(item);
@@ -609,6 +614,36 @@ export class RoomHub {
     if (!room.timer && (b.ordered.length > 0 || b.sampled.length > 0 || b.tallies.length > 0)) {
       room.timer = setTimeout(() => this.flush(room), batchInterval(room.rate, this.deps.cfg.push.batchMs, this.deps.cfg.push.batchMaxMs));
     }
+  }
+
+  /**
+   * A pin with a duration ends on every viewer's screen when it expires: no
+   * event marks that moment in the log (the projection keeps the pin with its
+   * untilMs; readers compare it with their clock), so the gateway pushes the
+   * pin's end to its sockets then. Each gateway does it for its own sockets;
+   * the SDK also hides it on its own clock.
+   */
+  private watchPin(room: Room, pin: { untilMs: number | null } | null): void {
+    if (room.pinTimer) clearTimeout(room.pinTimer);
+    room.pinTimer = undefined;
+    if (!pin || pin.untilMs === null) return;
+    const until = pin.untilMs;
+    const check = (): void => {
+      room.pinTimer = undefined;
+      if (room.gone) return;
+      const left = until - Date.now();
+      if (left > 0) {
+        room.pinTimer = setTimeout(check, Math.min(left, 2 ** 31 - 1));
+        room.pinTimer.unref();
+        return;
+      }
+      const item: Buffered = { ev: { t: 'pin', pin: null }, offset: -1 };
+      for (const m of MODES) if (room.modeCount[m] > 0) room.buf[m].push(item);
+      if (!room.timer && (room.buf.ordered.length > 0 || room.buf.sampled.length > 0 || room.buf.tallies.length > 0)) room.timer = setTimeout(() => this.flush(room), 0);
+    };
+    // An expired pin arriving (a processor catching up) is ended right after it is pushed.
+    room.pinTimer = setTimeout(check, Math.max(0, Math.min(until - Date.now(), 2 ** 31 - 1)));
+    room.pinTimer.unref();
   }
 
   private flush(room: Room): void {
