@@ -122,13 +122,15 @@ export async function runPhase(fault: FaultName, world: ChaosWorld, servers: Ser
       if (behind.length === 0 || Date.now() > deadline) break;
       await sleep(200);
     }
+    // The projections first, then the log: everything they applied is in the log by then, and the
+    // tallies are compared with the log up to their fence (checkPhase).
+    const proj = await readProjections(redis, naming, rooms);
     const logView = await readLog(world.cfg, world.topic, from, new Set(rooms)).catch(async (err: unknown) => {
       // Once, after a pause: a broker or the registry just restarted may not answer yet.
       log(`${fault}: reading the log failed (${(err as Error).message}); once more in 5 s`);
       await sleep(5000);
       return readLog(world.cfg, world.topic, from, new Set(rooms));
     });
-    const proj = await readProjections(redis, naming, rooms);
     checkPhase(row, load, logView, proj);
     logView.comments.clear(); // the archive check needs the ids only
     log(

@@ -13,6 +13,7 @@ import type { Redis } from 'ioredis';
 import { REPO_ROOT, type Config } from '../core/config.ts';
 import { activeVersion, liveGroupOf, type ProjectionNaming } from '../pipelines/naming.ts';
 import { roomKeys } from '../pipelines/projection.ts';
+import { splitPosition } from '../topics/generations.ts';
 import { createRegistry, EventCodec } from '../schemas/codec.ts';
 import { subjectFor } from '../schemas/registry.ts';
 import { logClient } from '../topics/client.ts';
@@ -30,6 +31,8 @@ export interface LogView {
   comments: Map<string, { offset: number; eventId: string }[]>;
   /** room → sum of ReactionAdded counts. */
   reactions: Map<string, number>;
+  /** room → each ReactionAdded's offset and count (to compare with the tallies up to their fence). */
+  reactionsAt: Map<string, [offset: number, count: number][]>;
   records: number;
 }
 
@@ -50,7 +53,7 @@ export async function readLog(cfg: Config, topic: string, from: Map<number, numb
   const client = logClient(cfg, 'chaos-verify');
   const codec = new EventCodec({ registry: createRegistry(cfg.registry.url), subject: subjectFor(topic) });
   await codec.init();
-  const view: LogView = { ids: new Map(), clientMsgIds: new Map(), comments: new Map(), reactions: new Map(), records: 0 };
+  const view: LogView = { ids: new Map(), clientMsgIds: new Map(), comments: new Map(), reactions: new Map(), reactionsAt: new Map(), records: 0 };
   try {
     for (const [p, start] of from) {
       const high = Number((await client.watermarks(topic, p)).high);
@@ -72,6 +75,9 @@ export async function readLog(cfg: Config, topic: string, from: Map<number, numb
           list.push({ offset: Number(r.offset), eventId: e.eventId });
         } else if (e.payload.type === 'ReactionAdded') {
           view.reactions.set(e.roomId, (view.reactions.get(e.roomId) ?? 0) + e.payload.count);
+          let at = view.reactionsAt.get(e.roomId);
+          if (!at) view.reactionsAt.set(e.roomId, (at = []));
+          at.push([Number(r.offset), e.payload.count]);
         }
       }
     }
@@ -113,6 +119,8 @@ export interface ProjectionView {
   feed: Map<string, Map<string, number>>;
   /** room → sum of the tallies' totals. */
   tallies: Map<string, number>;
+  /** room → the log offset the tallies had applied when their totals were read (-1: none), read with them. */
+  tallyFences: Map<string, number>;
   /** room → the feed's fence (last applied offset). */
   fences: Map<string, number>;
 }
@@ -135,7 +143,7 @@ export async function newestFeedOffsets(redis: Redis, naming: ProjectionNaming, 
 export async function readProjections(redis: Redis, naming: ProjectionNaming, rooms: string[]): Promise<ProjectionView> {
   const fv = await activeVersion(redis, naming, 'feed');
   const tv = await activeVersion(redis, naming, 'tallies');
-  const out: ProjectionView = { feed: new Map(), tallies: new Map(), fences: new Map() };
+  const out: ProjectionView = { feed: new Map(), tallies: new Map(), tallyFences: new Map(), fences: new Map() };
   for (const room of rooms) {
     const fk = roomKeys(naming.keyPrefix, 'feed', fv, room);
     const members = await redis.zrange(fk.key('z'), '0', '-1');
@@ -147,8 +155,14 @@ export async function readProjections(redis: Redis, naming: ProjectionNaming, ro
     out.feed.set(room, ids);
     const fence = await redis.hget(fk.meta, 'fence');
     out.fences.set(room, fence === null ? -1 : Number(fence));
-    const totals = await redis.hvals(roomKeys(naming.keyPrefix, 'tallies', tv, room).key('total'));
+    // The totals and the fence they go with, in one transaction: a processor still applying late
+    // writes (answered after the load stopped waiting) moves both between two plain reads.
+    const tk = roomKeys(naming.keyPrefix, 'tallies', tv, room);
+    const res = await redis.multi().hvals(tk.key('total')).hget(tk.meta, 'fence').exec();
+    const totals = (res?.[0]?.[1] as string[] | undefined) ?? [];
+    const tf = res?.[1]?.[1] as string | null | undefined;
     out.tallies.set(room, totals.reduce((a, v) => a + Number(v), 0));
+    out.tallyFences.set(room, tf === null || tf === undefined ? -1 : splitPosition(Number(tf)).offset);
   }
   return out;
 }
@@ -206,7 +220,10 @@ export function checkPhase(row: Row, load: Load, log: LogView, proj: ProjectionV
   row.dupLog += load.ackConflicts;
   for (const ids of proj.feed.values()) for (const n of ids.values()) if (n > 1) row.dupFeed += n - 1;
   for (const [room, total] of proj.tallies) {
-    const inLog = log.reactions.get(room) ?? 0;
+    // What the log holds up to where the tallies were when read: writes that landed after the log
+    // was read (the load stopped waiting for them) are in neither count.
+    const fence = proj.tallyFences.get(room) ?? -1;
+    const inLog = (log.reactionsAt.get(room) ?? []).reduce((a, [offset, count]) => (offset <= fence ? a + count : a), 0);
     if (total < inLog) row.lostTallies += inLog - total;
     if (total > inLog) row.dupTallies += total - inLog;
   }

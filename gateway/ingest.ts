@@ -27,6 +27,7 @@ import type { HeldEntry } from '../pipelines/projections/held.ts';
 import { readHeldEntry, readRoomState, roomEpoch } from '../pipelines/read.ts';
 import { comment, makeEvent, RoleValues, type Role, type RoomEvent, type RoomEventPayload } from '../schemas/events.ts';
 import type { LogWriteAck } from '../topics/writer.ts';
+import { isStillSending } from '../topics/kafka.ts';
 import { isModeratorIn, requireModerator, roleIn, type User } from './auth.ts';
 import type { GatewayDeps } from './deps.ts';
 import { CommentGate, MemoryBuckets, type GateResult } from './limits.ts';
@@ -209,13 +210,16 @@ export class Ingest {
       clientMsgId: cmid ?? null,
     });
     let ack: LogWriteAck;
+    const resultOf = (a: LogWriteAck): Accepted => ({ eventId: event.eventId, position: { offset: a.position, epoch: this.versions.epochOf(r.epoch) } });
     try {
-      ack = await this.send(event, w.traceId);
+      // Answered 503 while its batch is still being sent, it may land yet: the claim is kept, and the
+      // result stored if it does, so the writer's retry gets this event instead of writing a second one.
+      ack = await this.send(event, w.traceId, cmid !== undefined ? (late) => this.remember(claim, resultOf(late)) : undefined);
     } catch (err) {
-      if (cmid !== undefined) await this.release(claim);
+      if (cmid !== undefined && !isStillSending(err)) await this.release(claim);
       throw err;
     }
-    const result: Accepted = { eventId: event.eventId, position: { offset: ack.position, epoch: this.versions.epochOf(r.epoch) } };
+    const result = resultOf(ack);
     if (cmid !== undefined) this.remember(claim, result);
     return result;
   }
@@ -405,9 +409,9 @@ export class Ingest {
   }
 
   /** Through the writer: to the log's current generation; the ack's position is what the client is told. */
-  private send(event: RoomEvent, traceId: string): Promise<LogWriteAck> {
+  private send(event: RoomEvent, traceId: string, onLateAck?: (ack: LogWriteAck) => void): Promise<LogWriteAck> {
     const { writer, codec } = this.deps;
-    return writer.send({ key: event.roomId, value: codec.encode(event), headers: { 'event-type': event.payload.type, 'schema-id': this.schemaId, 'trace-id': traceId } });
+    return writer.send({ key: event.roomId, value: codec.encode(event), headers: { 'event-type': event.payload.type, 'schema-id': this.schemaId, 'trace-id': traceId }, ...(onLateAck ? { onLateAck } : {}) });
   }
 
   // ---------------------------------------------------------------- bans, claims

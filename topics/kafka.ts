@@ -14,7 +14,7 @@
  * - Consumer: no auto-commit. The caller commits a partition's offset after
  *   the effects of the records before it are durable.
  */
-import { Kafka, logLevel as KafkaLogLevel, CompressionTypes, Partitioners, type Consumer, type Producer, type Admin, type IHeaders } from 'kafkajs';
+import { Kafka, logLevel as KafkaLogLevel, CompressionTypes, Partitioners, type Consumer, type Producer, type Admin, type IHeaders, type RecordMetadata } from 'kafkajs';
 import { randomUUID } from 'node:crypto';
 import { AppError, UnavailableError } from '../core/errors.ts';
 
@@ -34,7 +34,18 @@ export interface OutRecord {
   key: string;
   value: Buffer;
   headers?: Record<string, string>;
+  /**
+   * Called if the record lands after its send was answered with
+   * ERR_KAFKA_UNAVAILABLE (its batch is sent again until it settles: see
+   * LogProducer's lanes). Lets a caller that kept its idempotency claim
+   * record the result for the caller's retry.
+   */
+  onLateAck?(ack: Ack): void;
 }
+
+const stillSending = new WeakSet<object>();
+/** An ERR_KAFKA_UNAVAILABLE answered at the deadline while the record is still being sent: it may land yet (OutRecord.onLateAck). */
+export const isStillSending = (err: unknown): boolean => typeof err === 'object' && err !== null && stillSending.has(err);
 
 /** How long a record is re-sent until it is acknowledged (LogProducer), unless a producer is given another. */
 export const PRODUCER_SEND_TIMEOUT_MS = 10_000;
@@ -88,6 +99,8 @@ interface Pending {
   firstSentAt?: number;
   /** Why its last send failed, for the error it gets once sendTimeoutMs has passed. */
   lastError?: AppError;
+  /** Rejected already (past its deadline) while its batch is still being sent. */
+  answered?: boolean;
 }
 
 /** One partition's queue: one request in flight at a time keeps its records in order and its idempotent sequence gapless. */
@@ -96,6 +109,16 @@ interface Lane {
   partition: number;
   queue: Pending[];
   inFlight: Promise<void> | undefined;
+  /**
+   * A batch whose request failed without saying whether it landed: sent
+   * again as it was, before anything else. kafkajs leaves the partition's
+   * idempotent sequence where it was after a failure, so the same batch
+   * again is deduplicated by the broker if it had landed — while a different
+   * batch under that sequence would be taken for the duplicate and dropped
+   * with a success (acknowledged, never written: what a re-send merged with
+   * newer records did in `chaos -- registry-kill` on a starved machine).
+   */
+  resend: Pending[] | undefined;
 }
 
 export class LogProducer {
@@ -191,7 +214,7 @@ export class LogProducer {
       const partition = murmur2Partition(p.record.key, count);
       const k = `${topic}/${partition}`;
       let lane = this.lanes.get(k);
-      if (!lane) this.lanes.set(k, (lane = { topic, partition, queue: [], inFlight: undefined }));
+      if (!lane) this.lanes.set(k, (lane = { topic, partition, queue: [], inFlight: undefined, resend: undefined }));
       lane.queue.push(p);
       touched.add(lane);
     }
@@ -199,8 +222,15 @@ export class LogProducer {
   }
 
   private pump(lane: Lane): void {
-    if (lane.inFlight || lane.queue.length === 0) return;
-    const batch = lane.queue.splice(0, this.opts.maxBatch);
+    if (lane.inFlight) return;
+    let batch: Pending[];
+    if (lane.resend) {
+      batch = lane.resend;
+      lane.resend = undefined;
+    } else {
+      if (lane.queue.length === 0) return;
+      batch = lane.queue.splice(0, this.opts.maxBatch);
+    }
     lane.inFlight = this.sendLane(lane, batch).then((failed) => {
       lane.inFlight = undefined;
       // After a failure, a pause before the next try: kafkajs has retried
@@ -210,54 +240,75 @@ export class LogProducer {
     });
   }
 
-  /** Sends one partition's batch; true when it failed and (some of) it waits for another try. */
+  /** Sends one partition's batch; true when it failed and is to be sent again. */
   private async sendLane(lane: Lane, list: Pending[]): Promise<boolean> {
     const { topic, partition } = lane;
+    const started = Date.now();
+    for (const p of list) p.firstSentAt ??= started;
+    // One request per partition at a time, until it settles: callers past their deadline are
+    // answered while it is still out (ERR_KAFKA_UNAVAILABLE, their retry is idempotent), but no
+    // other request goes to the partition before it settles (see Lane.resend).
+    const deadline = setTimeout(() => this.expire(list, undefined), this.opts.sendTimeoutMs + 1000);
+    deadline.unref();
+    let result: RecordMetadata[];
     try {
-      const result = await withTimeout(
-        this.producer.send({
-          topic,
-          acks: -1,
-          timeout: this.opts.sendTimeoutMs,
-          compression: this.opts.compression === 'gzip' ? CompressionTypes.GZIP : CompressionTypes.None,
-          messages: list.map((p) => ({ partition, key: p.record.key, value: p.record.value, headers: p.record.headers })),
-        }),
-        this.opts.sendTimeoutMs + 1000,
-      );
-      const m = result.find((r) => r.partition === partition);
-      // kafkajs (unmaintained) can return without an ack for a partition
-      // whose leader moved during its retries (tulios/kafkajs#1798): the
-      // request failed and the sequence is unchanged, so it is sent again.
-      if (!m) return this.retryUnacked(lane, list);
-      const base = BigInt(m.baseOffset ?? '0');
-      list.forEach((p, i) => p.resolve({ topic, partition, offset: String(base + BigInt(i)) }));
-      return false;
+      result = await this.producer.send({
+        topic,
+        acks: -1,
+        timeout: this.opts.sendTimeoutMs,
+        compression: this.opts.compression === 'gzip' ? CompressionTypes.GZIP : CompressionTypes.None,
+        messages: list.map((p) => ({ partition, key: p.record.key, value: p.record.value, headers: p.record.headers })),
+      });
     } catch (err) {
       const e = kafkaError(err, 'produce');
-      // A lost leader (connection refused, not leader, timeout) is retried
-      // until sendTimeoutMs from the first send: a new leader is usually
-      // elected within the broker session timeout. A request that failed
-      // leaves its partition's idempotent sequence where it was, so sending
-      // its records again is deduplicated by the broker if they landed after
-      // all. A rejected record is not retried.
-      if (e.code === 'ERR_KAFKA_UNAVAILABLE') return this.retryUnacked(lane, list.map((p) => Object.assign(p, { lastError: e })));
-      for (const p of list) p.reject(e);
-      return false;
+      if (e.code !== 'ERR_KAFKA_UNAVAILABLE') {
+        // Rejected by the broker (too large, …): not sent again.
+        for (const p of list) p.reject(e);
+        return false;
+      }
+      // A lost leader, a timeout, a connection refused: sent again, the same batch.
+      return this.failed(lane, list, e);
+    } finally {
+      clearTimeout(deadline);
     }
+    const m = result.find((r) => r.partition === partition);
+    // kafkajs (unmaintained) can return without an ack for a partition whose
+    // leader moved during its retries (tulios/kafkajs#1798): sent again.
+    if (!m) return this.failed(lane, list, undefined);
+    const base = BigInt(m.baseOffset ?? '0');
+    list.forEach((p, i) => {
+      const ack = { topic, partition, offset: String(base + BigInt(i)) };
+      if (p.answered) p.record.onLateAck?.(ack);
+      else p.resolve(ack);
+    });
+    return false;
   }
 
-  /** Puts what is still within sendTimeoutMs back at the front of its lane (order kept); rejects the rest. */
-  private retryUnacked(lane: Lane, list: Pending[]): boolean {
+  /** The batch goes again, whole; callers past their deadline are answered now, and so are records waiting behind it. */
+  private failed(lane: Lane, list: Pending[], err: AppError | undefined): boolean {
+    if (err) for (const p of list) p.lastError = err;
+    this.expire(list, err);
+    // Not sent yet: dropped from the queue once past their deadline (no sequence to keep).
     const now = Date.now();
-    const again: Pending[] = [];
-    for (const p of list) {
-      p.firstSentAt ??= now;
-      if (now - p.firstSentAt > this.opts.sendTimeoutMs) {
-        p.reject(new UnavailableError('ERR_KAFKA_UNAVAILABLE', `no acknowledgement for ${p.record.topic} within ${this.opts.sendTimeoutMs} ms (${p.lastError?.message ?? 'a broker was lost'}; retry)`));
-      } else again.push(p);
+    const late = lane.queue.filter((p) => now - (p.firstSentAt ??= now) > this.opts.sendTimeoutMs);
+    if (late.length > 0) {
+      this.expire(late, err);
+      lane.queue = lane.queue.filter((p) => !late.includes(p));
     }
-    if (again.length > 0) lane.queue.unshift(...again);
+    lane.resend = list;
     return true;
+  }
+
+  /** Rejects (once) the records past sendTimeoutMs from their first send; the others keep waiting. */
+  private expire(list: Pending[], err: AppError | undefined): void {
+    const now = Date.now();
+    for (const p of list) {
+      if (p.answered || now - (p.firstSentAt ?? now) <= this.opts.sendTimeoutMs) continue;
+      p.answered = true;
+      const e = new UnavailableError('ERR_KAFKA_UNAVAILABLE', `no acknowledgement for ${p.record.topic} within ${this.opts.sendTimeoutMs} ms (${(err ?? p.lastError)?.message ?? 'a broker was lost'}; retry)`);
+      stillSending.add(e);
+      p.reject(e);
+    }
   }
 
   /** Set by LogClient: partition count of a topic (cached there). */
@@ -277,16 +328,6 @@ export class LogProducer {
     if (this.connected) await this.producer.disconnect().catch(() => {});
     this.connected = false;
   }
-}
-
-function withTimeout<T>(p: Promise<T>, ms: number): Promise<T> {
-  let t: NodeJS.Timeout;
-  return Promise.race([
-    p.finally(() => clearTimeout(t)),
-    new Promise<T>((_, reject) => {
-      t = setTimeout(() => reject(new UnavailableError('ERR_KAFKA_UNAVAILABLE', `no acknowledgement within ${ms} ms`)), ms);
-    }),
-  ]);
 }
 
 export interface BatchContext {

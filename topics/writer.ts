@@ -57,6 +57,8 @@ export interface LogWrite {
   key: string;
   value: Buffer;
   headers?: Record<string, string>;
+  /** The write landed after it was answered ERR_KAFKA_UNAVAILABLE (see OutRecord.onLateAck). */
+  onLateAck?(ack: LogWriteAck): void;
 }
 
 /** An acknowledged write: Kafka's ack, plus the generation it went to and its position (what clients see). */
@@ -157,7 +159,14 @@ export class LogWriter {
       throw new UnavailableError('ERR_KAFKA_UNAVAILABLE', 'the log generation to write could not be confirmed lately (Redis unreachable?); nothing was written, retry');
     }
     this.inflight.set(g.generation, (this.inflight.get(g.generation) ?? 0) + 1);
-    const sent = this.o.producer.send({ topic: g.topic, key: w.key, value: w.value, headers: w.headers });
+    const onLateAck = w.onLateAck;
+    const sent = this.o.producer.send({
+      topic: g.topic,
+      key: w.key,
+      value: w.value,
+      headers: w.headers,
+      ...(onLateAck ? { onLateAck: (ack: Ack) => onLateAck({ ...ack, generation: g.generation, position: positionOf(g.generation, ack.offset) }) } : {}),
+    });
     this.pending.add(sent);
     try {
       const ack = await sent;
