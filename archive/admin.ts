@@ -9,7 +9,7 @@ import type { Config } from '../core/config.ts';
 import { logClient } from '../topics/client.ts';
 import { measureLag } from '../topics/lag.ts';
 import { topicNames } from '../topics/topics.ts';
-import { archiverGroup } from './archiver.ts';
+import { archiverGroup } from '../pipelines/naming.ts';
 import { clickhouseOptions } from './connect.ts';
 import { migrate, quoteIdent } from './migrate.ts';
 

@@ -15,16 +15,16 @@ import path from 'node:path';
 import { afterAll, beforeAll, expect, it } from 'vitest';
 import { openClickHouse } from '../core/clickhouse.ts';
 import { measureLag } from '../topics/lag.ts';
+import { archiverGroup } from '../pipelines/naming.ts';
 import { createRegistry, EventCodec } from '../schemas/codec.ts';
 import { subjectFor } from '../schemas/registry.ts';
-import { randomName, testConfig, waitFor } from '../test/helpers.ts';
+import { testConfig, waitFor } from '../test/helpers.ts';
 import { startService } from '../test/processes.ts';
 import type { ServiceProcess } from '../services/spawn.ts';
+import { prepareLog, worldEnv, worldId } from '../services/world.ts';
 import { mixedStream } from '../test/streams.ts';
 import { logClient } from '../topics/client.ts';
 import type { LogAdmin } from '../topics/kafka.ts';
-import { applyTopics, declaredTopics } from '../topics/topics.ts';
-import { archiverGroup } from './archiver.ts';
 import { ClickHouseReplaySource, replay } from './replay.ts';
 
 const TOTAL = 100_000;
@@ -45,20 +45,14 @@ afterAll(async () => {
 });
 
 it('archives a 100k-event room with no loss and no duplicate across two kill -9 of the archiver', { timeout: 240_000 }, async () => {
-  const id = randomName('arch-kill');
-  const env = {
-    TOPIC_ROOM_EVENTS: id,
-    TOPIC_DEAD_LETTER: `${id}.dlq`,
-    PIPELINES_GROUP_PREFIX: `${id}.`,
-    TOPIC_PARTITIONS: '3',
+  const id = worldId('arch-kill');
+  const env = worldEnv(id, 3, {
     CLICKHOUSE_DATA_DIR: dataDir,
-    ARCHIVER_METRICS_PORT: '0',
     // Smaller inserts: more of them, so the kills are likelier to land between an insert and its commit.
     ARCHIVER_BATCH_ROWS: '2000',
     ARCHIVER_BATCH_MS: '100',
-  };
-  const cfg = testConfig(env);
-  await applyTopics(admin, declaredTopics(cfg, { roomEvents: id, deadLetter: `${id}.dlq` }));
+  });
+  const cfg = await prepareLog(env);
   const codec = new EventCodec({ registry: createRegistry(cfg.registry.url), subject: subjectFor(id) });
   await codec.init();
   const group = archiverGroup(cfg.pipelines.groupPrefix);

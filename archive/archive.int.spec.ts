@@ -18,6 +18,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { openClickHouse, type ClickHouse } from '../core/clickhouse.ts';
 import { REPO_ROOT } from '../core/config.ts';
 import type { RoomEvent } from '../schemas/events.ts';
+import { archiveKit, type World } from '../test/archive-world.ts';
 import { waitFor } from '../test/helpers.ts';
 import { startScript } from '../test/processes.ts';
 import { mixedStream, SHARED_DATA } from '../test/streams.ts';
@@ -27,7 +28,6 @@ import { readChatLines, roomIdFor } from './import.ts';
 import { ClickHouseReplaySource, replay, type ReplayItem } from './replay.ts';
 import { runSql } from './sql.ts';
 import { floorMinute, roomStats, type RoomStats } from './stats.ts';
-import { archiveKit, type World } from './testing.ts';
 
 const kit = await archiveKit();
 const { dataDir } = kit;
@@ -104,14 +104,39 @@ describe('the archiver', () => {
   });
 });
 
-/** Stats computed from the produced events themselves (the raw log), the way the API defines them. */
+/**
+ * What the stats leave out, as the feed shows it: comments posted under a
+ * shadow mute (the author's latest mute at or before the comment, in event
+ * time, decides) and the shadow mutes themselves.
+ */
+function hiddenFromAll(events: RoomEvent[], room: string): Set<string> {
+  const hidden = new Set<string>();
+  const lastMute = new Map<string, { kind: string; untilMs: number | null }>();
+  const isMute = (e: RoomEvent) => (e.payload.type === 'UserMuted' ? 0 : 1);
+  for (const e of events.filter((x) => x.roomId === room).sort((a, b) => a.occurredAt - b.occurredAt || isMute(a) - isMute(b))) {
+    const p = e.payload;
+    if (p.type === 'UserMuted') {
+      lastMute.set(p.userId, { kind: p.kind, untilMs: p.untilMs });
+      if (p.kind === 'shadow') hidden.add(e.eventId);
+    } else if (p.type === 'CommentPosted') {
+      const m = lastMute.get(e.actor.userId);
+      if (m?.kind === 'shadow' && (m.untilMs === null || e.occurredAt < m.untilMs)) hidden.add(e.eventId);
+    }
+  }
+  return hidden;
+}
+
+/** Stats computed from the produced events themselves (the raw log), the way the API defines them: what everyone could see. */
 function statsFromLog(events: RoomEvent[], room: string, fromMs?: number, toMs?: number): Omit<RoomStats, 'topChatters' | 'totals' | 'sql'> & { totals: Omit<RoomStats['totals'], 'commentsPerMinute'> } {
   const from = fromMs === undefined ? -Infinity : floorMinute(fromMs);
   const to = toMs === undefined ? Infinity : Math.ceil(toMs / 60_000) * 60_000;
-  const inRange = events.filter((e) => e.roomId === room && e.occurredAt >= from && e.occurredAt < to);
+  const hidden = hiddenFromAll(events, room);
+  const inRange = events.filter((e) => e.roomId === room && e.occurredAt >= from && e.occurredAt < to && !hidden.has(e.eventId));
   const minutes = new Map<number, { comments: number; reactions: number; chatters: Set<string> }>();
   const emojis = new Map<string, number>();
   const m = { deleted: 0, held: 0, decisions: 0, muted: 0 };
+  const giftMinutes = new Map<number, { value: number; gifts: number }>();
+  const gifters = new Map<string, { value: number; gifts: number }>();
   for (const e of inRange) {
     const minute = floorMinute(e.occurredAt);
     const b = minutes.get(minute) ?? { comments: 0, reactions: 0, chatters: new Set<string>() };
@@ -128,7 +153,14 @@ function statsFromLog(events: RoomEvent[], room: string, fromMs?: number, toMs?:
       m.decisions++;
       if (p.verdict === 'hold') m.held++;
     } else if (p.type === 'UserMuted') m.muted++;
+    else if (p.type === 'GiftSent') {
+      const g = giftMinutes.get(minute) ?? { value: 0, gifts: 0 };
+      giftMinutes.set(minute, { value: g.value + p.value, gifts: g.gifts + p.count });
+      const u = gifters.get(e.actor.userId) ?? { value: 0, gifts: 0 };
+      gifters.set(e.actor.userId, { value: u.value + p.value, gifts: u.gifts + p.count });
+    }
   }
+  const giftsSorted = [...giftMinutes].sort((a, b) => a[0] - b[0]).map(([minute, g]) => ({ minute, ...g }));
   const sorted = [...minutes].sort((a, b) => a[0] - b[0]);
   const comments = sorted.reduce((a, [, b]) => a + b.comments, 0);
   return {
@@ -144,14 +176,35 @@ function statsFromLog(events: RoomEvent[], room: string, fromMs?: number, toMs?:
     },
     topEmojis: [...emojis].map(([emoji, count]) => ({ emoji, count })).sort((a, b) => b.count - a.count || (a.emoji < b.emoji ? -1 : 1)).slice(0, 10),
     moderation: { ...m, rate: comments > 0 ? (m.deleted + m.held) / comments : 0 },
+    gifts: {
+      minutes: giftsSorted,
+      totalValue: giftsSorted.reduce((a, g) => a + g.value, 0),
+      totalGifts: giftsSorted.reduce((a, g) => a + g.gifts, 0),
+      topGifters: [...gifters]
+        .map(([userId, g]) => ({ userId, ...g }))
+        .sort((a, b) => b.value - a.value || (a.userId < b.userId ? -1 : 1))
+        .slice(0, 10),
+    },
   };
 }
 
-/** A stream with every kind of moderation action, over several minutes and rooms. */
+/** The gifts statsStream sends (value of one each), chosen so several gifters tie on value. */
+const STATS_GIFTS = [
+  { giftId: 'rose', name: 'Rose', unitValue: 10 },
+  { giftId: 'cake', name: 'Cake', unitValue: 50 },
+  { giftId: 'rocket', name: 'Rocket', unitValue: 200 },
+];
+
+/** A stream with every kind of moderation action, and gifts, over several minutes and rooms. */
 function statsStream(rooms: string[]): RoomEvent[] {
   const events = mixedStream({ rooms, count: 4000, seed: 77, startMs: T0 });
   const extra: RoomEvent[] = [];
   events.forEach((e, i) => {
+    if (e.payload.type === 'CommentPosted' && i % 17 === 0) {
+      const g = STATS_GIFTS[i % STATS_GIFTS.length]!;
+      const count = 1 + (i % 3);
+      extra.push({ ...e, eventId: `${e.eventId}-g`, occurredAt: e.occurredAt + 30, clientMsgId: null, payload: { type: 'GiftSent', ...g, count, value: count * g.unitValue } });
+    }
     if (e.payload.type === 'CommentPosted' && i % 23 === 0) {
       extra.push({ ...e, eventId: `${e.eventId}-v`, actor: { userId: 'moderation', role: 'system' }, occurredAt: e.occurredAt + 50, videoOffsetMs: null, payload: { type: 'ModerationDecided', targetEventId: e.eventId, targetUserId: e.actor.userId, verdict: i % 2 ? 'hold' : 'allow', labels: [], score: 0.5, rule: i % 2 ? 'links' : '' } });
     }
@@ -185,10 +238,19 @@ describe('stats and documented SQL', () => {
       // The SQL shown beside each figure gives that figure when pasted into `npm run sql`.
       const [pasted] = (await runSql(w.ch, s.sql.totals)).rows as Record<string, unknown>[];
       expect(Number(pasted!.comments_n)).toBe(s.totals.comments);
+      expect(Number(pasted!.chatters_n)).toBe(s.totals.uniqueChatters);
+      expect(((await runSql(w.ch, s.sql.minutes)).rows as Record<string, unknown>[]).map((r) => [Number(r.comments_n), Number(r.chatters_n)])).toEqual(s.minutes.map((x) => [x.comments, x.chatters]));
+      expect(Number(((await runSql(w.ch, s.sql.moderation)).rows as Record<string, unknown>[]).find((r) => r.action === 'muted')?.n ?? 0)).toBe(s.moderation.muted);
       expect(((await runSql(w.ch, s.sql.topChatters)).rows as Record<string, unknown>[]).map((r) => r.user_id)).toEqual(s.topChatters.map((c) => c.userId));
       expect(commentsPerMinute).toBeCloseTo(totals.comments / ((s.toMs! - s.fromMs!) / 60_000), 6);
       expect(s.moderation.held).toBeGreaterThan(0);
       expect(s.moderation.deleted).toBeGreaterThan(0);
+      // Gifts: value per minute and top gifters, and their SQL gives the figures shown.
+      expect(s.gifts.totalValue).toBeGreaterThan(0);
+      expect(s.gifts.topGifters.length).toBeGreaterThan(1);
+      const giftRows = (await runSql(w.ch, s.sql.giftsPerMinute)).rows as Record<string, unknown>[];
+      expect(giftRows.map((r) => Number(r.value_n))).toEqual(s.gifts.minutes.map((g) => g.value));
+      expect(((await runSql(w.ch, s.sql.topGifters)).rows as Record<string, unknown>[]).map((r) => [r.user_id, Number(r.value_n)])).toEqual(s.gifts.topGifters.map((g) => [g.userId, g.value]));
     }
     const fromMs = T0 + 61_234;
     const toMs = T0 + 150_000;
@@ -264,7 +326,10 @@ describe('stats and documented SQL', () => {
     await waitFor(() => w.caughtUp(), { what: 'the archiver on the server path', timeoutMs: 60_000, intervalMs: 200 });
     await a.stop();
     expect({ ...(await roomStats(w.ch, 'via-server')), sql: undefined }).toEqual({ ...(await roomStats(server, 'via-server')), sql: undefined });
-    expect((await roomStats(w.ch, 'via-server')).totals.events).toBe(more.length);
+    // Every event but what only one user saw (comments under a shadow mute, and the shadow mutes).
+    const hidden = hiddenFromAll(more, 'via-server').size;
+    expect(hidden).toBeGreaterThan(0);
+    expect((await roomStats(w.ch, 'via-server')).totals.events).toBe(more.length - hidden);
     await server.close();
   });
 });
@@ -272,8 +337,7 @@ describe('stats and documented SQL', () => {
 describe('import', () => {
   /** Runs `npm run import` as a process against the world's topic. */
   async function importCli(w: World, args: string[]): Promise<string[]> {
-    const env = { TOPIC_ROOM_EVENTS: w.id, TOPIC_DEAD_LETTER: `${w.id}.dlq` };
-    const p = startScript('archive/import-cli.ts', args, env);
+    const p = startScript('archive/import-cli.ts', args, w.env);
     expect(await p.exited, p.output.join('\n')).toBe(0);
     return p.output;
   }

@@ -37,6 +37,7 @@ const one: Record<RoomEvent['payload']['type'], RoomEvent['payload']> = {
     postedAt: 1_767_225_599_000,
     postedVideoOffsetMs: 4100,
   },
+  GiftSent: { type: 'GiftSent', giftId: 'rose', name: 'Rose', count: 2, unitValue: 10, value: 20 },
 };
 
 describe('rows', () => {

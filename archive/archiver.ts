@@ -26,16 +26,15 @@
  * ClickHouse (or the registry) unavailable: capped, jittered exponential
  * backoff with heartbeats, nothing committed meanwhile; then it catches up.
  */
+import { backoffMs } from '../core/backoff.ts';
 import type { ClickHouse } from '../core/clickhouse.ts';
 import { AppError } from '../core/errors.ts';
 import type { EventCodec } from '../schemas/codec.ts';
 import { positionOf } from '../topics/generations.ts';
-import { backoffMs, DeadLetters, decodeOrDeadLetter, type DecodedRecord } from '../topics/consumer.ts';
+import { DeadLetters, decodeOrDeadLetter, type DecodedRecord } from '../topics/consumer.ts';
 import type { BatchContext, LogClient, LogConsumer, LogProducer, LogRecord } from '../topics/kafka.ts';
 import { quoteIdent } from './migrate.ts';
 import { rowOf, type EventRow } from './rows.ts';
-
-export const archiverGroup = (groupPrefix: string) => `${groupPrefix}archiver.v1`;
 
 export const tokenOf = (topic: string, partition: number, first: number, last: number) => `${topic}/${partition}/${first}-${last}`;
 

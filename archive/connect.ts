@@ -3,9 +3,9 @@
  * CLICKHOUSE_URL — `core/clickhouse.ts` hides which; everything after this
  * runs the same statements either way.
  */
+import { backoffMs } from '../core/backoff.ts';
 import { openClickHouse, type ClickHouse, type ClickHouseOptions } from '../core/clickhouse.ts';
 import type { Config } from '../core/config.ts';
-import { backoffMs } from '../topics/consumer.ts';
 import { migrate } from './migrate.ts';
 
 export function clickhouseOptions(cfg: Config): ClickHouseOptions {

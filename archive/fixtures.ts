@@ -78,6 +78,7 @@ export function scenario(room: string): RoomEvent[] {
 export function describeItem(i: ReplayItem): string {
   if (i.kind === 'comment') return `${i.at} comment ${i.eventId}`;
   if (i.kind === 'delete') return `${i.at} delete ${i.eventId}`;
+  if (i.kind === 'gift') return `${i.at} gift ${i.eventId}`;
   return `${i.at} pin ${i.pin ? i.pin.eventId : '-'}`;
 }
 

@@ -7,6 +7,7 @@
  */
 import { afterAll, describe, expect, it } from 'vitest';
 import { comment, makeEvent, type RoomEvent } from '../schemas/events.ts';
+import { archiveKit } from '../test/archive-world.ts';
 import { waitFor } from '../test/helpers.ts';
 import { generationGroup, generationTopic, positionOf } from '../topics/generations.ts';
 import { murmur2Partition } from '../topics/kafka.ts';
@@ -14,7 +15,6 @@ import { measureLag } from '../topics/lag.ts';
 import { declaredTopics } from '../topics/topics.ts';
 import { Archiver } from './archiver.ts';
 import { ClickHouseReplaySource, replay, type ReplayItem } from './replay.ts';
-import { archiveKit } from './testing.ts';
 
 const kit = await archiveKit();
 afterAll(() => kit.close());

@@ -9,6 +9,7 @@
 import { isClickHouseUnavailable, type ClickHouse } from '../core/clickhouse.ts';
 import { AppError, UnavailableError } from '../core/errors.ts';
 import { ClickHouseReplaySource, decodeCursor, encodeCursor, replay, type ReplayView } from './replay.ts';
+import { feedWindow, type FeedWindowQuery, type FeedWindowResult } from './feed-window.ts';
 import { quoteIdent } from './migrate.ts';
 import { roomStats, type RoomStats } from './stats.ts';
 import { tallyTimeline, type TallyTimeline } from './tallies.ts';
@@ -34,7 +35,7 @@ export interface ArchiveReaderOptions {
   perSecond: number;
   maxItems: number;
   chunkRows: number;
-  /** HMAC key of the replay cursors (see encodeCursor). */
+  /** Secret the replay cursors are sealed with (AES-256-GCM under a key derived from it: see encodeCursor). */
   cursorKey: Buffer;
   close?(): Promise<void>;
 }
@@ -115,6 +116,16 @@ export class ArchiveReader {
     const ch = await this.ch();
     try {
       return await findComment(ch, room, eventId);
+    } catch (err) {
+      throw archiveError(err);
+    }
+  }
+
+  /** The ordered feed's part below a log position, by event time or video position (feed-window.ts). */
+  async feedWindow(q: FeedWindowQuery): Promise<FeedWindowResult> {
+    const ch = await this.ch();
+    try {
+      return await feedWindow(ch, q, this.o.chunkRows);
     } catch (err) {
       throw archiveError(err);
     }

@@ -7,7 +7,8 @@
  *   comments (not those of shadow-muted authors, which only their author saw),
  *   and a tombstone at the time of each deletion or hold, so a comment
  *   deleted later still shows until then; plus pins from the room-state
- *   projection.
+ *   projection, and gifts (every view shows every gift: they are not
+ *   moderated or sampled).
  * - sampled: the sampled projection's deltas (the same deterministic sample as
  *   live), tombstones and pins likewise.
  * - moderated: the live view with today's moderation applied: comments
@@ -27,12 +28,12 @@
  *
  * Pages: a cursor carries the last item served and the fold state at the
  * last point where nothing was waiting, so the next page continues from there
- * instead of folding the room from its start again.
+ * instead of folding the room from its start again (encrypted: see encodeCursor).
  */
-import { createHmac, timingSafeEqual } from 'node:crypto';
+import { createCipheriv, createDecipheriv, hkdfSync, randomBytes } from 'node:crypto';
 import type { ClickHouse } from '../core/clickhouse.ts';
 import { AppError } from '../core/errors.ts';
-import { applyOne, roomKeys, type FeedEntry, type FieldsView, type PinState, type PositionedEvent, type Projection, type Tombstone } from '../pipelines/projection.ts';
+import { applyOne, roomKeys, type FeedEntry, type FieldsView, type GiftItem, type PinState, type PositionedEvent, type Projection, type Tombstone } from '../pipelines/projection.ts';
 import { feedProjection, removalTarget, shadowView, type FeedState } from '../pipelines/projections/feed.ts';
 import { roomStateProjection, type RoomStateState } from '../pipelines/projections/room-state.ts';
 import { sampledProjection, type SampledState } from '../pipelines/projections/sampled.ts';
@@ -57,7 +58,8 @@ interface Placed {
 export type ReplayItem =
   | (FeedEntry & Placed)
   | (Tombstone & Placed)
-  | ({ kind: 'pin'; offset: number; eventId: string; occurredAt: number; pin: PinState | null } & Placed);
+  | ({ kind: 'pin'; offset: number; eventId: string; occurredAt: number; pin: PinState | null } & Placed)
+  | (GiftItem & Placed);
 
 export interface FoldState {
   feed: FeedState | SampledState;
@@ -128,6 +130,12 @@ export class ReplayFold {
       // In the moderated view removed comments never existed: neither their pin nor its removal shows.
       if (moderated && ((d.pin && this.o.removed?.has(d.pin.eventId)) || removalTarget(e.event))) continue;
       items.push({ kind: 'pin', offset: e.offset, eventId: e.event.eventId, occurredAt: e.event.occurredAt, pin: d.pin, ...placed });
+    }
+    const p = e.event.payload;
+    if (p.type === 'GiftSent') {
+      // As the gifts projection pushes it live (projections/gifts.ts); the leaderboard is not part of a timeline.
+      const { eventId, actor, occurredAt, videoOffsetMs } = e.event;
+      items.push({ kind: 'gift', offset: e.offset, eventId, userId: actor.userId, giftId: p.giftId, name: p.name, count: p.count, value: p.value, occurredAt, videoOffsetMs, ...placed });
     }
     return items;
   }
@@ -217,35 +225,67 @@ export interface ReplayCursor {
 }
 
 /**
- * Cursors are opaque and authenticated: base64url(JSON) + "." + a truncated
- * HMAC-SHA256 under a server key. The fold state a cursor carries (who is
- * shadow-muted and until when) decides what a page shows, so a client must
- * neither read it usefully nor change it: a cursor this server did not sign
- * is refused (400 ERR_CURSOR_INVALID) before anything is decoded.
+ * Cursors are opaque and authenticated: base64url(version ‖ IV ‖ AES-256-GCM
+ * ciphertext of the JSON ‖ tag). The fold state a cursor carries names who is
+ * shadow-muted and until when, and decides what a page shows, so a client may
+ * neither read it nor change it. Encryption hides it (a signed plain body, as
+ * before, let anyone base64-decode the shadow-muted user ids); GCM's tag
+ * authenticates the version byte (as additional data), the IV and the
+ * ciphertext, so a separate HMAC would add nothing: a cursor not sealed under
+ * this server's key fails the tag and is refused (400 ERR_CURSOR_INVALID)
+ * before anything in it is parsed.
+ *
+ * The AES key is derived (HKDF-SHA256) from the configured cursor secret
+ * rather than used as is, so the secret can be any length and the same secret
+ * never serves two algorithms. IVs are random (12 bytes): under one key that
+ * stays safe up to about 2^32 cursors; rotating the secret resets it (and
+ * only invalidates outstanding cursors, which a client gets again by
+ * repeating its first request).
  */
-function cursorMac(key: Buffer, body: string): string {
-  return createHmac('sha256', key).update(body).digest().subarray(0, 18).toString('base64url');
+const CURSOR_VERSION = 2;
+const IV_BYTES = 12;
+const TAG_BYTES = 16;
+const cursorKeys = new WeakMap<Buffer, Buffer>();
+
+function cursorAesKey(secret: Buffer): Buffer {
+  let k = cursorKeys.get(secret);
+  if (!k) {
+    k = Buffer.from(hkdfSync('sha256', secret, 'danmaku-live', 'replay cursor v2 aes-256-gcm', 32));
+    cursorKeys.set(secret, k);
+  }
+  return k;
 }
 
-export function encodeCursor(c: ReplayCursor, key: Buffer): string {
-  const body = Buffer.from(JSON.stringify(c)).toString('base64url');
-  return `${body}.${cursorMac(key, body)}`;
+export function encodeCursor(c: ReplayCursor, secret: Buffer): string {
+  const version = Buffer.of(CURSOR_VERSION);
+  const iv = randomBytes(IV_BYTES);
+  const cipher = createCipheriv('aes-256-gcm', cursorAesKey(secret), iv, { authTagLength: TAG_BYTES });
+  cipher.setAAD(version);
+  const body = Buffer.concat([cipher.update(JSON.stringify(c), 'utf8'), cipher.final()]);
+  return Buffer.concat([version, iv, body, cipher.getAuthTag()]).toString('base64url');
 }
 
 const safeInt = (n: unknown) => typeof n === 'number' && Number.isSafeInteger(n);
 
-export function decodeCursor(s: string, key: Buffer): ReplayCursor {
+export function decodeCursor(s: string, secret: Buffer): ReplayCursor {
   const invalid = (cause?: unknown) => new AppError('ERR_CURSOR_INVALID', 'the cursor is not one this API issued', cause === undefined ? {} : { cause });
-  const dot = s.indexOf('.');
-  if (dot < 1) throw invalid();
-  const body = s.slice(0, dot);
-  // Compared as the exact text: base64 decoders skip stray characters, so bytes would not do.
-  const mac = Buffer.from(s.slice(dot + 1));
-  const expected = Buffer.from(cursorMac(key, body));
-  if (mac.length !== expected.length || !timingSafeEqual(mac, expected)) throw invalid();
+  if (!/^[A-Za-z0-9_-]+$/.test(s)) throw invalid();
+  const raw = Buffer.from(s, 'base64url');
+  // Only the exact text issued: base64 decoders ignore the unused low bits of the last
+  // character, so without this a changed last character could still decode to the same bytes.
+  if (raw.toString('base64url') !== s || raw.length < 1 + IV_BYTES + TAG_BYTES + 2 || raw[0] !== CURSOR_VERSION) throw invalid();
+  let json: string;
   try {
-    const c = JSON.parse(Buffer.from(body, 'base64url').toString('utf8')) as ReplayCursor;
-    // Signed by us, so well-formed unless the code changed between issuing and reading it.
+    const decipher = createDecipheriv('aes-256-gcm', cursorAesKey(secret), raw.subarray(1, 1 + IV_BYTES), { authTagLength: TAG_BYTES });
+    decipher.setAAD(raw.subarray(0, 1));
+    decipher.setAuthTag(raw.subarray(raw.length - TAG_BYTES));
+    json = Buffer.concat([decipher.update(raw.subarray(1 + IV_BYTES, raw.length - TAG_BYTES)), decipher.final()]).toString('utf8');
+  } catch (cause) {
+    throw invalid(cause); // the tag did not verify: changed, cut, or sealed under another key
+  }
+  try {
+    const c = JSON.parse(json) as ReplayCursor;
+    // Sealed by us, so well-formed unless the code changed between issuing and reading it.
     const okKey = Array.isArray(c.key) && c.key.length === 4 && c.key.every(safeInt);
     const okResume = c.resume === null || (safeInt(c.resume?.partition) && safeInt(c.resume?.offset) && typeof c.resume?.state === 'object' && c.resume.state !== null);
     if (c.v !== 1 || typeof c.room !== 'string' || !(REPLAY_VIEWS as readonly string[]).includes(c.view) || !okKey || !okResume) throw new Error('bad shape');

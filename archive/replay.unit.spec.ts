@@ -143,20 +143,56 @@ describe('replay views (the hand-worked scenario)', () => {
     await expect(collect(src, { ...base(room, 'sampled'), limit: 2, cursor: first.next! })).rejects.toMatchObject({ code: 'ERR_CURSOR_MISMATCH', status: 400 });
     await expect(collect(src, { ...base('another-room', 'live'), limit: 2, cursor: first.next! })).rejects.toMatchObject({ code: 'ERR_CURSOR_MISMATCH', status: 400 });
     expect(() => decodeCursor('bm90LWEtY3Vyc29y', KEY)).toThrow(expect.objectContaining({ code: 'ERR_CURSOR_INVALID' }));
-    // Signed cursors: a changed body (here: the fold state forgets every shadow mute), a
-    // changed MAC, another key, or a truncated one are all refused before anything is used.
-    const signed = encodeCursor(first.next!, KEY);
-    const [body, mac] = signed.split('.') as [string, string];
-    const resume = first.next!.resume!;
-    const shadow = resume.state.shadow ?? [];
-    // Forget every shadow mute (or invent one when there is none): any change of the state is refused.
-    const tampered = { ...first.next!, resume: { ...resume, state: { ...resume.state, shadow: shadow.length > 0 ? [] : [['eve', null]] } } };
-    const forged = `${Buffer.from(JSON.stringify(tampered)).toString('base64url')}.${mac}`;
-    for (const bad of [forged, `${body}.${mac.slice(0, -2)}AA`, `${body}.`, body, `.${mac}`, `${body}.${mac}.x`]) {
-      expect(() => decodeCursor(bad, KEY), bad.slice(-12)).toThrow(expect.objectContaining({ code: 'ERR_CURSOR_INVALID' }));
+    // Sealed cursors: a changed byte anywhere (say, one that would make the fold state
+    // forget a shadow mute), a cut or lengthened one, or one sealed under another key are
+    // all refused before anything in them is used.
+    const sealed = encodeCursor(first.next!, KEY);
+    expect(sealed).toMatch(/^[A-Za-z0-9_-]+$/);
+    expect(decodeCursor(sealed, KEY)).toEqual(first.next);
+    expect(encodeCursor(first.next!, KEY), 'a fresh IV per cursor').not.toBe(sealed);
+    const refused = (bad: string, what: string) => expect(() => decodeCursor(bad, KEY), what).toThrow(expect.objectContaining({ code: 'ERR_CURSOR_INVALID', status: 400 }));
+    const alphabet = 'ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_';
+    for (let i = 0; i < sealed.length; i++) {
+      // Every character changed to another of the alphabet (the last one too, whose low bits base64 would ignore).
+      const other = alphabet[(alphabet.indexOf(sealed[i]!) + 1 + (i % 63)) % 64]!;
+      refused(sealed.slice(0, i) + other + sealed.slice(i + 1), `character ${i}`);
     }
-    expect(() => decodeCursor(signed, Buffer.from('another-key'))).toThrow(expect.objectContaining({ code: 'ERR_CURSOR_INVALID' }));
-    expect(decodeCursor(signed, KEY)).toEqual(first.next);
+    const bytes = Buffer.from(sealed, 'base64url');
+    for (let i = 0; i < bytes.length; i++) {
+      const flipped = Buffer.from(bytes);
+      flipped[i] = flipped[i]! ^ (1 << (i % 8));
+      refused(flipped.toString('base64url'), `byte ${i}`);
+    }
+    for (const bad of ['', sealed.slice(0, -1), sealed.slice(0, -4), `${sealed}A`, `${sealed}AAAA`, `${sealed}.${sealed}`, `${sealed}=`, sealed.slice(1), bytes.toString('base64')]) refused(bad, bad.slice(-12));
+    expect(() => decodeCursor(sealed, Buffer.from('another-key'))).toThrow(expect.objectContaining({ code: 'ERR_CURSOR_INVALID' }));
+    expect(() => decodeCursor(encodeCursor(first.next!, Buffer.from('another-key')), KEY)).toThrow(expect.objectContaining({ code: 'ERR_CURSOR_INVALID' }));
+  });
+
+  it('a cursor is opaque: neither its text nor its bytes name the shadow-muted users its fold state carries', async () => {
+    // Pages of one item until a cursor resumes a fold in which eve is shadow-muted.
+    let cursor: ReplayRequest['cursor'];
+    let withEve: NonNullable<ReplayRequest['cursor']> | undefined;
+    for (let pages = 0; pages < 100 && !withEve; pages++) {
+      const page = await collect(src, { ...base(room, 'live'), limit: 1, cursor });
+      if (!page.next) break;
+      cursor = page.next;
+      if (page.next.resume?.state.shadow?.some(([u]) => u === 'eve')) withEve = page.next;
+    }
+    expect(withEve, 'a cursor whose fold state has eve shadow-muted').toBeDefined();
+    const longId = 'shadow-muted-viewer-4b1c9e';
+    const withLong = { ...withEve!, resume: { ...withEve!.resume!, state: { ...withEve!.resume!.state, shadow: [...withEve!.resume!.state.shadow!, [longId, T0 + 60_000]] as [string, number | null][] } } };
+    expect(JSON.stringify(withLong), 'the plain cursor names them').toContain(longId);
+    for (let i = 0; i < 20; i++) {
+      const sealed = encodeCursor(withLong, KEY);
+      expect(decodeCursor(sealed, KEY)).toEqual(withLong);
+      for (const text of [sealed, Buffer.from(sealed, 'base64url').toString('latin1'), Buffer.from(sealed, 'base64url').toString('utf8'), Buffer.from(sealed, 'base64').toString('latin1')]) {
+        expect(text).not.toContain(longId);
+        expect(text).not.toContain('"shadow"');
+        expect(text).not.toContain(room);
+      }
+      expect(Buffer.from(sealed, 'base64url').includes('eve')).toBe(false);
+      expect(Buffer.from(sealed, 'base64url').includes(String(T0 + 60_000))).toBe(false);
+    }
   });
 
   it('moderation as of now: the last mute of a user wins, expired mutes do not count', () => {

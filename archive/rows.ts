@@ -95,6 +95,9 @@ function payloadColumns(p: RoomEventPayload): PayloadColumns {
       return { ...blank, reason: p.reason };
     case 'CommentReleased':
       return { ...blank, target_event_id: p.targetEventId, target_user_id: p.authorId, text: p.text, display_mode: p.mode, color: p.color, size: p.size, reply_to: p.replyTo };
+    case 'GiftSent':
+      // No columns of its own (yet): analytics reads giftId, count and value from `payload` (docs/analytics.md).
+      return { ...blank };
     default: {
       const never: never = p;
       throw new Error(`unhandled payload ${JSON.stringify(never)}`);

@@ -16,13 +16,13 @@ import { openRedis, type RedisClient } from '../core/redis.ts';
 import { liveGroupOf, notifyChannel, type Notification } from '../pipelines/naming.ts';
 import type { Delta, FeedEntry, Tombstone } from '../pipelines/projection.ts';
 import { comment, makeEvent, type RoomEvent } from '../schemas/events.ts';
-import { randomName, testConfig, waitFor } from '../test/helpers.ts';
+import { archiveKit, type ArchiveKit, type World } from '../test/archive-world.ts';
+import { testConfig, waitFor } from '../test/helpers.ts';
 import { startService } from '../test/processes.ts';
 import { busiestStretch, prng } from '../test/streams.ts';
 import { measureLag } from '../topics/lag.ts';
 import { ArchiveReader } from './reader.ts';
 import type { ReplayItem } from './replay.ts';
-import { archiveKit, type ArchiveKit, type World } from './testing.ts';
 
 const T = 1_767_225_600_000;
 const PER_SECOND = 4;
@@ -75,7 +75,7 @@ function denseStream(room: string): RoomEvent[] {
 /** A feed item as both sides carry it (replay adds its timeline place, which live does not have). */
 type Item = FeedEntry | Tombstone;
 function fromReplay(i: ReplayItem): Item | undefined {
-  if (i.kind === 'pin') return undefined;
+  if (i.kind === 'pin' || i.kind === 'gift') return undefined;
   const { at: _at, partition: _p, ...item } = i;
   return item;
 }
@@ -118,22 +118,17 @@ describe('the sampled feed, live and in replay', () => {
     if (real) rooms.set('asoul', real);
     rooms.set('dense', denseStream('dense'));
 
-    prefix = `${randomName('same-sample')}:`;
     const env = {
-      TOPIC_ROOM_EVENTS: w.id,
-      TOPIC_DEAD_LETTER: `${w.id}.dlq`,
-      TOPIC_PARTITIONS: '3',
-      REDIS_KEY_PREFIX: prefix,
-      PIPELINES_GROUP_PREFIX: `${w.id}.`,
-      PIPELINES_METRICS_PORT: '0',
+      ...w.env,
       SAMPLED_PER_SECOND: String(PER_SECOND),
       FEED_MAX_ITEMS: '100000',
       MODERATION_ENABLED: 'false',
     };
+    prefix = env.REDIS_KEY_PREFIX;
     const cfg = testConfig(env);
     redis = openRedis({ mode: 'single', url: cfg.redis.url, clusterNodes: cfg.redis.clusterNodes });
     subscriber = openRedis({ mode: 'single', url: cfg.redis.url, clusterNodes: cfg.redis.clusterNodes });
-    const naming = { keyPrefix: prefix, groupPrefix: `${w.id}.` };
+    const naming = { keyPrefix: prefix, groupPrefix: env.PIPELINES_GROUP_PREFIX };
     subscriber.on('smessage', (_channel: string, message: string) => {
       const n = JSON.parse(message) as Notification;
       if (n.projection !== 'sampled') return;

@@ -23,7 +23,8 @@ import { logClient } from '../topics/client.ts';
 import type { LogAdmin, LogClient } from '../topics/kafka.ts';
 import { topicNames } from '../topics/topics.ts';
 import { generationGroup, generationOfTopic, generationTopic } from '../topics/generations.ts';
-import { Archiver, archiverGroup } from './archiver.ts';
+import { archiverGroup } from '../pipelines/naming.ts';
+import { Archiver } from './archiver.ts';
 import { openArchive } from './connect.ts';
 import { migrate } from './migrate.ts';
 

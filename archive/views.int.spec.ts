@@ -12,12 +12,12 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { openClickHouse, type ClickHouse } from '../core/clickhouse.ts';
 import { AppError } from '../core/errors.ts';
 import type { RoomEvent } from '../schemas/events.ts';
+import { archiveKit, type ArchiveKit, type World } from '../test/archive-world.ts';
 import { waitFor } from '../test/helpers.ts';
 import { startScript } from '../test/processes.ts';
 import { mixedStream } from '../test/streams.ts';
 import { T0 } from './fixtures.ts';
 import { roomStats, type RoomStats } from './stats.ts';
-import { archiveKit, type ArchiveKit, type World } from './testing.ts';
 import { chunksOf, derivedTables, rebuildViews, type RebuildProgress } from './views.ts';
 
 const ROOMS = ['v1', 'v2', 'v3'];
@@ -41,15 +41,21 @@ function hours(seed: number, firstHour: number, count: number): RoomEvent[] {
 type N = number | string;
 const rows = async <T>(ch: ClickHouse, query: string, params: Record<string, unknown> = {}): Promise<T[]> => (await ch.client.query({ query, query_params: params, format: 'JSONEachRow' })).json<T>();
 
-/** The stats of a room computed from the raw events table alone (one row per event), in the shape of roomStats. */
+/** The stats of a room computed from the raw events table alone (one row per event), in the shape of roomStats: what everyone could see. */
 async function rawStats(ch: ClickHouse, room: string): Promise<Omit<RoomStats, 'sql'>> {
   const db = ch.database;
   const where = `room_id = {room:String}`;
+  // What everyone could see: not the comments posted under a shadow mute (the author's latest mute decides), nor shadow mutes.
+  const visible = `SELECT e.occurred_at AS occurred_at, e.kind AS kind, e.reaction_count AS reaction_count, e.user_id AS user_id, e.verdict AS verdict
+     FROM (SELECT * FROM ${db}.events FINAL WHERE ${where}) AS e
+     ASOF LEFT JOIN (SELECT target_user_id AS muted_user, occurred_at AS muted_at, mute_kind AS muted_kind, until_at AS muted_until FROM ${db}.events FINAL WHERE ${where} AND kind = 'UserMuted') AS m
+     ON e.user_id = m.muted_user AND e.occurred_at >= m.muted_at
+     WHERE NOT (e.kind = 'CommentPosted' AND m.muted_kind = 'shadow' AND (m.muted_until IS NULL OR e.occurred_at < m.muted_until)) AND NOT (e.kind = 'UserMuted' AND e.mute_kind = 'shadow')`;
   const minutes = await rows<{ m: N; comments: N; reactions: N; chatters: N }>(
     ch,
     `SELECT toUnixTimestamp(toStartOfMinute(occurred_at)) * 1000 AS m, countIf(kind = 'CommentPosted') AS comments,
             sumIf(reaction_count, kind = 'ReactionAdded') AS reactions, uniqExactIf(user_id, kind = 'CommentPosted') AS chatters
-     FROM ${db}.events FINAL WHERE ${where} GROUP BY m ORDER BY m`,
+     FROM (${visible}) GROUP BY m ORDER BY m`,
     { room },
   );
   const [t] = await rows<Record<string, N>>(
@@ -57,7 +63,7 @@ async function rawStats(ch: ClickHouse, room: string): Promise<Omit<RoomStats, '
     `SELECT count() AS events, countIf(kind = 'CommentPosted') AS comments, sumIf(reaction_count, kind = 'ReactionAdded') AS reactions,
             uniqExactIf(user_id, kind = 'CommentPosted') AS chatters, countIf(kind = 'CommentDeleted') AS deleted,
             countIf(kind = 'ModerationDecided' AND verdict = 'hold') AS held, countIf(kind = 'ModerationDecided') AS decisions, countIf(kind = 'UserMuted') AS muted
-     FROM ${db}.events FINAL WHERE ${where}`,
+     FROM (${visible})`,
     { room },
   );
   const emojis = await rows<{ emoji: string; n: N }>(
@@ -77,6 +83,7 @@ async function rawStats(ch: ClickHouse, room: string): Promise<Omit<RoomStats, '
     totals: { events: Number(t!.events), comments, reactions: Number(t!.reactions), uniqueChatters: Number(t!.chatters), commentsPerMinute: comments / ((toMs - fromMs) / 60_000) },
     topEmojis: emojis.map((e) => ({ emoji: e.emoji, count: Number(e.n) })),
     topChatters: stats.topChatters,
+    gifts: stats.gifts, // read from the events table by roomStats itself, as top chatters
     moderation: { deleted: Number(t!.deleted), held: Number(t!.held), decisions: Number(t!.decisions), muted: Number(t!.muted), rate: comments > 0 ? (Number(t!.deleted) + Number(t!.held)) / comments : 0 },
   };
 }

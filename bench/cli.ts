@@ -12,6 +12,7 @@
  *   connections  most idle WebSockets one gateway holds with heartbeats; memory per connection
  *   archive      events/s into ClickHouse through the archiver vs a raw insert of the same rows
  *   replay       one room of M archived events: first-page latency of 10-min windows, NDJSON stream rate
+ *   input-cost   the gateway's CPU per request: a valid comment beside bad writes (bad JSON, oversize, unknown emoji, expired token)
  *   all          every scenario above, in that order
  *
  * Options:
@@ -30,6 +31,7 @@
  *                                      each profile's top frames (ingest, reactions)
  *   --events N --rooms N                                                     (rebuild, archive)
  *   --events N --windows N                                                   (replay)
+ *   --requests N                                                             (input-cost)
  *   --max N --step N --heartbeat S                                           (connections)
  *   --no-build            never build a missing peer (Centrifugo)
  *   --charts DIR          where the SVG charts go (default docs/bench; bench/results with --ci)
@@ -55,8 +57,9 @@ import { MODERATION_RATES, moderationChart, moderationFinalLines, moderationTabl
 import { rebuildChart, rebuildTable, runRebuild } from './scenarios/rebuild.ts';
 import { archiveChart, archiveTable, runArchive } from './scenarios/archive.ts';
 import { replayChart, replayTable, runReplay } from './scenarios/replay.ts';
+import { inputCostChart, inputCostFinalLines, inputCostTable, runInputCost } from './scenarios/input-cost.ts';
 
-const SCENARIOS = ['fanout', 'rooms', 'ingest', 'reactions', 'moderation', 'poll', 'rebuild', 'connections', 'archive', 'replay'] as const;
+const SCENARIOS = ['fanout', 'rooms', 'ingest', 'reactions', 'moderation', 'poll', 'rebuild', 'connections', 'archive', 'replay', 'input-cost'] as const;
 type Scenario = (typeof SCENARIOS)[number];
 
 const { positionals, values } = parseArgs({
@@ -78,6 +81,7 @@ const { positionals, values } = parseArgs({
     step: { type: 'string' },
     heartbeat: { type: 'string' },
     windows: { type: 'string' },
+    requests: { type: 'string' },
     'ws-share': { type: 'string' },
     users: { type: 'string' },
     'perf-records': { type: 'string' },
@@ -234,6 +238,10 @@ async function runOne(s: Scenario): Promise<Outcome> {
       return finish(s, started, r, archiveTable(r), archiveChart(r, machineLine(m)), r.archiver.eventsPerSec > 0 && r.raw.rowsInTable === r.params.events, [
         `archive: ${Math.round(r.archiver.eventsPerSec)} events/s, raw insert ${Math.round(r.raw.eventsPerSec)}/s`,
       ]);
+    }
+    case 'input-cost': {
+      const r = await runInputCost({ requests: num(values.requests, ci ? 200 : 5000), concurrency: 20, log });
+      return finish(s, started, r, inputCostTable(r), inputCostChart(r, machineLine(m)), r.rows.length > 0 && r.rows.every((x) => x.expected), inputCostFinalLines(r));
     }
     case 'replay': {
       const r = await runReplay({ events: num(values.events, ci ? 5000 : values.quick ? 100_000 : 1_000_000), windows: num(values.windows, ci ? 10 : 50), log });

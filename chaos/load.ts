@@ -19,9 +19,16 @@
  */
 import http from 'node:http';
 import WebSocket from 'ws';
+import { ERRORS, type ErrorCode } from '../core/errors.ts';
 
-const COMMENT_RETRY = new Set(['ERR_KAFKA_UNAVAILABLE', 'ERR_REGISTRY_UNAVAILABLE', 'ERR_INTERNAL', 'ERR_IN_PROGRESS', 'ERR_RATE_LIMITED', 'ERR_ARCHIVE_UNAVAILABLE']);
-const REACTION_RETRY = new Set(['ERR_KAFKA_UNAVAILABLE', 'ERR_REGISTRY_UNAVAILABLE', 'ERR_INTERNAL', 'ERR_RATE_LIMITED']);
+/**
+ * What the load sends again: whatever the catalogue calls retriable, plus a spent
+ * rate budget (the load is denser than one user) and ERR_INTERNAL (counted in the
+ * report; kept so an unexpected failure shows as refusals, not as a lost write).
+ */
+function retriable(code: string): boolean {
+  return ERRORS[code as ErrorCode]?.retriable === true || code === 'ERR_RATE_LIMITED' || code === 'ERR_INTERNAL';
+}
 /** A comment is re-sent for at most this long after its first send (the gateway's idempotency claim lasts 60 s). */
 const RETRY_WINDOW_MS = 40_000;
 const EMOJIS = ['heart', 'fire', 'laugh', 'clap'];
@@ -335,9 +342,9 @@ export class Load {
 
   /** A refused or unanswered write: retried when it may be, else counted. */
   retryOrDrop(p: Pending, code: string | undefined, afterMs: number, resend: (p: Pending) => void): void {
-    const retriable = p.kind === 'comment' ? code === undefined || COMMENT_RETRY.has(code) : code !== undefined && REACTION_RETRY.has(code);
+    const again = p.kind === 'comment' ? code === undefined || retriable(code) : code !== undefined && retriable(code);
     if (code) this.refuse(code);
-    if (!retriable || this.stopped || (p.kind === 'comment' && now() - p.firstSentAt > RETRY_WINDOW_MS)) {
+    if (!again || this.stopped || (p.kind === 'comment' && now() - p.firstSentAt > RETRY_WINDOW_MS)) {
       if (code === undefined || code === 'ERR_IN_PROGRESS') this.unknown++;
       return;
     }

@@ -3,7 +3,7 @@
  * the load off, then the acknowledged writes checked against the log and the
  * projections (ClickHouse at the end of the world: checkArchiveOf).
  */
-import { archiverGroup } from '../archive/archiver.ts';
+import { archiverGroup } from '../pipelines/naming.ts';
 import { DESCRIPTIONS, HELD, inject, type FaultName, type Servers } from './faults.ts';
 import { Load, type Tick } from './load.ts';
 import { archivedIds, checkArchive, checkPhase, highWatermarks, newestFeedOffsets, readLog, readProjections, waitLag, waitProcessed, type LogView, type Row } from './verify.ts';

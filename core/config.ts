@@ -75,6 +75,70 @@ const oneOf = <T extends string>(env: string, values: readonly T[], def: T, doc:
     return raw as T;
   });
 
+/** One gift of the catalogue (GIFTS): what a viewer may send, its display name and the value of one. */
+export interface Gift {
+  id: string;
+  name: string;
+  value: number;
+}
+
+/** `id:name:value` entries, comma-separated: ids unique ([a-z0-9_-], 1–32), names 1–32 characters without `:` or `,`, values 1..1,000,000. */
+export function parseGifts(raw: string): Gift[] {
+  const out: Gift[] = [];
+  for (const entry of raw.split(',').map((x) => x.trim()).filter(Boolean)) {
+    const parts = entry.split(':');
+    if (parts.length !== 3) throw new Invalid(`gift "${entry}" is not id:name:value`);
+    const [id, name, value] = parts.map((x) => x.trim()) as [string, string, string];
+    if (!/^[a-z0-9_-]{1,32}$/.test(id)) throw new Invalid(`gift id "${id}" must be 1–32 of a-z, 0-9, _ and -`);
+    if (name.length < 1 || [...name].length > 32) throw new Invalid(`gift "${id}": name must be 1–32 characters`);
+    if (!/^\d{1,7}$/.test(value) || Number(value) < 1 || Number(value) > 1_000_000) throw new Invalid(`gift "${id}": value must be an integer in 1..1000000, got "${value}"`);
+    if (out.some((g) => g.id === id)) throw new Invalid(`gift id "${id}" appears twice`);
+    out.push({ id, name, value: Number(value) });
+  }
+  if (out.length === 0) throw new Invalid('the gift catalogue is empty');
+  return out;
+}
+
+const DEFAULT_GIFTS = 'glowstick:Glow stick:1,rose:Rose:10,cake:Cake:50,rocket:Rocket:200,castle:Castle:1000';
+
+/** One reaction of the set (GATEWAY_EMOJIS): its short name (what events and tallies carry) and the emoji itself. */
+export interface Emoji {
+  name: string;
+  char: string | null;
+}
+
+/** An emoji as clients may type it: without variation selectors (U+FE0E/U+FE0F), so "❤" and "❤️" are one. */
+export const emojiKey = (s: string) => s.replace(/[\uFE0E\uFE0F]/g, '');
+
+/**
+ * `name=emoji` entries (or a bare `name`), comma-separated: names unique
+ * ([a-z0-9_+-], 1–32), each emoji one grapheme of at most 16 UTF-16 units
+ * that is pictographic (an emoji, a flag, a keycap), unique.
+ */
+export function parseEmojis(raw: string): Emoji[] {
+  const out: Emoji[] = [];
+  const seg = new Intl.Segmenter('en', { granularity: 'grapheme' });
+  for (const entry of raw.split(',').map((x) => x.trim()).filter(Boolean)) {
+    const eq = entry.indexOf('=');
+    const name = (eq < 0 ? entry : entry.slice(0, eq)).trim();
+    const char = eq < 0 ? null : entry.slice(eq + 1).trim();
+    if (!/^[a-z0-9_+-]{1,32}$/.test(name)) throw new Invalid(`emoji name "${name}" must be 1–32 of a-z, 0-9, _, + and -`);
+    if (char !== null) {
+      const pictographic = /\p{Extended_Pictographic}|\p{Regional_Indicator}|\u20E3/u.test(char); // keycaps: 1️⃣
+      if (char.length > 16 || [...seg.segment(char)].length !== 1 || !pictographic) {
+        throw new Invalid(`emoji "${name}": "${char}" is not one emoji`);
+      }
+    }
+    if (out.some((e) => e.name === name)) throw new Invalid(`emoji name "${name}" appears twice`);
+    if (char !== null && out.some((e) => e.char !== null && emojiKey(e.char) === emojiKey(char))) throw new Invalid(`emoji "${char}" appears twice`);
+    out.push({ name, char });
+  }
+  if (out.length === 0) throw new Invalid('the emoji set is empty');
+  return out;
+}
+
+const DEFAULT_EMOJIS = 'heart=❤️,fire=🔥,laugh=😂,clap=👏,wow=😮,sad=😢';
+
 /** A default computed from other settings' raw values (e.g. a URL from a port). */
 const derived = (env: string, defaultText: string, doc: string, compute: (env: Env) => string) =>
   leaf<string>(env, doc, defaultText, (raw, e) => (raw === undefined || raw === '' ? compute(e) : raw));
@@ -164,6 +228,11 @@ export const schema = {
       300,
       600_000,
     ),
+    routingAudit: str(
+      'TOPIC_ROUTING_AUDIT',
+      'routing-audit',
+      'Audit log of the routing rules (`npm run routing -- set`): one RoutingRulesChanged event per change (its own small Avro schema), one partition, kept forever; the rules in Redis carry the offset of the event that set them.',
+    ),
     repartitionTimeoutSec: int('TOPIC_REPARTITION_TIMEOUT_SEC', 120, '`npm run topics -- repartition`: how long it waits for writers to switch and for readers to finish the old generation.', 1, 86_400),
   },
   producer: {
@@ -187,6 +256,7 @@ export const schema = {
     feedMaxItems: int('FEED_MAX_ITEMS', 500, 'Comments (and tombstones) the ordered feed keeps per room in Redis; older positions are served from the log.', 10, 100_000),
     sampledPerSecond: int('SAMPLED_PER_SECOND', 5, 'Target density of the sampled feed: at most this many comments per second per room.', 1, 1000),
     heldMaxItems: int('HELD_MAX_ITEMS', 1000, 'Held comments the review queue (`held` projection) keeps per room; beyond it the oldest hold leaves the queue and its comment stays hidden, as if deleted.', 10, 100_000),
+    leaderboardSize: int('LEADERBOARD_SIZE', 10, 'Top senders the `gifts` projection keeps, pushes and serves per room (by total value sent; every sender\'s own total is kept too).', 1, 100),
     heldLookbackRecords: int(
       'HELD_LOOKBACK_RECORDS',
       50_000,
@@ -240,7 +310,19 @@ export const schema = {
     port: port('GATEWAY_PORT', 8080, 'HTTP and WebSocket port of the gateway.'),
     id: derived('GATEWAY_ID', '<hostname>-<pid>', 'This gateway instance\'s id (presence is counted per instance).', () => `${os.hostname()}-${process.pid}`),
     bodyLimitBytes: int('GATEWAY_BODY_LIMIT_BYTES', 16 * 1024, 'Largest request body accepted (413/400 beyond).', 256, 10 * 1024 * 1024),
-    emojis: str('GATEWAY_EMOJIS', 'heart,fire,laugh,clap,wow,sad', 'Reaction emoji codes clients may send (comma-separated).'),
+    emojis: leaf<Emoji[]>(
+      'GATEWAY_EMOJIS',
+      'The reactions of this deployment: `name=emoji` entries (or a bare `name`), comma-separated. Clients send either the name or the emoji itself (with or without a variation selector); events and tallies carry the name. `GET /v1/emojis` lists them.',
+      DEFAULT_EMOJIS,
+      (raw) => parseEmojis(raw === undefined || raw === '' ? DEFAULT_EMOJIS : raw),
+    ),
+    gifts: leaf<Gift[]>(
+      'GIFTS',
+      'The gift catalogue viewers may send from (POST /v1/rooms/:room/gifts): `id:name:value` entries, comma-separated (value: of one gift, in coins). A GiftSent event carries the name and value of its time, so changing the catalogue never rewrites a leaderboard.',
+      DEFAULT_GIFTS,
+      (raw) => parseGifts(raw === undefined || raw === '' ? DEFAULT_GIFTS : raw),
+    ),
+    giftMaxCount: int('GIFT_MAX_COUNT', 99, 'Most gifts of one kind one request may send at once (`count`).', 1, 10_000),
     workers: int(
       'GATEWAY_WORKERS',
       1,
@@ -305,6 +387,8 @@ export const schema = {
     moderatorFactor: int('LIMIT_MODERATOR_FACTOR', 5, 'Moderators, broadcasters and admins get this many times the viewer budget.', 1, 1000),
     reactionsPerWindow: int('LIMIT_REACTIONS', 60, 'Reaction requests a user may send per window.', 1, 100_000),
     reactionsWindowSec: int('LIMIT_REACTIONS_WINDOW_SEC', 10, 'Window of the reaction bucket.', 1, 86_400),
+    giftsPerWindow: int('LIMIT_GIFTS', 20, 'Gift requests a user may send per window in one room (token bucket in Redis, checked with the clientMsgId claim in one script, as comments are).', 1, 100_000),
+    giftsWindowSec: int('LIMIT_GIFTS_WINDOW_SEC', 10, 'Window of the gift bucket.', 1, 86_400),
     readsPerWindow: int('LIMIT_READS', 600, 'Reads (polls, state, WebSocket connects) one client — user, or address — may make per window on one gateway.', 1, 10_000_000),
     readsWindowSec: int('LIMIT_READS_WINDOW_SEC', 10, 'Window of the read budget.', 1, 86_400),
     idempotencyTtlSec: int('IDEMPOTENCY_TTL_SEC', 24 * 3600, 'How long a clientMsgId is remembered, so a retried write returns the first result.', 60, 30 * 86_400),
@@ -338,6 +422,13 @@ export const schema = {
       600_000,
     ),
     presenceIntervalMs: int('PRESENCE_INTERVAL_MS', 3000, 'How often viewer counts are refreshed and pushed.', 200, 600_000),
+    uniqueViewersTtlSec: int(
+      'PRESENCE_UNIQUE_TTL_SEC',
+      7 * 86_400,
+      'A room\'s unique-viewer HyperLogLog (`{room}:viewers:hll`: PFADD of each viewer identity on connect and poll) is kept this long after a viewer was last added to it.',
+      60,
+      365 * 86_400,
+    ),
     connRefreshSec: int(
       'CONN_REFRESH_SEC',
       60,
@@ -356,6 +447,16 @@ export const schema = {
       10_000_000,
     ),
     catchUpConcurrency: int('CATCHUP_LOG_CONCURRENCY', 2, 'Log reads for gaps a gateway runs at once (a few more wait; beyond that, clients get a fresh snapshot).', 1, 100),
+  },
+  routing: {
+    refreshMs: int('ROUTING_REFRESH_MS', 1000, 'How often a gateway re-reads the routing rules from Redis: a change made with `npm run routing -- set` reaches GET /v1/connect within this.', 100, 600_000),
+    recheckSec: int(
+      'ROUTING_RECHECK_SEC',
+      60,
+      'A client that GET /v1/connect sent to polling asks again this often (`recheckMs`), so a rule change moves it without a reconnect; a WebSocket client asks at each reconnect.',
+      1,
+      86_400,
+    ),
   },
   redis: {
     url: derived('REDIS_URL', 'redis://127.0.0.1:${REDIS_PORT}', 'Redis the product connects to.', (e) => `redis://127.0.0.1:${portOf(e, 'REDIS_PORT', 6379)}`),
@@ -391,7 +492,7 @@ export const schema = {
     replayMaxPageItems: int('REPLAY_MAX_PAGE_ITEMS', 5000, 'Largest `limit` a replay page may ask for (ndjson streams the whole range instead).', 1, 1_000_000),
     cursorSecret: optStr(
       'REPLAY_CURSOR_SECRET',
-      'HMAC key that signs replay cursors (so a client cannot forge the fold state they carry). Default: derived from JWT_SECRET; required with public-key auth when the gateway serves replay.',
+      'Secret that replay cursors are encrypted and authenticated with (AES-256-GCM under a key derived by HKDF), so a client can neither read nor forge the fold state they carry; at least 32 characters outside DEV_MODE. Default: derived from JWT_SECRET; required with public-key auth when the gateway serves replay.',
     ),
     replayChunkRows: int('REPLAY_CHUNK_ROWS', 5000, 'Rows the replay reads from ClickHouse per query: what bounds the memory of a streamed replay.', 100, 1_000_000),
   },

@@ -43,29 +43,32 @@ export const ERRORS = {
   ERR_TEXT_LENGTH: { status: 400, retriable: false, doc: 'The comment is empty or too long once normalised (1–200 characters).' },
   ERR_TEXT_INVISIBLE: { status: 400, retriable: false, doc: 'The comment would show nothing once normalised: only whitespace, combining marks, variation selectors, format or other invisible characters.' },
   ERR_UNKNOWN_EMOJI: { status: 400, retriable: false, doc: 'The reaction emoji is not one of GATEWAY_EMOJIS.' },
+  ERR_UNKNOWN_GIFT: { status: 400, retriable: false, doc: 'The gift is not in the catalogue (GIFTS); `details.gifts` lists the ids that are.' },
   ERR_COMMENT_NOT_FOUND: { status: 404, retriable: false, doc: 'No such comment in this room: a pin or a deletion must name one that Redis’s feed or the archive holds (without an archive, only recent ones).' },
   ERR_NOT_PINNED: { status: 404, retriable: false, doc: 'Nothing is pinned in this room, so there is nothing to unpin.' },
   ERR_HELD_NOT_FOUND: { status: 404, retriable: false, doc: 'No held comment with this id in this room’s review queue: never held, released or deleted already, or past HELD_MAX_ITEMS. (A decision just made leaves the queue once the processors applied it.)' },
   ERR_IN_PROGRESS: { status: 409, retriable: true, doc: 'A write with the same `clientMsgId` is still in flight; retry after Retry-After to get its result.' },
-  ERR_RATE_LIMITED: { status: 429, retriable: false, doc: 'The user’s comment or reaction budget is spent (Retry-After says when it refills), or a WebSocket has WS_MAX_INFLIGHT_WRITES writes waiting for their ack (wait for acks).' },
+  ERR_RATE_LIMITED: { status: 429, retriable: false, doc: 'The user’s comment, reaction or gift budget is spent (Retry-After says when it refills), or a WebSocket has WS_MAX_INFLIGHT_WRITES writes waiting for their ack (wait for acks).' },
   ERR_SLOW_MODE: { status: 429, retriable: false, doc: 'Slow mode: one comment per `slowModeSec` per user; Retry-After says when the next is allowed.' },
 
   ERR_TOO_MANY_CONNECTIONS: { status: 503, retriable: true, doc: 'The gateway holds as many WebSockets as it may (WS_MAX_CONNECTIONS, or its open-file limit minus GATEWAY_FD_RESERVE): connect to another gateway, or again after Retry-After. Writes and polls on this one still answer.' },
 
   // Gateway: replay and analytics
-  ERR_RANGE_INVALID: { status: 400, retriable: false, doc: '`toMs` is not greater than `fromMs`, or a tally timeline window is longer than 24 h.' },
+  ERR_RANGE_INVALID: { status: 400, retriable: false, doc: '`toMs` is not greater than `fromMs` (a feed window\'s `to` than its `from`), or a tally timeline or feed window is longer than 24 h.' },
   ERR_LIMIT_TOO_LARGE: { status: 400, retriable: false, doc: 'A JSON replay page may hold at most REPLAY_MAX_PAGE_ITEMS items (stream with format=ndjson instead).' },
-  ERR_CURSOR_INVALID: { status: 400, retriable: false, doc: 'The replay cursor is not one this API issued.' },
-  ERR_CURSOR_MISMATCH: { status: 400, retriable: false, doc: 'The replay cursor belongs to another room, view or range; repeat the request it came from.' },
+  ERR_CURSOR_INVALID: { status: 400, retriable: false, doc: 'The replay (or feed window) cursor is not one this API issued.' },
+  ERR_CURSOR_MISMATCH: { status: 400, retriable: false, doc: 'The replay (or feed window) cursor belongs to another room, view, order or range; repeat the request it came from.' },
 
   // Gateway: our side
   ERR_INTERNAL: { status: 500, retriable: false, doc: 'An unexpected failure inside the gateway (logged with its cause).' },
+  ERR_SHUTTING_DOWN: { status: 503, retriable: true, doc: 'This gateway is stopping (its push hub closed): the request was not served; send it again, to another gateway or after Retry-After.' },
   ERR_DEMO_BUILD: { status: 500, retriable: false, doc: 'The demo page’s script did not bundle (retried on the next request).' },
 
   // Dependencies that do not answer: callers back off and retry
   ERR_KAFKA_UNAVAILABLE: { status: 503, retriable: true, doc: 'Kafka did not acknowledge (brokers unreachable, no leader, timeout); the write was not accepted.' },
   ERR_REGISTRY_UNAVAILABLE: { status: 503, retriable: true, doc: 'The schema registry is unreachable or answered 5xx.' },
   ERR_ARCHIVE_UNAVAILABLE: { status: 503, retriable: true, doc: 'The ClickHouse archive is not configured in this process or does not answer.' },
+  ERR_REDIS_UNAVAILABLE: { status: 503, retriable: true, doc: 'Redis (the projections, limits, idempotency claims) does not answer; nothing was written. Retry after Retry-After.' },
 
   // The event log and its contract
   ERR_KAFKA_REJECTED: { status: 500, retriable: false, doc: 'Kafka refused the request for good (record too large, unknown topic or partition).' },
@@ -92,6 +95,7 @@ export const ERRORS = {
   // Configuration and command lines
   ERR_CONFIG_INVALID: { status: 500, retriable: false, doc: 'Settings are invalid; `details.problems` lists every one (raised once, at start).' },
   ERR_USAGE: { status: 500, retriable: false, doc: 'A command line was called with wrong arguments.' },
+  ERR_ROUTING_RULES: { status: 500, retriable: false, doc: 'Routing rules (`npm run routing -- set`, or the record in Redis `<prefix>routing:rules`) are not valid: a percentage outside 0..100, a gateway URL that is not http(s), a list entry that is not an id or a version pattern; `details.problems` lists every one. A gateway keeps serving the last valid rules.' },
 
   // The local servers (`npm run infra`)
   ERR_INFRA_USAGE: { status: 500, retriable: false, doc: '`npm run infra` was called with an unknown service or missing arguments.' },

@@ -26,12 +26,17 @@ export type Family = (typeof FAMILIES)[number];
 // ---------------------------------------------------------------------------
 
 export const BODY_LIMIT = 16_384; // GATEWAY_BODY_LIMIT_BYTES (default)
-export const EMOJIS = ['heart', 'fire', 'laugh', 'clap', 'wow', 'sad']; // GATEWAY_EMOJIS (default)
+export const EMOJIS = ['heart', 'fire', 'laugh', 'clap', 'wow', 'sad']; // GATEWAY_EMOJIS (default): names …
+/** … and the emoji themselves, which clients may send instead (variation selectors ignored). */
+export const EMOJI_CHARS = ['❤️', '❤', '🔥', '😂', '👏', '😮', '😢'];
+const isEmoji = (s: string) => EMOJIS.includes(s) || EMOJI_CHARS.includes(s) || EMOJI_CHARS.includes(s.replace(/[\uFE0E\uFE0F]/g, ''));
 export const MAX_TIME_MS = 8.64e15;
 export const MAX_SAFE = Number.MAX_SAFE_INTEGER;
 export const MAX_TEXT = 200; // code points after normalisation
 export const MAX_RAW_TEXT = 2000; // code points before
 export const REPLAY_MAX_PAGE = 5000; // REPLAY_MAX_PAGE_ITEMS (default)
+export const TALLY_MAX_WINDOW_MS = 24 * 3_600_000; // a tally timeline's longest window (gateway/replay.ts)
+export const HELD_PAGE_MAX = 200; // a review-queue page's largest limit (gateway/moderation.ts)
 const ROOM_RE = /^[A-Za-z0-9][A-Za-z0-9_.:-]{0,63}$/;
 const USER_RE = /^[A-Za-z0-9][A-Za-z0-9_.:@-]{0,63}$/;
 const CMID_RE = /^[A-Za-z0-9_.:-]{1,64}$/;
@@ -426,16 +431,20 @@ const transportGen: Gen<Transport> = combine<Transport>(
     enc: encodingGen,
     chunked: gen(fc.boolean().map(ok), undefined),
     pad: gen(weighted<Part<number>>([12, fc.constant(ok(0))], [2, fc.integer({ min: 1, max: 2000 }).map(ok)], [1, fc.integer({ min: 8000, max: 40_000 }).map(ok)]), undefined),
-    // Content-Type twice: the same value changes nothing; two different ones leave the body's type to whoever picks one.
-    second: gen(weighted<Part<string | null>>([20, fc.constant(ok(null))], [1, fc.constant(ok('application/json'))]), pick(['text/plain', 'application/x-www-form-urlencoded']).map((t) => bad(t, `a second Content-Type header, ${t}`))),
+    // Content-Type twice is refused whatever the values (gateway/input.ts: a singleton header
+    // repeated is ambiguous — which one a proxy and the gateway each believe is how smuggling starts).
+    second: gen(fc.constant(ok(null)), pick(['application/json', 'text/plain', 'application/x-www-form-urlencoded']).map((t) => bad(t, `a second Content-Type header, ${t}`))),
   },
   (p) => {
     const enc = p.enc!.value as Encoding;
     const ct = p.ct!.value as string | null;
-    const second = p.second!.value as string | null;
-    const why = whys(p);
-    // The same type twice is only "the same" when there was a first one.
-    if (second !== null && ct === null && second === 'application/json') return { value: { contentType: ct, encoding: enc.header, compress: enc.compress, chunked: p.chunked!.value, pad: p.pad!.value, second }, why: why.filter((w) => w !== 'no content-type') };
+    let second = p.second!.value as string | null;
+    let why = whys(p);
+    // Without a first Content-Type there is no second: the case is the first's alone.
+    if (ct === null && second !== null) {
+      why = why.filter((w) => !w.startsWith('a second Content-Type'));
+      second = null;
+    }
     return { value: { contentType: ct, encoding: enc.header, compress: enc.compress, chunked: p.chunked!.value, pad: p.pad!.value, second }, why };
   },
 );
@@ -831,7 +840,7 @@ const commentBody = bodyGen(
 
 const reactionBody = bodyGen(
   objectBody({
-    emoji: { required: true, lit: strLit('emoji', pick(EMOJIS), ['Heart', 'heart ', '❤️', '', 'x'.repeat(33), 'smile', 'fire\u0000', '\ud83d', 'heart,fire'], (s) => EMOJIS.includes(s)) },
+    emoji: { required: true, lit: strLit('emoji', pick([...EMOJIS, ...EMOJI_CHARS]), ['Heart', 'heart ', '🙂', '❤️‍🔥', '🔥🔥', '', 'x'.repeat(33), 'smile', 'fire\u0000', '\ud83d', 'heart,fire'], isEmoji) },
     count: { required: false, lit: intLit('count', 1, 100) },
     clientMsgId: { required: false, lit: clientMsgIdLit },
   }),
@@ -951,6 +960,26 @@ const settingsCase = httpGen('http-body', 'PATCH /v1/rooms/:room/settings', { ro
   ctx: { room: decodedRoom(p) },
 }));
 
+/**
+ * A moderator's decision on a held comment: no body of its own (a stray one as on other
+ * body-less routes). The seeded comments are not held, so a valid decision may be 404
+ * ERR_HELD_NOT_FOUND; what matters is that nobody but a moderator of the room gets past it.
+ */
+const heldDecisionCases = (['release', 'delete'] as const).map((verb) =>
+  httpGen('http-body', `POST /v1/rooms/:room/moderation/held/:eventId/${verb}`, { target: targetGen, auth: AUTH.moderator, headers: headersGen, body: strayBodyGen }, (p) => {
+    const t = p.target!.value as Target;
+    return {
+      method: 'POST',
+      path: `/v1/rooms/${t.room.raw}/moderation/held/${t.pathId}/${verb}`,
+      auth: p.auth!.value,
+      headers: p.headers!.value,
+      body: p.body!.value,
+      ctx: { room: t.room.decoded },
+      allow: ['ERR_HELD_NOT_FOUND'],
+    };
+  }),
+);
+
 const adminParts = { user: userSeg, auth: AUTH.admin, headers: headersGen };
 const adminPath = (p: Parts, suffix: string) => `/v1/admin/users/${(p.user!.value as Seg).raw}${suffix}`;
 const adminCases = [
@@ -992,6 +1021,7 @@ export const httpBodyArb: fc.Arbitrary<HttpCase> = weighted<HttpCase>(
   [2, unpinCase],
   [3, settingsCase],
   ...adminCases.map((c) => [1, c] as [number, fc.Arbitrary<HttpCase>]),
+  ...heldDecisionCases.map((c) => [1, c] as [number, fc.Arbitrary<HttpCase>]),
   [1, wrongRouteCase],
 );
 
@@ -1052,6 +1082,54 @@ const replayQuery = queryGen(
 
 const statsQuery = queryGen([{ name: 'fromMs', value: qInt('fromMs', -MAX_TIME_MS, MAX_TIME_MS) }, { name: 'toMs', value: qInt('toMs', -MAX_TIME_MS, MAX_TIME_MS) }], { rule: rangeRule });
 
+/** A tally window: both ends required, toMs > fromMs, at most 24 h long. */
+function talliesRule(q: string): string | undefined {
+  const from = param(q, 'fromMs');
+  const to = param(q, 'toMs');
+  if (from === undefined) return 'fromMs: missing';
+  if (to === undefined) return 'toMs: missing';
+  if (DIGITS.test(from) && DIGITS.test(to) && Number(to) - Number(from) > TALLY_MAX_WINDOW_MS) return `window: ${Number(to) - Number(from)} ms > 24 h`;
+  return rangeRule(q);
+}
+
+/** Mostly windows that fit (from in the first ten minutes, to after it within the hour), else any time. */
+function talliesEnd(name: string, near: fc.Arbitrary<number>): Gen<string> {
+  const q = qInt(name, -MAX_TIME_MS, MAX_TIME_MS);
+  return gen(weighted<Part<string>>([3, near.map((n) => ok(String(n)))], [1, q.valid]), q.invalid);
+}
+const talliesQuery = queryGen(
+  [
+    { name: 'fromMs', value: talliesEnd('fromMs', fc.integer({ min: -60_000, max: 600_000 })), absent: 1 },
+    { name: 'toMs', value: talliesEnd('toMs', fc.integer({ min: 600_001, max: 3_600_000 })), absent: 1 },
+  ],
+  { rule: talliesRule },
+);
+
+/** The review queue: a page size, a cursor (a position: digits), and `mine` (a boolean, as JSON Schema coerces it: true or false). */
+const heldQuery = queryGen([
+  { name: 'limit', value: qInt('limit', 1, HELD_PAGE_MAX) },
+  { name: 'cursor', value: gen(fc.stringMatching(/^\d{1,16}$/).map(ok), pick(['', '-1', '1.5', 'a', '1e3', '0x10', '１', ' 1', '12345678901234567', '0.-1', '1\u0000']).map((v) => bad(v, `cursor=${JSON.stringify(v)}`))) },
+  { name: 'mine', value: gen(pick(['true', 'false']).map(ok), pick(['yes', 'TRUE', 'True', 'on', 'tru', '2', 'null', 'true\u0000', 'true ']).map((v) => bad(v, `mine=${JSON.stringify(v)}`))) },
+]);
+
+/** The whole queue needs a moderator, broadcaster or admin of the room; with mine=true any user gets their own. */
+const heldCase = httpGen('http-query', 'GET /v1/rooms/:room/moderation/held', { room: readRoom, query: heldQuery, auth: AUTH.user, headers: headersGen }, (p) => {
+  const query = p.query!.value as string;
+  const auth = p.auth!.value as AuthSpec;
+  const line = auth.lines.length === 1 ? auth.lines[0]! : undefined;
+  const grant = line?.token.kind === 'valid' ? line.token.grant : undefined;
+  const wholeQueue = param(query, 'mine') !== 'true';
+  return {
+    method: 'GET',
+    path: `/v1/rooms/${roomText(p)}/moderation/held`,
+    query,
+    auth,
+    headers: p.headers!.value,
+    ctx: { room: decodedRoom(p) },
+    extraWhy: wholeQueue && grant && !grants(grant, 'moderator') ? [`auth: ${JSON.stringify(grant)} may not read the whole queue (moderator)`] : [],
+  };
+});
+
 const stateQuery: Gen<string> = gen(weighted<Part<string>>([6, fc.constant(ok(''))], [1, fc.array(pick(JUNK), { minLength: 1, maxLength: 4 }).map((ps) => ok(ps.join('&')))]), undefined);
 
 /** The dev route signs `user` once trimmed; a role other than viewer is refused. It reads no token. */
@@ -1077,6 +1155,8 @@ export const httpQueryArb: fc.Arbitrary<HttpCase> = weighted<HttpCase>(
   [4, readCase('GET /v1/rooms/:room/state', '/state', stateQuery)],
   [7, readCase('GET /v1/rooms/:room/replay', '/replay', replayQuery)],
   [3, readCase('GET /v1/rooms/:room/stats', '/stats', statsQuery)],
+  [2, readCase('GET /v1/rooms/:room/replay/tallies', '/replay/tallies', talliesQuery)],
+  [2, heldCase],
   [3, devTokenCase],
 );
 
@@ -1152,6 +1232,7 @@ export type CursorMutation =
   | { kind: 'std-base64' }
   | { kind: 'edit'; field: 'key0' | 'key1' | 'key2' | 'key3' | 'offset' | 'partition' | 'fromMs' | 'toMs' | 'view' | 'v' | 'state'; delta: number }
   | { kind: 'forged'; field: 'key3' | 'offset' | 'state' }
+  | { kind: 'legacy' }
   | { kind: 'other-view' }
   | { kind: 'other-range'; fromMs: number; toMs: number | null }
   | { kind: 'other-room'; room: string }
@@ -1188,6 +1269,7 @@ export const cursorArb: fc.Arbitrary<CursorCase> = fc
       [1, fc.constant({ kind: 'std-base64' as const })],
       [3, fc.record({ kind: fc.constant('edit' as const), field: pick(['key0', 'key1', 'key2', 'key3', 'offset', 'partition', 'fromMs', 'toMs', 'view', 'v', 'state'] as const), delta: fc.integer({ min: -1000, max: 1000 }).filter((d) => d !== 0) })],
       [1, fc.record({ kind: fc.constant('forged' as const), field: pick(['key3', 'offset', 'state'] as const) })],
+      [1, fc.constant({ kind: 'legacy' as const })],
       [2, fc.constant({ kind: 'other-view' as const })],
       [1, fc.record({ kind: fc.constant('other-range' as const), fromMs: fc.integer({ min: -5000, max: 50_000 }), toMs: fc.option(fc.integer({ min: 50_001, max: 100_000 }), { nil: null }) })],
       [2, fc.record({ kind: fc.constant('other-room' as const), room: pick(['seed-0', 'seed-1', 'r-empty', 'cursor-room-2']) })],

@@ -13,9 +13,13 @@ const CASES = 3000;
 it(`${CASES} generated attacks from outside: no 5xx, no crashed process, nothing invalid accepted`, async () => {
   const lines: string[] = [];
   const r = await runFuzz({ cases: CASES, seed: SEED, log: (l) => lines.push(l) });
-  const failed = r.fiveXx + r.crashes + r.acceptedInvalid > 0;
+  // The summary in the CI output whatever happened (the line .ci/run and the README promise).
+  console.log(summaryLine(r));
+  const failed = r.fiveXx + r.crashes + r.acceptedInvalid > 0 || Object.keys(r.tally).some((k) => k.includes('| valid-refused |'));
   // The whole report (counterexamples shrunk, with the command to replay each) when something broke.
   if (failed) console.log(lines.join('\n'));
   expect(summaryLine(r)).toBe(`fuzz: ${r.cases} cases, 5xx 0, crashes 0, accepted-invalid 0`);
   expect(r.cases).toBe(CASES);
+  // The other way round too: a well-formed request is never refused (the model and the gateway agree).
+  expect(Object.entries(r.tally).filter(([k]) => k.includes('| valid-refused |'))).toEqual([]);
 }, 20 * 60_000);

@@ -12,7 +12,10 @@
  *   goes on);
  * - `accepted-invalid`: an invalid case answered 2xx (a WebSocket that got
  *   its snapshot), a mutated cursor accepted, a poison record that was not
- *   dead-lettered.
+ *   dead-lettered; and, where the answer itself is the promise, an `odd`
+ *   one: a mutated cursor refused with a code other than the cursor's own
+ *   (or the schema's), a poison record dead-lettered with a reason it should
+ *   not have (the verdict stays `odd` in the report, but the run fails).
  * Valid cases that were refused are reported too, but counted apart.
  *
  * Each case is generated and run through fast-check (`fc.check` with one run
@@ -32,14 +35,15 @@ import zlib from 'node:zlib';
 import { SchemaType } from '@kafkajs/confluent-schema-registry';
 import fc from 'fast-check';
 import WebSocket from 'ws';
-import { archiverGroup } from '../archive/archiver.ts';
+import { decodeCursor, encodeCursor, type ReplayCursor } from '../archive/replay.ts';
 import { REPO_ROOT } from '../core/config.ts';
 import { PROJECTION_NAMES } from '../pipelines/catalog.ts';
-import { groupOf, liveGroupOf } from '../pipelines/naming.ts';
+import { archiverGroup, groupOf, liveGroupOf, moderatorGroupOf } from '../pipelines/naming.ts';
 import { createRegistry, EventCodec } from '../schemas/codec.ts';
 import { comment, makeEvent } from '../schemas/events.ts';
 import { SCHEMA_FILE } from '../schemas/gen-types.ts';
 import { subjectFor } from '../schemas/registry.ts';
+import { replayCursorKey } from '../services/root.ts';
 import { freePort, startWorld, type World } from '../services/world.ts';
 import { ServiceProcess } from '../services/spawn.ts';
 import { waitFor } from '../test/helpers.ts';
@@ -238,6 +242,12 @@ class System {
   procs: Proc[] = [];
   seeded: Seeded[] = [];
   cursors: Issued[] = [];
+  /**
+   * The secret the API seals cursors with, when the world's config gives the one it uses
+   * (checked on an issued cursor): the fuzzer then plays an attacker who knows what a
+   * cursor holds and edits it in place, without the key (see cursorRequest).
+   */
+  cursorKey: Buffer | undefined;
   crashes: Finding[] = [];
   private chDir = '';
   readonly agent: http.Agent;
@@ -331,6 +341,13 @@ class System {
       }
     }
     if (this.cursors.length === 0) throw new Error('the replay API issued no cursor');
+    try {
+      const key = replayCursorKey(this.w.cfg);
+      decodeCursor(this.cursors[0]!.cursor, key);
+      this.cursorKey = key;
+    } catch (err) {
+      this.log(`fuzz: cursor: the world's config does not open the API's cursors (${(err as Error).message}); edits are blind byte changes`);
+    }
   }
 
   /** A token as the spec says, signed with the world's secret (or deliberately not). */
@@ -698,22 +715,36 @@ function replayQuery(r: { room: string; view: string; fromMs?: number; toMs?: nu
 
 const VIEWS = ['live', 'moderated', 'sampled'];
 
-/** The request a cursor case sends: the issued cursor, changed as the mutation says, in its own request or another. */
-export function cursorRequest(c: CursorCase, cursors: Issued[]): { path: string; mutated: string } {
+/**
+ * The request a cursor case sends: the issued cursor, changed as the mutation says, in its own
+ * request or another. A cursor is base64url(version ‖ IV ‖ AES-GCM ciphertext ‖ 16-byte tag)
+ * (archive/replay.ts). With `key` (the deployment's secret, which only the fuzzer knows) the
+ * plaintext is known, so `edit` is the classic attack on a stream cipher: the ciphertext XORed
+ * so that it decrypts to the cursor with one field changed, the tag kept; `legacy` is the old
+ * format (plain JSON and an HMAC under the very same secret). Each must be refused.
+ */
+export function cursorRequest(c: CursorCase, cursors: Issued[], key?: Buffer): { path: string; mutated: string } {
   const base = cursors[c.base % cursors.length]!;
   const other = cursors[c.other % cursors.length]!;
   const m = c.mutation;
   const s = base.cursor;
-  const dot = s.indexOf('.');
-  const [body, mac] = dot < 0 ? [s, ''] : [s.slice(0, dot), s.slice(dot + 1)];
+  const sealed = Buffer.from(s, 'base64url');
+  const TAG = 16;
+  const HEAD = 13; // version byte and IV
   const at = (n: number) => n % Math.max(1, s.length);
   const req: Omit<Issued, 'cursor'> & { format?: string } = { room: base.room, view: base.view, limit: base.limit, ...(base.fromMs !== undefined ? { fromMs: base.fromMs } : {}), ...(base.toMs !== undefined ? { toMs: base.toMs } : {}) };
   let cursor = s;
   let raw: string | undefined;
-  const reencode = (edit: (j: Record<string, any>) => void): string => {
-    const j = JSON.parse(Buffer.from(body, 'base64url').toString('utf8')) as Record<string, any>;
-    edit(j);
-    return Buffer.from(JSON.stringify(j)).toString('base64url');
+  /** What the cursor holds: opened with the key, else the request it came from with a made-up position. */
+  const plain = (): Record<string, any> => {
+    if (key) {
+      try {
+        return decodeCursor(s, key) as unknown as Record<string, any>;
+      } catch {
+        // not one of ours after all: made up below
+      }
+    }
+    return { v: 1, room: base.room, view: base.view, fromMs: base.fromMs ?? null, toMs: base.toMs ?? null, key: [1000, 3, 0, 0], resume: null };
   };
   const editField = (field: string, delta: number) => (j: Record<string, any>) => {
     if (field.startsWith('key')) {
@@ -725,9 +756,14 @@ export function cursorRequest(c: CursorCase, cursors: Issued[]): { path: string;
       j.resume[field] = (Number(j.resume[field]) || 0) + delta;
     } else if (field === 'state') {
       j.resume ??= { partition: 0, offset: 0, state: {} };
-      j.resume.state = { ...j.resume.state, shadow: { someone: Date.now() + delta * 1000 } };
+      j.resume.state = { ...j.resume.state, shadow: [] }; // forget every shadow mute: their comments would show to all
     } else if (field === 'view') j.view = VIEWS[(VIEWS.indexOf(j.view) + 1) % VIEWS.length];
     else j[field] = (Number(j[field]) || 0) + delta;
+  };
+  const edited = (field: string, delta: number): Record<string, any> => {
+    const j = plain();
+    editField(field, delta)(j);
+    return j;
   };
   switch (m.kind) {
     case 'none':
@@ -768,26 +804,53 @@ export function cursorRequest(c: CursorCase, cursors: Issued[]): { path: string;
       cursor = cs.join('');
       break;
     }
-    case 'swap-parts':
-      cursor = mac ? `${mac}.${body}` : [...s].reverse().join('');
+    case 'swap-parts': {
+      // The tag first, then the rest: every byte kept, in another order.
+      cursor = sealed.length > TAG ? Buffer.concat([sealed.subarray(sealed.length - TAG), sealed.subarray(0, sealed.length - TAG)]).toString('base64url') : [...s].reverse().join('');
       break;
+    }
     case 'cross-mac': {
-      const o = cursors.find((x) => x.cursor.slice(x.cursor.indexOf('.') + 1) !== mac) ?? other;
-      const omac = o.cursor.slice(o.cursor.indexOf('.') + 1);
-      cursor = omac !== mac ? `${body}.${omac}` : `${body}.${mac.slice(1)}A`;
+      // Another issued cursor's tag on this one's ciphertext.
+      const tagOf = (x: string) => Buffer.from(x, 'base64url').subarray(-TAG);
+      const o = cursors.find((x) => !tagOf(x.cursor).equals(tagOf(s))) ?? other;
+      const otag = tagOf(o.cursor);
+      const tag = otag.equals(tagOf(s)) ? Buffer.from(otag.map((b) => b ^ 0xff)) : otag;
+      cursor = Buffer.concat([sealed.subarray(0, Math.max(0, sealed.length - TAG)), tag]).toString('base64url');
       break;
     }
     case 'std-base64': {
-      const std = Buffer.from(body, 'base64url').toString('base64');
-      cursor = `${std === body ? `${std}=` : std}${mac ? `.${mac}` : ''}`;
+      const std = sealed.toString('base64');
+      cursor = std === s ? `${std}=` : std;
       break;
     }
-    case 'edit':
-      cursor = `${reencode(editField(m.field, m.delta))}${mac ? `.${mac}` : ''}`;
+    case 'edit': {
+      const out = Buffer.from(sealed);
+      const ct = out.subarray(HEAD, Math.max(HEAD, out.length - TAG));
+      const j = key ? plain() : undefined;
+      if (j && ct.length > 0) {
+        // Bit-flipping: plaintext ⊕ keystream = ciphertext, so ciphertext ⊕ old ⊕ new decrypts to new.
+        const before = Buffer.from(JSON.stringify(j));
+        editField(m.field, m.delta)(j);
+        const after = Buffer.from(JSON.stringify(j));
+        for (let i = 0; i < Math.min(ct.length, before.length, after.length); i++) ct[i] = ct[i]! ^ before[i]! ^ after[i]!;
+        if (out.equals(sealed)) ct[0] = ct[0]! ^ 1; // an edit that changed nothing (a field already so)
+        // A shorter cursor: its ciphertext cut to length, so it decrypts to exactly the edited JSON.
+        cursor = (after.length < ct.length ? Buffer.concat([out.subarray(0, HEAD + after.length), out.subarray(out.length - TAG)]) : out).toString('base64url');
+      } else {
+        const i = HEAD + (Math.abs(m.delta) % Math.max(1, ct.length));
+        if (i < out.length) out[i] = out[i]! ^ (Math.abs(m.delta) % 255 || 1);
+        cursor = out.toString('base64url');
+      }
       break;
-    case 'forged': {
-      const b = reencode(editField(m.field, 7));
-      cursor = `${b}.${createHmac('sha256', randomBytes(32)).update(b).digest().subarray(0, 18).toString('base64url')}`;
+    }
+    case 'forged':
+      // Sealed as the API does, under a key that is not the deployment's.
+      cursor = encodeCursor(edited(m.field, 7) as ReplayCursor, randomBytes(32));
+      break;
+    case 'legacy': {
+      // The old format: readable JSON and a truncated HMAC-SHA256 under the deployment's own secret (or any).
+      const body = Buffer.from(JSON.stringify(plain())).toString('base64url');
+      cursor = `${body}.${createHmac('sha256', key ?? randomBytes(32)).update(body).digest().subarray(0, 18).toString('base64url')}`;
       break;
     }
     case 'other-view':
@@ -813,7 +876,7 @@ export function cursorRequest(c: CursorCase, cursors: Issued[]): { path: string;
 }
 
 async function runCursor(c: CursorCase, sys: System): Promise<Outcome> {
-  const { path: p } = cursorRequest(c, sys.cursors);
+  const { path: p } = cursorRequest(c, sys.cursors, sys.cursorKey);
   const t0 = Date.now();
   const a = await request(sys.agent, sys.main, { method: 'GET', path: p });
   const out: Outcome = { ...answerOf(a), ms: Date.now() - t0, note: `GET ${p.slice(0, 400)}` };
@@ -878,7 +941,7 @@ class PoisonRig {
     // (the seeded comments went through every one of them).
     const prefix = w.cfg.pipelines.groupPrefix;
     const naming = { keyPrefix: w.cfg.redis.keyPrefix, groupPrefix: prefix };
-    const candidates = [liveGroupOf(naming), ...PROJECTION_NAMES.map((p) => groupOf(naming, p, 1)), `${prefix}moderator.v1`, archiverGroup(prefix)];
+    const candidates = [liveGroupOf(naming), ...PROJECTION_NAMES.map((p) => groupOf(naming, p, 1)), moderatorGroupOf(naming), archiverGroup(prefix)];
     this.groups = [];
     for (const g of candidates) {
       const offsets = await this.admin.committedOffsets(g, topic);
@@ -997,6 +1060,9 @@ async function pool<T>(items: T[], concurrency: number, fn: (t: T) => Promise<vo
   );
 }
 
+/** Families whose `odd` verdict fails the run: for them the code or reason of a refusal is part of the promise. */
+const ODD_FAILS: ReadonlySet<Family> = new Set<Family>(['cursor', 'poison']);
+
 export async function runFuzz(o: FuzzOptions): Promise<FuzzResult> {
   const log = o.log ?? ((l: string) => console.log(l));
   const t0 = Date.now();
@@ -1026,7 +1092,8 @@ export async function runFuzz(o: FuzzOptions): Promise<FuzzResult> {
     const key = answerKey(c, out);
     stats.answers[key] = (stats.answers[key] ?? 0) + 1;
     if (v === '5xx') result.fiveXx++;
-    if (v === 'accepted-invalid') result.acceptedInvalid++;
+    // A cursor or poison record refused for the wrong reason passed by luck: it counts as accepted.
+    if (v === 'accepted-invalid' || (v === 'odd' && ODD_FAILS.has(family))) result.acceptedInvalid++;
     if (v === 'ok') return;
     const route = routeOf(c);
     const tallyKey = `${family} | ${v} | ${route} | ${key}`;

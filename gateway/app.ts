@@ -22,7 +22,9 @@ import { authPlugin, redactUrl } from './auth.ts';
 import { connectionsPlugin } from './connections.ts';
 import type { GatewayDeps } from './deps.ts';
 import { demoPlugin } from './demo/plugin.ts';
-import { onClientError, onFrameworkError, strictInput } from './input.ts';
+import { emojisPlugin } from './emojis.ts';
+import { feedWindowPlugin } from './feed-window.ts';
+import { asAppError, onClientError, onFrameworkError, strictInput } from './input.ts';
 import { moderationPlugin } from './moderation.ts';
 import { opsPlugin } from './ops.ts';
 import { presencePlugin } from './presence.ts';
@@ -30,6 +32,7 @@ import { pushPlugin } from './push/plugin.ts';
 import { chooseSubprotocol } from './push/wire.ts';
 import { readPlugin } from './read.ts';
 import { replayPlugin } from './replay.ts';
+import { routingPlugin } from './routing.ts';
 import { ingestPlugin, writePlugin } from './write.ts';
 
 declare module 'fastify' {
@@ -56,7 +59,7 @@ function toAppError(err: FastifyError): AppError {
   // Any other refusal by fastify or a plugin (FST_ERR_CTP_INVALID_CONTENT_LENGTH,
   // @fastify/compress's undecodable bodies, …) gets the catalogue code for its status.
   if (err.statusCode && err.statusCode < 500) return new AppError(CLIENT_ERROR_CODES[err.statusCode] ?? 'ERR_BAD_REQUEST', err.message, { cause: err });
-  return new AppError('ERR_INTERNAL', 'internal error', { cause: err });
+  return asAppError(err);
 }
 
 const CLIENT_ERROR_CODES: Partial<Record<number, ErrorCode>> = {
@@ -143,12 +146,16 @@ export async function buildGateway(deps: GatewayDeps, opts: { logger?: boolean }
   // The review queue: held comments, released or deleted through the same write path.
   await app.register(moderationPlugin);
   await app.register(readPlugin);
+  await app.register(feedWindowPlugin);
+  await app.register(emojisPlugin);
   await app.register(presencePlugin);
   await app.register(pushPlugin);
   // After push: the connection registry follows the hub's sockets and closes them on command.
   await app.register(connectionsPlugin);
   await app.register(adminPlugin);
   await app.register(replayPlugin);
+  // GET /v1/connect: transport, gateways and poll interval from the operator's routing rules.
+  await app.register(routingPlugin);
   await app.register(demoPlugin);
   return app;
 }

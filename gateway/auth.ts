@@ -28,6 +28,8 @@ import { blockOf } from './blocks.ts';
 /** The documented development secret: accepted only in DEV_MODE. */
 export const DEV_JWT_SECRET = 'dev-only-secret-change-me';
 export const MIN_SECRET_LENGTH = 32;
+/** How far the issuer's clock may be off ours (exp, nbf, iat). */
+const CLOCK_TOLERANCE_SEC = 5;
 
 export const PLATFORM_ROLES = ['viewer', 'admin'] as const;
 export type PlatformRole = (typeof PLATFORM_ROLES)[number];
@@ -125,7 +127,7 @@ export interface TokenVerifier {
 export function createTokenVerifier(cfg: Config): TokenVerifier {
   const { auth } = cfg;
   let verify: (token: string) => Promise<Record<string, unknown>>;
-  const common = { requiredClaims: ['exp', 'sub'], cache: 1000, clockTolerance: 5_000 };
+  const common = { requiredClaims: ['exp', 'sub'], cache: 1000, clockTolerance: CLOCK_TOLERANCE_SEC * 1000 };
   const asymmetric: Algorithm[] = ['RS256', 'ES256'];
   if (auth.jwksFile) {
     const keys = jwksKeys(auth.jwksFile);
@@ -165,8 +167,13 @@ export function userFromClaims(claims: Record<string, unknown>, maxTtlSec: numbe
   if (typeof sub !== 'string' || !USER_ID.test(sub)) throw bad('`sub` must be a user id (letters, digits, _ . : @ -; at most 64)');
   if (typeof exp !== 'number' || !Number.isFinite(exp)) throw bad('`exp` is required');
   if (iat !== undefined && (typeof iat !== 'number' || !Number.isFinite(iat))) throw bad('`iat` must be a number');
-  const issued = typeof iat === 'number' ? iat : nowMs / 1000;
-  if (exp - issued > maxTtlSec) throw bad(`the token lives longer than the ${maxTtlSec} s this deployment allows`);
+  const nowSec = nowMs / 1000;
+  // A token "issued" in the future would pass the lifetime cap (exp - iat) while
+  // living for years, and dodge revocations (which refuse tokens issued before them):
+  // refuse it beyond the verifier's clock tolerance, and cap what is left of its life too.
+  if (typeof iat === 'number' && iat > nowSec + CLOCK_TOLERANCE_SEC) throw bad('`iat` is in the future');
+  const issued = typeof iat === 'number' ? iat : nowSec;
+  if (exp - issued > maxTtlSec || exp - nowSec > maxTtlSec + CLOCK_TOLERANCE_SEC) throw bad(`the token lives longer than the ${maxTtlSec} s this deployment allows`);
   if (role !== undefined && !(PLATFORM_ROLES as readonly unknown[]).includes(role)) {
     throw bad(typeof role === 'string' && (ROOM_ROLES as readonly string[]).includes(role) ? `role ${role} is given per room: use the \`rooms\` claim` : '`role` must be viewer or admin');
   }

@@ -33,6 +33,8 @@ describe('userFromClaims', () => {
     ['a string exp', { exp: '9999999999' }],
     ['a lifetime over the maximum', { exp: sec + MAX + 1 }],
     ['no iat and exp too far away', { iat: undefined, exp: sec + MAX + 10 }],
+    ['an iat in the future (lifetime cap and revocations dodged)', { iat: sec + 10 * 365 * 86_400, exp: sec + 10 * 365 * 86_400 + 60 }],
+    ['an iat a minute ahead', { iat: sec + 60, exp: sec + 120 }],
     ['a global moderator role', { role: 'moderator' }],
     ['a global broadcaster role', { role: 'broadcaster' }],
     ['an unknown role', { role: 'root' }],

@@ -10,7 +10,8 @@ import { WebSocket } from 'ws';
 import type { Config } from '../core/config.ts';
 import { notifyChannel, type Notification } from '../pipelines/naming.ts';
 import type { Delta } from '../pipelines/projection.ts';
-import { randomName, testConfig, waitFor } from '../test/helpers.ts';
+import { worldEnv, worldId } from '../services/world.ts';
+import { testConfig, waitFor } from '../test/helpers.ts';
 import { buildGateway } from './app.ts';
 import { tokenSigner } from './auth.ts';
 import { banKey, banUser, blockOf, revokedKey, revokeTokens, unbanUser } from './blocks.ts';
@@ -54,16 +55,9 @@ describe.each(modes)('connection registry on %s Redis', (mode) => {
   }
 
   beforeAll(async () => {
-    const id = randomName(`conn-${mode}`);
-    env = {
-      TOPIC_ROOM_EVENTS: id,
-      TOPIC_DEAD_LETTER: `${id}.dlq`,
-      REDIS_KEY_PREFIX: `${id}:`,
-      PIPELINES_GROUP_PREFIX: `${id}.`,
-      REDIS_MODE: mode,
-      JWT_SECRET: `secret-of-${id}-0123456789abcdef`,
-      PRESENCE_INTERVAL_MS: '300',
-    };
+    const id = worldId(`conn-${mode}`);
+    // No processor and no topics: room notifications are published by hand.
+    env = worldEnv(id, 3, { REDIS_MODE: mode, PRESENCE_INTERVAL_MS: '300' });
     gateways = [];
     a = await startGateway(`${id}-a`);
     b = await startGateway(`${id}-b`);

@@ -6,6 +6,7 @@
 import type { Config } from '../core/config.ts';
 import { openRedis, redisOptions, type RedisClient } from '../core/redis.ts';
 import type { ProjectionNaming } from '../pipelines/naming.ts';
+import type { FeedEntry } from '../pipelines/projection.ts';
 import { createRegistry, EventCodec } from '../schemas/codec.ts';
 import { subjectFor } from '../schemas/registry.ts';
 import { logClient } from '../topics/client.ts';
@@ -72,7 +73,40 @@ export interface ArchiveReader {
    * has no such comment. An unavailable archive throws ERR_ARCHIVE_UNAVAILABLE.
    */
   findComment(room: string, eventId: string): Promise<ArchivedComment | undefined>;
+  /**
+   * The ordered feed's items strictly below log position `below` (the oldest
+   * Redis holds) whose time lies in [fromMs, toMs], in (time, position)
+   * order, with the feed's removals and shadow rule (gateway/feed-window.ts);
+   * also the room's origin (event time of video offset 0, as replay places
+   * events without a video offset). Without `below`, only the origin.
+   */
+  feedWindow(q: ArchiveFeedWindowQuery): Promise<ArchiveFeedWindow>;
   close(): Promise<void>;
+}
+
+export interface ArchiveFeedWindowQuery {
+  room: string;
+  /** event: order by occurredAt; video: by videoOffsetMs (else occurredAt − origin). */
+  by: 'event' | 'video';
+  fromMs: number;
+  toMs: number;
+  below?: number;
+  /** The last item of the previous page: items strictly after it. */
+  after?: { t: number; offset: number };
+  limit: number;
+  viewer: string | null;
+  /** Removals Redis holds as tombstones: [removed comment's id, the removal's position]. */
+  removals?: [string, number][];
+}
+
+export interface ArchiveFeedWindow {
+  origin: number;
+  /** Comments as the feed holds them (FeedEntry), each with `t`, its place in the order. */
+  items: (FeedEntry & { t: number })[];
+  /** More items of the window follow the last one. */
+  more: boolean;
+  /** False when the archive has not yet archived the room up to `below`. */
+  complete: boolean;
 }
 
 /** A comment as the archive keeps it: enough to check its author and to pin its text. */

@@ -14,12 +14,12 @@ import { REPO_ROOT } from '../core/config.ts';
 import { isAlive, readPid } from '../infra/proc.ts';
 import { createRegistry, EventCodec } from '../schemas/codec.ts';
 import { subjectFor } from '../schemas/registry.ts';
-import { randomName, testConfig, waitFor } from '../test/helpers.ts';
+import { testConfig, waitFor } from '../test/helpers.ts';
 import { startService } from '../test/processes.ts';
 import type { ServiceProcess } from '../services/spawn.ts';
+import { freePort, prepareLog, worldEnv, worldId } from '../services/world.ts';
 import { logClient } from '../topics/client.ts';
 import type { LogRecord } from '../topics/kafka.ts';
-import { applyTopics, declaredTopics } from '../topics/topics.ts';
 import { createSigner } from 'fast-jwt';
 
 const exec = promisify(execFile);
@@ -29,32 +29,24 @@ const infraEnv = { ...process.env, DANMAKU_DATA_DIR: dataDir, KAFKA_PORT: String
 const infra = (...args: string[]) => exec(process.execPath, ['--import', 'tsx', path.join(REPO_ROOT, 'infra/cli.ts'), ...args], { env: infraEnv, cwd: REPO_ROOT });
 
 describe('writes while Kafka is down', () => {
-  const topic = randomName('durable');
-  const env = {
+  const topic = worldId('durable');
+  // The world's log lives on the private broker.
+  const env = worldEnv(topic, 3, {
     KAFKA_BROKERS: `127.0.0.1:${kafkaPort}`,
-    TOPIC_ROOM_EVENTS: topic,
-    TOPIC_DEAD_LETTER: `${topic}.dlq`,
-    REDIS_KEY_PREFIX: `${topic}:`,
-    JWT_SECRET: 'durable-secret-of-the-durability-e2e-spec',
-    GATEWAY_PORT: String(kafkaPort + 2),
     LIMIT_COMMENTS: '100000',
-    LOG_LEVEL: 'warn',
-  };
+  });
   const cfg = testConfig(env);
   let gateway: ServiceProcess;
-  const url = `http://127.0.0.1:${env.GATEWAY_PORT}`;
+  let url = '';
   const token = createSigner({ key: env.JWT_SECRET, algorithm: 'HS256', expiresIn: 3_600_000 })({ sub: 'writer', role: 'viewer' });
 
   beforeAll(async () => {
     await infra('up', 'kafka');
-    const client = logClient(cfg, 'durable-test');
-    const admin = client.admin();
-    await admin.connect();
-    await applyTopics(admin, declaredTopics(cfg, { roomEvents: topic, deadLetter: `${topic}.dlq` }));
-    await admin.disconnect();
-    await client.close();
-    await new EventCodec({ registry: createRegistry(cfg.registry.url), subject: subjectFor(topic) }).init();
-    gateway = await startService(['gateway'], env);
+    await prepareLog(env);
+    // Chosen free once the private broker runs (a fixed port next to its own may be one of its ephemeral ones).
+    const port = await freePort();
+    url = `http://127.0.0.1:${port}`;
+    gateway = await startService(['gateway'], { ...env, GATEWAY_PORT: String(port) });
   });
   afterAll(async () => {
     await gateway?.stop();
@@ -106,7 +98,7 @@ describe('writes while Kafka is down', () => {
     const client = logClient(cfg, 'durable-reader');
     const codec = new EventCodec({ registry: createRegistry(cfg.registry.url), subject: subjectFor(topic) });
     await codec.init();
-    const consumer = client.consumer(randomName('durable-check'));
+    const consumer = client.consumer(`${env.PIPELINES_GROUP_PREFIX}durable-check`);
     const seen = new Set<string>();
     await consumer.connect();
     await consumer.subscribe([topic], true);

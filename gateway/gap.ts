@@ -7,7 +7,8 @@
  * does, so they are exactly what Redis would have served.
  */
 import { foldRoom, roomKeys, type FeedItem, type PositionedEvent } from '../pipelines/projection.ts';
-import { feedProjection, shadowView } from '../pipelines/projections/feed.ts';
+import { activeVersion } from '../pipelines/naming.ts';
+import { feedProjection, SHADOW_HISTORY, shadowMutesAt, shadowView } from '../pipelines/projections/feed.ts';
 import { readRoomState } from '../pipelines/read.ts';
 import { MemoryStore } from '../pipelines/store.ts';
 import type { RoomEvent } from '../schemas/events.ts';
@@ -95,12 +96,12 @@ function readSlots(deps: GatewayDeps): Slots {
 
 async function readGap(deps: GatewayDeps, room: string, topic: string, generation: number, partition: number, afterOffset: number, untilOffset: number): Promise<FeedItem[]> {
 
-  const [records, roomState] = await Promise.all([
+  const feedVersion = await activeVersion(deps.redis, deps.naming, 'feed');
+  const [records, roomState, history] = await Promise.all([
     deps.log.readRange(topic, partition, afterOffset + 1, untilOffset),
     readRoomState(deps.redis, deps.naming, room, deps.now()),
+    deps.redis.hgetall(roomKeys(deps.naming.keyPrefix, 'feed', feedVersion, room).key(SHADOW_HISTORY.key)),
   ]);
-  const shadow: [string, number | null][] = [];
-  for (const [userId, m] of Object.entries(roomState.muted)) if (m.kind === 'shadow') shadow.push([userId, m.untilMs]);
 
   const events: PositionedEvent[] = [];
   for (const r of records) {
@@ -115,9 +116,13 @@ async function readGap(deps: GatewayDeps, room: string, topic: string, generatio
   }
   // Each event adds at most one item, so keeping as many as there are events
   // means trimming never drops an item of the range, however long the gap.
+  // The shadow mutes in force where the range begins (the feed's history of them), and — for
+  // mutes older than that history — those in force now, which errs on the side of hiding.
+  const shadow = new Map<string, number | null>(events.length > 0 ? shadowMutesAt(history, events[0]!.event.occurredAt) : []);
+  for (const [userId, m] of Object.entries(roomState.muted)) if (m.kind === 'shadow' && !shadow.has(userId)) shadow.set(userId, m.untilMs);
   const projection = feedProjection(Math.max(1, events.length));
   const keys = roomKeys('gap:', projection.name, 0, room);
-  const folded = foldRoom(projection, { fence: undefined, state: projection.initial() }, events, keys, shadowView(keys, shadow));
+  const folded = foldRoom(projection, { fence: undefined, state: projection.initial() }, events, keys, shadowView(keys, [...shadow]));
   const store = new MemoryStore();
   store.exec(folded.cmds);
   return store.sortedMembers(keys.key('z')).map(([member]) => JSON.parse(member) as FeedItem);

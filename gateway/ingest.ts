@@ -20,6 +20,8 @@
  */
 import { Type, type Static } from '@sinclair/typebox';
 import type { FastifyBaseLogger } from 'fastify';
+import type { Gift } from '../core/config.ts';
+import { emojiKey } from '../core/config.ts';
 import { AppError, errorCodeSchema, type ErrorCode } from '../core/errors.ts';
 import { roomKeys, type FeedEntry } from '../pipelines/projection.ts';
 import { activeVersion, epochKey } from '../pipelines/naming.ts';
@@ -28,6 +30,7 @@ import { readHeldEntry, readRoomState, roomEpoch } from '../pipelines/read.ts';
 import { comment, makeEvent, RoleValues, type Role, type RoomEvent, type RoomEventPayload } from '../schemas/events.ts';
 import type { LogWriteAck } from '../topics/writer.ts';
 import { isStillSending } from '../topics/kafka.ts';
+import { asAppError } from './input.ts';
 import { isModeratorIn, requireModerator, roleIn, type User } from './auth.ts';
 import type { GatewayDeps } from './deps.ts';
 import { CommentGate, MemoryBuckets, type GateResult } from './limits.ts';
@@ -69,6 +72,15 @@ export const ReactionBody = Type.Object(
   { emoji: Type.String({ minLength: 1, maxLength: 32 }), count: Type.Optional(Type.Integer({ minimum: 1, maximum: 100 })), clientMsgId: Type.Optional(ClientMsgId) },
   { additionalProperties: false },
 );
+export const GiftBody = Type.Object(
+  {
+    giftId: Type.String({ minLength: 1, maxLength: 32, pattern: '^[a-z0-9_-]+$', description: 'A gift id of the catalogue (GIFTS); another is 400 ERR_UNKNOWN_GIFT.' }),
+    count: Type.Optional(Type.Integer({ minimum: 1, maximum: 10_000, description: 'How many at once: 1–GIFT_MAX_COUNT (default 1).' })),
+    videoOffsetMs: Type.Optional(Type.Integer({ minimum: 0, maximum: MAX_TIME_MS, description: 'Milliseconds since the stream started (replay places the gift there).' })),
+    clientMsgId: Type.Optional(ClientMsgId),
+  },
+  { additionalProperties: false },
+);
 export const PinBody = Type.Object({ eventId: EventId, durationSec: Type.Optional(Type.Integer({ minimum: 1, maximum: 24 * 3600 })) }, { additionalProperties: false });
 export const SettingsBody = Type.Object(
   { slowModeSec: Type.Optional(Type.Integer({ minimum: 0, maximum: 3600 })), emoteOnly: Type.Optional(Type.Boolean()) },
@@ -79,10 +91,12 @@ const CorrelationId = Type.String({ minLength: 1, maxLength: 64, description: "T
 /** Socket frames: the HTTP body of the same write, plus `type` and `id`. */
 export const CommentFrameSchema = Type.Object({ type: Type.Literal('comment'), id: CorrelationId, ...CommentBody.properties }, { additionalProperties: false });
 export const ReactionFrameSchema = Type.Object({ type: Type.Literal('reaction'), id: CorrelationId, ...ReactionBody.properties }, { additionalProperties: false });
+export const GiftFrameSchema = Type.Object({ type: Type.Literal('gift'), id: CorrelationId, ...GiftBody.properties }, { additionalProperties: false });
 export const DeleteFrameSchema = Type.Object({ type: Type.Literal('delete'), id: CorrelationId, eventId: EventId }, { additionalProperties: false });
 
 export type CommentInput = Static<typeof CommentBody>;
 export type ReactionInput = Static<typeof ReactionBody>;
+export type GiftInput = Static<typeof GiftBody>;
 
 // ---------------------------------------------------------------- the writer
 
@@ -124,7 +138,10 @@ function codePointCount(s: string): number {
 export class Ingest {
   readonly versions: ProjectionVersions;
   readonly reactions: ReactionAggregator;
-  readonly emojis: ReadonlySet<string>;
+  /** What a client may send for a reaction (a name, or the emoji itself without variation selectors) → the name events carry. */
+  readonly emojis: ReadonlyMap<string, string>;
+  /** The gift catalogue (GIFTS), by id. */
+  readonly gifts: ReadonlyMap<string, Gift>;
   private readonly gate: CommentGate;
   private readonly reactionBudget = new MemoryBuckets();
   private readonly prefix: string;
@@ -139,7 +156,8 @@ export class Ingest {
     this.versions = new ProjectionVersions(redis, naming);
     this.gate = new CommentGate(redis);
     this.reactions = new ReactionAggregator(deps, { flushMs: cfg.gateway.reactionsFlushMs, log });
-    this.emojis = new Set(cfg.gateway.emojis.split(',').map((e) => e.trim()).filter(Boolean));
+    this.emojis = new Map(cfg.gateway.emojis.flatMap((e) => [[e.name, e.name] as const, ...(e.char === null ? [] : [[emojiKey(e.char), e.name] as const])]));
+    this.gifts = new Map(cfg.gateway.gifts.map((g) => [g.id, g]));
     this.schemaId = String(codec.schemaId);
   }
 
@@ -224,6 +242,83 @@ export class Ingest {
     return result;
   }
 
+  // ---------------------------------------------------------------- gifts
+
+  /**
+   * A gift from the catalogue: GiftSent, carrying the gift's name and value
+   * as the catalogue has them now. It passes the comment gate (one script on
+   * the room's slot: the clientMsgId claim, a visible mute, and its own token
+   * bucket, LIMIT_GIFTS per user and room) but neither emote-only nor slow
+   * mode, which are about text.
+   */
+  async gift(w: Writer, room: string, b: GiftInput): Promise<Accepted> {
+    const { user } = w;
+    const gift = this.gifts.get(b.giftId);
+    if (!gift) {
+      await this.blocked(w);
+      throw new AppError('ERR_UNKNOWN_GIFT', `gift must be one of ${[...this.gifts.keys()].join(', ')}`, { details: { gifts: [...this.gifts.keys()] } });
+    }
+    const count = b.count ?? 1;
+    const max = this.deps.cfg.gateway.giftMaxCount;
+    if (count > max) {
+      await this.blocked(w);
+      throw new AppError('ERR_VALIDATION', `count must be at most ${max} (GIFT_MAX_COUNT)`, { details: { issues: [{ path: '/count', message: `must be <= ${max}` }] } });
+    }
+    const cmid = b.clientMsgId;
+    const p = this.prefix;
+    const claim = `${p}{${room}}:cmid:${user.id}:${cmid ?? ''}`;
+    const state = roomKeys(p, 'state', this.versions.get('state'), room);
+    const l = this.deps.cfg.limits;
+    const gate = this.gate.check(
+      { claim, bucket: `${p}{${room}}:rl:${user.id}:gifts`, slow: `${p}{${room}}:slow:${user.id}:gifts`, muted: state.key('muted'), settings: state.key('settings'), epoch: epochKey(this.deps.naming, room) },
+      {
+        userId: user.id,
+        nowMs: this.deps.now(),
+        // Exempts from emote-only and slow mode only (text rules); the bucket is chosen here.
+        moderator: true,
+        emoteOnly: true,
+        capacity: l.giftsPerWindow * (isModeratorIn(user, room) ? l.moderatorFactor : 1),
+        windowMs: l.giftsWindowSec * 1000,
+        hasClaim: cmid !== undefined,
+        claimTtlSec: CLAIM_TTL_SEC,
+      },
+    );
+    if (w.block) {
+      gate.catch(noop);
+      let block: AppError | null;
+      try {
+        block = await w.block;
+      } catch (err) {
+        this.releaseIfClaimed(gate, cmid, claim);
+        throw err;
+      }
+      if (block) {
+        this.releaseIfClaimed(gate, cmid, claim);
+        throw block;
+      }
+    }
+    const r = await gate;
+    if (r.kind !== 'ok') return refusal(r, 'gifts');
+    const event = makeEvent({
+      roomId: room,
+      actor: { userId: user.id, role: roleIn(user, room) },
+      payload: { type: 'GiftSent', giftId: gift.id, name: gift.name, count, unitValue: gift.value, value: count * gift.value },
+      videoOffsetMs: b.videoOffsetMs ?? null,
+      clientMsgId: cmid ?? null,
+    });
+    const resultOf = (a: LogWriteAck): Accepted => ({ eventId: event.eventId, position: { offset: a.position, epoch: this.versions.epochOf(r.epoch) } });
+    let ack: LogWriteAck;
+    try {
+      ack = await this.send(event, w.traceId, cmid !== undefined ? (late) => this.remember(claim, resultOf(late)) : undefined);
+    } catch (err) {
+      if (cmid !== undefined && !isStillSending(err)) await this.release(claim);
+      throw err;
+    }
+    const result = resultOf(ack);
+    if (cmid !== undefined) this.remember(claim, result);
+    return result;
+  }
+
   // ---------------------------------------------------------------- reactions
 
   /**
@@ -232,10 +327,13 @@ export class Ingest {
    * (limits.ts MemoryBuckets: why not Redis at 100,000/s).
    */
   react(w: Writer, room: string, b: ReactionInput, done: ReactionDone): void {
-    if (!this.emojis.has(b.emoji)) {
-      done(new AppError('ERR_UNKNOWN_EMOJI', `emoji must be one of ${[...this.emojis].join(', ')}`), null);
+    const emoji = this.emojis.get(emojiKey(b.emoji));
+    if (emoji === undefined) {
+      const set = this.deps.cfg.gateway.emojis.map((e) => (e.char === null ? e.name : `${e.name} (${e.char})`)).join(', ');
+      done(new AppError('ERR_UNKNOWN_EMOJI', `emoji must be one of ${set}`), null);
       return;
     }
+    b = { ...b, emoji };
     const count = b.count ?? 1;
     if (w.block === null && b.clientMsgId === undefined) {
       // The hot path: no await, no Redis.
@@ -245,7 +343,7 @@ export class Ingest {
       return;
     }
     void this.reactSlow(w, room, b.emoji, count, b.clientMsgId, done).catch((err: unknown) => {
-      done(err instanceof AppError ? err : new AppError('ERR_INTERNAL', 'internal error', { cause: err }), null);
+      done(asAppError(err), null);
     });
   }
 
@@ -462,7 +560,7 @@ const notFound = () => new AppError('ERR_COMMENT_NOT_FOUND', 'no such comment in
 const inProgress = () => new AppError('ERR_IN_PROGRESS', 'a write with this clientMsgId is in progress; retry shortly', { details: { retryAfterSec: 1 } });
 
 /** The answer to a gate that did not let the comment through: the first result again, or the error HTTP has always given. */
-function refusal(r: Exclude<GateResult, { kind: 'ok' }>, kind: 'comments'): Accepted {
+function refusal(r: Exclude<GateResult, { kind: 'ok' }>, kind: 'comments' | 'gifts'): Accepted {
   switch (r.kind) {
     case 'dup':
       return { ...(JSON.parse(r.first) as Accepted), duplicate: true };

@@ -6,7 +6,8 @@
  * does not decode) leave with a catalogue code like every other error.
  */
 import type { FastifyError, FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
-import { AppError } from '../core/errors.ts';
+import { AppError, UnavailableError } from '../core/errors.ts';
+import { isRedisUnavailable } from '../core/redis.ts';
 import { illFormedPath } from '../core/unicode.ts';
 
 // fatal: invalid bytes throw instead of becoming U+FFFD. (Without `stream`,
@@ -112,4 +113,15 @@ export function frameworkError(err: FastifyError, url: string): AppError {
     default:
       return err.statusCode !== undefined && err.statusCode < 500 ? new AppError('ERR_BAD_REQUEST', err.message, { cause: err }) : new AppError('ERR_INTERNAL', 'internal error', { cause: err });
   }
+}
+
+/**
+ * Any failure as a catalogue error: ours as they are; Redis out of reach as
+ * ERR_REDIS_UNAVAILABLE (503, retriable: a dependency down, not our bug);
+ * anything else as ERR_INTERNAL, with the cause kept for the log.
+ */
+export function asAppError(err: unknown): AppError {
+  if (err instanceof AppError) return err;
+  if (isRedisUnavailable(err)) return new UnavailableError('ERR_REDIS_UNAVAILABLE', 'Redis does not answer', { cause: err });
+  return new AppError('ERR_INTERNAL', 'internal error', { cause: err });
 }

@@ -14,6 +14,7 @@
  * Reactions: a token bucket per user in this process's memory
  * (`MemoryBuckets`), see there why.
  */
+import { AppError } from '../core/errors.ts';
 import type { RedisClient } from '../core/redis.ts';
 
 /**
@@ -139,7 +140,7 @@ export class CommentGate {
       case 'rate':
         return { kind: 'rate', waitMs: Math.max(1, Number(r[1])) };
       default:
-        throw new Error(`comment gate: unexpected answer ${JSON.stringify(r)}`);
+        throw new AppError('ERR_INTERNAL', `comment gate: unexpected answer ${JSON.stringify(r)}`);
     }
   }
 }

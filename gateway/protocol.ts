@@ -9,9 +9,9 @@
  * means the projections were rebuilt: the client must drop what it has and
  * take the fresh snapshot it is sent.
  */
-import type { FeedEntry, FeedItem, PinState, RoomSettings, Tombstone } from '../pipelines/projection.ts';
+import type { FeedEntry, FeedItem, GiftItem, GiftSender, Leaderboard, PinState, RoomSettings, Tombstone } from '../pipelines/projection.ts';
 
-export type { FeedEntry, FeedItem, PinState, RoomSettings, Tombstone };
+export type { FeedEntry, FeedItem, GiftItem, GiftSender, Leaderboard, PinState, RoomSettings, Tombstone };
 
 export interface Position {
   offset: number;
@@ -56,7 +56,12 @@ export interface SnapshotMessage {
   items: FeedItem[];
   pinned: PinState | null;
   tallies: Tallies;
+  /** The room's gift leaderboard: top senders by total value, and totals (absent from gateways older than gifts). */
+  leaderboard?: Leaderboard;
+  /** Concurrent viewers of the room across gateways: sockets plus recent pollers. */
   viewers: number;
+  /** Distinct viewers of the room's stream so far (HyperLogLog estimate; absent from gateways older than it). */
+  uniqueViewers?: number;
   settings: RoomSettings;
   /** Sampling rate of the sampled view (1 = everything shown). */
   rate: number;
@@ -86,7 +91,9 @@ export type PushEvent =
   | { t: 'tally'; totals: Record<string, number>; second: number; burst: Record<string, number> }
   | { t: 'pin'; pin: PinState | null }
   | { t: 'settings'; settings: RoomSettings }
-  | { t: 'rate'; rate: number };
+  | { t: 'rate'; rate: number }
+  /** A gift was sent: the gift, and the room's leaderboard with it counted. */
+  | { t: 'gift'; gift: GiftItem; leaderboard: Leaderboard };
 
 /** Deltas gathered over one batch interval, in log order. */
 export interface BatchMessage {
@@ -96,10 +103,14 @@ export interface BatchMessage {
   events: PushEvent[];
 }
 
+/** The viewer counts changed (sent at most every PRESENCE_INTERVAL_MS). */
 export interface ViewersMessage {
   type: 'viewers';
   room: string;
+  /** Concurrent viewers across gateways: sockets plus recent pollers. */
   count: number;
+  /** Distinct viewers of the room's stream so far (HyperLogLog estimate; absent from gateways older than it). */
+  uniqueViewers?: number;
 }
 
 /** The server changed what this socket gets because it reads too slowly. */
@@ -148,7 +159,17 @@ export interface DeleteFrame {
   eventId: string;
 }
 
-export type WriteFrame = CommentFrame | ReactionFrame | DeleteFrame;
+export interface GiftFrame {
+  type: 'gift';
+  id: string;
+  /** A gift id of the catalogue (GIFTS). */
+  giftId: string;
+  /** 1–GIFT_MAX_COUNT (default 1). */
+  count?: number;
+  clientMsgId?: string;
+}
+
+export type WriteFrame = CommentFrame | ReactionFrame | DeleteFrame | GiftFrame;
 
 /**
  * The write is durable in Kafka (acks=all). For a reaction: the aggregated
@@ -213,4 +234,28 @@ export interface FeedResponse {
   rate: number;
   /** Set when `since` was older than anything retrievable: reload with `state` and no `since`. */
   unrecoverable?: true;
+}
+
+/**
+ * GET /v1/connect?room=…&device=…&version=… — the routing service's answer
+ * (gateway/routing.ts): how and where this client should connect. The SDK
+ * asks before it connects, at each reconnect, and every `recheckMs` while it
+ * polls.
+ */
+export interface ConnectResponse {
+  transport: 'ws' | 'polling';
+  /** Gateway base URLs, preferred first (the same for the same identity): try the next when one fails. */
+  urls: string[];
+  /** The room's WebSocket endpoint on the first gateway. */
+  wsUrl: string;
+  /** Poll no more often than this. */
+  pollIntervalMs: number;
+  /** While polling, ask /v1/connect again after this long. */
+  recheckMs: number;
+  /** The rule that decided: deny:user|device|version, allow:user|device|version, or rollout. */
+  reason: string;
+  /** The client's roll-out bucket (0..9999) when the roll-out decided. */
+  bucket: number | null;
+  /** Version of the rules (offset of their audit event; -1: the defaults). */
+  rulesVersion: number;
 }

@@ -32,6 +32,7 @@ import { AppError } from '../core/errors.ts';
 import { roomEpoch } from '../pipelines/read.ts';
 import { makeEvent, type RoomEvent } from '../schemas/events.ts';
 import type { GatewayDeps } from './deps.ts';
+import { asAppError } from './input.ts';
 import type { Position } from './protocol.ts';
 import { Counter, Histogram, Registry } from 'prom-client';
 
@@ -135,8 +136,8 @@ export class ReactionAggregator {
       } catch (err) {
         reactionMetrics.events.inc({ result: 'failed' });
         reactionMetrics.accepted.inc(sum.waiters.length);
-        const e = err instanceof AppError ? err : new AppError('ERR_INTERNAL', 'internal error', { cause: err });
-        if (!(err instanceof AppError)) this.o.log?.error({ err, room }, 'reactions: flush failed');
+        const e = asAppError(err);
+        if (e.code === 'ERR_INTERNAL') this.o.log?.error({ err, room }, 'reactions: flush failed');
         for (const w of sum.waiters) settle(w, e, null, this.o.log);
         return;
       }

@@ -16,6 +16,7 @@ import { requireReader, type User } from './auth.ts';
 import { itemsFromLog } from './gap.ts';
 import { pushMetrics } from './push/metrics.ts';
 import { pageFromWindow } from './push/window.ts';
+import { DEVICE_ID_PATTERN, viewerIdentity } from './presence.ts';
 import { ReadLimits } from './read-limits.ts';
 import { parsePosition, POSITION_PATTERN, type FeedResponse } from './protocol.ts';
 import { RoomParams } from './write.ts';
@@ -25,6 +26,7 @@ const FeedQuery = Type.Object({
   view: Type.Optional(Type.Union([Type.Literal('ordered'), Type.Literal('sampled')], { default: 'ordered' })),
   wait: Type.Optional(Type.Integer({ minimum: 0, maximum: 300, description: 'Long poll: hold the request up to this many seconds until something new arrives.' })),
   limit: Type.Optional(Type.Integer({ minimum: 1, maximum: 500 })),
+  device: Type.Optional(Type.String({ pattern: DEVICE_ID_PATTERN, description: 'The client\'s stable anonymous id: who it is for the viewer counts when it has no token (else its address).' })),
 });
 
 /** Shadow comments are shown to their author only. */
@@ -51,18 +53,37 @@ export async function readPlugin(app: FastifyInstance): Promise<void> {
     return Math.round(Math.min(cfg.push.pollMaxMs, Math.max(cfg.push.pollMinMs, base) * overload));
   }
 
+  app.get(
+    '/v1/gifts',
+    {
+      schema: {
+        tags: ['read'],
+        summary: 'The gift catalogue (GIFTS): what POST /v1/rooms/:room/gifts accepts, with each gift’s value, and the largest count one request may send',
+        response: {
+          200: Type.Object({
+            gifts: Type.Array(Type.Object({ id: Type.String(), name: Type.String(), value: Type.Integer({ description: 'Value of one, in coins: what a leaderboard total grows by.' }) })),
+            maxCount: Type.Integer({ description: 'GIFT_MAX_COUNT: the largest `count` of one send.' }),
+          }),
+        },
+      },
+    },
+    async () => ({ gifts: cfg.gateway.gifts, maxCount: cfg.gateway.giftMaxCount }),
+  );
+
   app.get<{ Params: Static<typeof RoomParams> }>(
     '/v1/rooms/:room/state',
-    { schema: { tags: ['read'], summary: 'Pinned comment, tallies, viewers, settings and the room position', params: RoomParams } },
+    { schema: { tags: ['read'], summary: 'Pinned comment, tallies, gift leaderboard (top senders by total value, and totals), viewers, settings and the room position', description: '`viewers`: concurrent viewers across gateways (sockets plus clients that polled recently); `uniqueViewers`: distinct viewers of the room\'s stream (HyperLogLog of user ids, else the clients\' `device` ids, else addresses).', params: RoomParams } },
     async (req) => {
       await limits.take(req, await requireReader(req));
       const { room } = req.params;
       const now = deps.now();
-      const [state, position] = await Promise.all([readRoomState(redis, naming, room, now), roomPosition(redis, naming, room)]);
+      const [state, position, counts] = await Promise.all([readRoomState(redis, naming, room, now), roomPosition(redis, naming, room), app.presence.read(room)]);
       return {
         pinned: state.pinned,
         tallies: state.tallies,
-        viewers: app.presence.count(room),
+        leaderboard: state.leaderboard,
+        viewers: counts.viewers,
+        uniqueViewers: counts.uniqueViewers,
         settings: state.settings,
         position,
       };
@@ -78,7 +99,7 @@ export async function readPlugin(app: FastifyInstance): Promise<void> {
       const { room } = req.params;
       const view = req.query.view ?? 'ordered';
       const limit = req.query.limit ?? 200;
-      app.presence.touchPoller(room, user?.id ?? req.ip);
+      app.presence.touchPoller(room, viewerIdentity(user?.id, req.query.device, req.ip));
       const since = req.query.since ? parsePosition(req.query.since) : undefined;
       if (req.query.since && !since) throw new AppError('ERR_VALIDATION', 'querystring/since must be a position <epoch>.<offset> with parts of at most 2^53 - 1', { details: { issues: [{ path: '/since', message: 'out of range' }] } });
       const deadline = Date.now() + Math.min(req.query.wait ?? 0, cfg.push.longPollMaxSec) * 1000;

@@ -19,6 +19,7 @@ import type { FastifyInstance } from 'fastify';
 import { AppError, errorCodeSchema, UnavailableError, type ErrorCode } from '../core/errors.ts';
 import { requireReader } from './auth.ts';
 import type { ArchiveReader, ArchiveReplayQuery } from './deps.ts';
+import { readPastStreams } from './presence.ts';
 import { MAX_TIME_MS } from './protocol.ts';
 import { RoomParams } from './write.ts';
 
@@ -42,7 +43,7 @@ const ReplayQuery = Type.Object({
     Type.Unsafe<'json' | 'ndjson'>({ type: 'string', enum: ['json', 'ndjson'], default: 'json', description: 'json: one page; ndjson: the whole range (or `limit` items), streamed, ending with an `end` line.' }),
   ),
   limit: Type.Optional(Type.Integer({ minimum: 1, maximum: Number.MAX_SAFE_INTEGER, description: 'Items per page (json default REPLAY_PAGE_ITEMS, at most REPLAY_MAX_PAGE_ITEMS); ndjson: unbounded unless set.' })),
-  cursor: Type.Optional(Type.String({ minLength: 1, maxLength: 65536, pattern: '^[A-Za-z0-9_.-]+$', description: '`nextCursor` of the previous page (same view and range): opaque and signed; anything else is ERR_CURSOR_INVALID.' })),
+  cursor: Type.Optional(Type.String({ minLength: 1, maxLength: 65536, pattern: '^[A-Za-z0-9_.-]+$', description: '`nextCursor` of the previous page (same view and range): opaque (encrypted and authenticated); anything else is ERR_CURSOR_INVALID.' })),
 });
 
 const ReplayPage = Type.Object({
@@ -53,7 +54,8 @@ const ReplayPage = Type.Object({
   items: Type.Array(Type.Unknown(), {
     description:
       'In (at, log position) order. `kind: comment` (a FeedEntry: eventId, userId, role, text, mode, color, size, occurredAt, videoOffsetMs, replyTo, offset), ' +
-      '`kind: delete` (a tombstone: eventId of the removed comment, deletionId, reason) and `kind: pin` (pin: the pinned comment, or null when unpinned). ' +
+      '`kind: delete` (a tombstone: eventId of the removed comment, deletionId, reason), `kind: pin` (pin: the pinned comment, or null when unpinned) ' +
+      'and `kind: gift` (eventId, userId, giftId, name, count, value = count × the gift’s value when sent, occurredAt, videoOffsetMs, offset). ' +
       'Each has `at`: its place on the video timeline in ms.',
   }),
   nextCursor: Type.Union([Type.String(), Type.Null()], { description: 'Pass as `cursor` for the next page; null at the end.' }),
@@ -73,8 +75,39 @@ const Stats = Type.Object({
   topEmojis: Type.Array(Type.Object({ emoji: Type.String(), count: Type.Integer() })),
   topChatters: Type.Array(Type.Object({ userId: Type.String(), comments: Type.Integer() })),
   moderation: Type.Object({ deleted: Type.Integer(), held: Type.Integer(), decisions: Type.Integer(), muted: Type.Integer(), rate: Type.Number() }),
+  gifts: Type.Object(
+    {
+      minutes: Type.Array(Type.Object({ minute: Type.Integer(), value: Type.Integer(), gifts: Type.Integer() })),
+      totalValue: Type.Integer(),
+      totalGifts: Type.Integer(),
+      topGifters: Type.Array(Type.Object({ userId: Type.String(), value: Type.Integer(), gifts: Type.Integer() })),
+    },
+    { description: 'Gifts: value (count × the gift’s value when sent) and gifts per minute with activity, totals, and the top senders by value.' },
+  ),
+  viewers: Type.Optional(
+    Type.Object(
+      {
+        unique: Type.Integer({ description: 'Distinct viewers of the room\'s current stream (HyperLogLog in Redis: user ids, else device ids, else addresses, added on connect and poll); the whole stream, whatever the range.' }),
+        concurrent: Type.Integer({ description: 'Viewers now, across gateways (sockets plus recent pollers).' }),
+        pastStreams: Type.Optional(
+          Type.Array(Type.Object({ stream: Type.Integer({ description: 'When that stream started (its StreamStarted, ms since the epoch).' }), uniqueViewers: Type.Integer() }), {
+            description: 'Unique viewers of the room\'s earlier streams, oldest first: `unique` counts the current stream only, and starts again at each StreamStarted.',
+          }),
+        ),
+      },
+      { description: 'Viewer presence is not in the event log: these come from Redis (`{room}:viewers:hll`, `{room}:presence`), not from ClickHouse, and are absent when Redis does not answer.' },
+    ),
+  ),
   sql: Type.Object(
-    { minutes: Type.String(), totals: Type.String(), topEmojis: Type.String(), moderation: Type.String(), topChatters: Type.String() },
+    {
+      minutes: Type.String(),
+      totals: Type.String(),
+      topEmojis: Type.String(),
+      moderation: Type.String(),
+      topChatters: Type.String(),
+      giftsPerMinute: Type.String(),
+      topGifters: Type.String(),
+    },
     { description: 'The SQL behind each figure, with this request\'s room, range and limit written in: paste it into `npm run sql`.' },
   ),
 });
@@ -99,6 +132,8 @@ const TallyTimeline = Type.Object({
 
 /** GET /v1/rooms/:room/stats, as a client reads it (the analytics page). */
 export type StatsResponse = Static<typeof Stats>;
+/** GET /v1/rooms/:room/replay/tallies, as a client reads it. */
+export type TallyTimelineResponse = Static<typeof TallyTimeline>;
 
 const NO_ARCHIVE =
   'replay and analytics need the ClickHouse archive: set CLICKHOUSE_URL, or in embedded mode serve from the archiver process (`npm run archiver -- run --gateway`)';
@@ -199,7 +234,18 @@ export async function replayPlugin(app: FastifyInstance): Promise<void> {
       await requireReader(req);
       const reader = archive();
       checkRange(req.query.fromMs, req.query.toMs);
-      return reader.stats(req.params.room, { fromMs: req.query.fromMs, toMs: req.query.toMs });
+      const [stats, counts] = await Promise.all([
+        reader.stats(req.params.room, { fromMs: req.query.fromMs, toMs: req.query.toMs }),
+        // Presence lives in Redis, not in the log: read beside the archive, left out if Redis does not answer.
+        // (A process that serves replay without the live side has no presence: no counts then.)
+        (app.hasDecorator('presence') ? app.presence.read(req.params.room) : Promise.resolve(undefined)).catch((err: unknown) => {
+          req.log.warn({ err }, 'stats: viewer counts unavailable');
+          return undefined;
+        }),
+      ]);
+      if (!counts) return stats;
+      const pastStreams = await readPastStreams(app.deps.redis, app.deps.cfg.redis.keyPrefix, req.params.room).catch(() => []);
+      return { ...(stats as object), viewers: { unique: counts.uniqueViewers, concurrent: counts.viewers, ...(pastStreams.length > 0 ? { pastStreams } : {}) } };
     },
   );
 

@@ -1,5 +1,5 @@
 /**
- * Writes over the viewer's WebSocket: comment, reaction and delete frames
+ * Writes over the viewer's WebSocket: comment, reaction, gift and delete frames
  * (protocol.ts `WriteFrame`), answered with an ack once the write is durable
  * in Kafka or a nack with the code HTTP would give. The work itself is
  * ingest.ts, the same code the HTTP routes call.
@@ -28,11 +28,12 @@ import type { FastifyBaseLogger } from 'fastify';
 import type { RawData, WebSocket } from 'ws';
 import { AppError } from '../core/errors.ts';
 import { illFormedPath } from '../core/unicode.ts';
+import { asAppError } from './input.ts';
 import type { User } from './auth.ts';
 import { blockOf } from './blocks.ts';
 import type { GatewayDeps } from './deps.ts';
-import { CommentFrameSchema, DeleteFrameSchema, ReactionFrameSchema, type Accepted, type Ingest, type ReactionResult, type Writer } from './ingest.ts';
-import { CLOSE, type CommentFrame, type DeleteFrame, type NackMessage, type ReactionFrame } from './protocol.ts';
+import { CommentFrameSchema, DeleteFrameSchema, GiftFrameSchema, ReactionFrameSchema, type Accepted, type Ingest, type ReactionResult, type Writer } from './ingest.ts';
+import { CLOSE, type CommentFrame, type DeleteFrame, type GiftFrame, type NackMessage, type ReactionFrame } from './protocol.ts';
 import { pushMetrics } from './push/metrics.ts';
 import { decodeMsgpack, encode, wireOf, type Wire } from './push/wire.ts';
 
@@ -45,6 +46,7 @@ const validators: Record<string, ValidateFunction> = {
   comment: ajv.compile(CommentFrameSchema),
   reaction: ajv.compile(ReactionFrameSchema),
   delete: ajv.compile(DeleteFrameSchema),
+  gift: ajv.compile(GiftFrameSchema),
 };
 
 // As input.ts: without a \u escape of a surrogate, strictly decoded text holds no lone surrogate.
@@ -228,14 +230,14 @@ export class SocketWrites {
       }
       const validate = typeof f.type === 'string' && Object.hasOwn(validators, f.type) ? validators[f.type]! : undefined;
       if (!validate) {
-        throw new AppError('ERR_VALIDATION', 'frame/type must be comment, reaction or delete', { details: { issues: [{ path: '/type', message: 'must be comment, reaction or delete' }] } });
+        throw new AppError('ERR_VALIDATION', 'frame/type must be comment, reaction, gift or delete', { details: { issues: [{ path: '/type', message: 'must be comment, reaction, gift or delete' }] } });
       }
       if (!validate(f)) throw validationError(validate.errors);
       const w = this.writer();
       if (this.inflight >= this.max) {
         throw new AppError('ERR_RATE_LIMITED', `too many writes in flight on this socket (${this.max}): wait for their acks`, { details: { retryAfterSec: 1 } });
       }
-      this.dispatch(f as unknown as CommentFrame | ReactionFrame | DeleteFrame, w);
+      this.dispatch(f as unknown as CommentFrame | ReactionFrame | DeleteFrame | GiftFrame, w);
     } catch (err) {
       this.refuse(id, err);
     }
@@ -268,7 +270,7 @@ export class SocketWrites {
     return { user, block: this.block, traceId: this.o.traceId };
   }
 
-  private dispatch(f: CommentFrame | ReactionFrame | DeleteFrame, w: Writer): void {
+  private dispatch(f: CommentFrame | ReactionFrame | DeleteFrame | GiftFrame, w: Writer): void {
     const { ingest, room } = this.o;
     const id = f.id;
     this.inflight++;
@@ -283,6 +285,12 @@ export class SocketWrites {
       }
       case 'reaction':
         ingest.react(w, room, f, (err, r) => this.reacted(id, err, r));
+        return;
+      case 'gift':
+        ingest.gift(w, room, f).then(
+          (r) => this.answered(ackFrame(id, r), 'ack'),
+          (err: unknown) => this.answered(this.nackOf(id, err), 'nack'),
+        );
         return;
       case 'delete':
         ingest.deleteComment(w, room, f.eventId).then(
@@ -310,8 +318,9 @@ export class SocketWrites {
 
   private nackOf(id: string | null, err: unknown): string {
     if (err instanceof AppError) return nackFrame(id, err);
-    this.o.log.error({ err, room: this.o.room }, 'socket write failed');
-    return nackFrame(id, new AppError('ERR_INTERNAL', 'internal error'));
+    const e = asAppError(err);
+    if (e.code === 'ERR_INTERNAL') this.o.log.error({ err, room: this.o.room }, 'socket write failed');
+    return nackFrame(id, e);
   }
 
   private reply(frame: string, kind: 'ack' | 'nack'): void {

@@ -16,7 +16,7 @@
 import type { RedisClient } from '../core/redis.ts';
 import { activeVersion, switchesKey, type ProjectionNaming } from '../pipelines/naming.ts';
 
-const PROJECTIONS = ['feed', 'sampled', 'tallies', 'state', 'held'] as const;
+const PROJECTIONS = ['feed', 'sampled', 'tallies', 'state', 'held', 'gifts'] as const;
 export type ProjectionName = (typeof PROJECTIONS)[number];
 
 /** How often the active versions are re-read for rooms no notification speaks for. */

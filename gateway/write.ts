@@ -12,7 +12,7 @@ import type { FastifyInstance, FastifyRequest } from 'fastify';
 import { requireUser, requireWriter } from './auth.ts';
 import { extraRegistries } from './ops.ts';
 import { reactionRegistry } from './reactions.ts';
-import { AcceptedSchema, CommentBody, ErrorBody, EventIdParams, Ingest, PinBody, ReactionBody, RoomParams, SettingsBody, type Writer } from './ingest.ts';
+import { AcceptedSchema, CommentBody, ErrorBody, EventIdParams, GiftBody, Ingest, PinBody, ReactionBody, RoomParams, SettingsBody, type Writer } from './ingest.ts';
 
 export { ROOM_PATTERN, RoomParams } from './ingest.ts';
 
@@ -75,6 +75,25 @@ export async function writePlugin(app: FastifyInstance): Promise<void> {
       },
     },
     async (req, reply) => reply.status(202).send(await ingest.reaction(await checkedWriter(req), req.params.room, req.body)),
+  );
+
+  app.post<{ Params: Room; Body: Static<typeof GiftBody> }>(
+    '/v1/rooms/:room/gifts',
+    {
+      schema: {
+        tags: ['write'],
+        summary: 'Send a gift from the catalogue (GIFTS): a GiftSent event carrying its name and value; 202 once durable. The room’s leaderboard (top senders by total value) counts it.',
+        security: [{ bearer: [] }],
+        params: RoomParams,
+        body: GiftBody,
+        response: { 202: AcceptedSchema, ...errors },
+      },
+    },
+    async (req, reply) => {
+      // The ban check runs beside the gift's gate, as a comment's does.
+      const { user, block } = await requireWriter(req);
+      return reply.status(202).send(await ingest.gift({ user, block, traceId: String(req.id) }, req.params.room, req.body));
+    },
   );
 
   app.delete<{ Params: Static<typeof EventIdParams> }>(

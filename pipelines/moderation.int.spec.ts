@@ -15,34 +15,26 @@ import { subjectFor } from '../schemas/registry.ts';
 import { randomName, testConfig, waitFor } from '../test/helpers.ts';
 import { startService } from '../test/processes.ts';
 import type { ServiceProcess } from '../services/spawn.ts';
+import { prepareLog, worldEnv, worldId } from '../services/world.ts';
 import { logClient } from '../topics/client.ts';
-import type { LogAdmin, LogProducer } from '../topics/kafka.ts';
-import { applyTopics, declaredTopics } from '../topics/topics.ts';
+import type { LogProducer } from '../topics/kafka.ts';
 import { roomKeys } from './projection.ts';
 import { notifyChannel, type Notification } from './naming.ts';
 
 const base = testConfig();
 
 describe('moderation processor', () => {
-  const id = randomName('mod');
   const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'wordlist-'));
   const wordlist = path.join(dir, 'words.txt');
-  const env = {
-    TOPIC_ROOM_EVENTS: id,
-    TOPIC_DEAD_LETTER: `${id}.dlq`,
-    REDIS_KEY_PREFIX: `${id}:`,
-    PIPELINES_GROUP_PREFIX: `${id}.`,
-    PIPELINES_METRICS_PORT: '0',
+  const env = worldEnv(worldId('mod'), 2, {
     MODERATION_WORDLIST: wordlist,
     MODERATION_OFFENSES_TO_MUTE: '3',
     MODERATION_MUTE_KIND: 'shadow',
     // Removals summed over rooms: at 3 a user's comments are held by default (no reputation mute here).
     MODERATION_REPUTATION_HOLD_AT: '3',
     MODERATION_REPUTATION_SHADOW_AT: '0',
-    TOPIC_PARTITIONS: '2',
-  };
+  });
   const client = logClient(base, 'moderation-test');
-  let admin: LogAdmin;
   let redis: RedisClient;
   let producer: LogProducer;
   let codec: EventCodec;
@@ -50,9 +42,7 @@ describe('moderation processor', () => {
 
   beforeAll(async () => {
     fs.writeFileSync(wordlist, '# test list\nbadword\n');
-    admin = client.admin();
-    await admin.connect();
-    await applyTopics(admin, declaredTopics(testConfig(env), { roomEvents: env.TOPIC_ROOM_EVENTS, deadLetter: env.TOPIC_DEAD_LETTER }));
+    await prepareLog(env);
     codec = new EventCodec({ registry: createRegistry(base.registry.url), subject: subjectFor(env.TOPIC_ROOM_EVENTS) });
     await codec.init();
     producer = client.producer({ lingerMs: 0 });
@@ -65,7 +55,6 @@ describe('moderation processor', () => {
   afterAll(async () => {
     await proc?.stop();
     await producer?.disconnect();
-    await admin?.disconnect();
     await client.close();
     redis?.disconnect();
     fs.rmSync(dir, { recursive: true, force: true });

@@ -35,6 +35,10 @@ export const liveGroupOf = (n: ProjectionNaming) => `${n.groupPrefix}processors`
 /** A rebuild's group: one projection version read alone from the log's start (also the live groups before the shared one). */
 export const groupOf = (n: ProjectionNaming, projection: string, version: number) => `${n.groupPrefix}projector.${projection}.v${version}`;
 export const moderatorGroupOf = (n: ProjectionNaming) => `${n.groupPrefix}moderator.v1`;
+/** The moderation model stage's group (its Python process gets it as `--group`). */
+export const moderationModelGroup = (groupPrefix: string) => `${groupPrefix}moderation-model.v1`;
+/** The archiver's group (a later log generation's archiver reads with `<group>.g<G>`, see generationGroup in topics/generations.ts). */
+export const archiverGroup = (groupPrefix: string) => `${groupPrefix}archiver.v1`;
 /**
  * Per projection version and partition, the next offset the live group must
  * apply to it ("everything below is applied"): hash field

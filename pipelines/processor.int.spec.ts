@@ -10,13 +10,13 @@ import { openRedis, type RedisClient } from '../core/redis.ts';
 import { createRegistry, EventCodec } from '../schemas/codec.ts';
 import type { RoomEvent } from '../schemas/events.ts';
 import { subjectFor } from '../schemas/registry.ts';
-import { randomName, testConfig, waitFor } from '../test/helpers.ts';
+import { testConfig, waitFor } from '../test/helpers.ts';
 import { startScript, startService } from '../test/processes.ts';
 import type { ServiceProcess } from '../services/spawn.ts';
+import { prepareLog, worldEnv, worldId } from '../services/world.ts';
 import { expectedSnapshot, mixedStream, redisSnapshot } from '../test/streams.ts';
 import { logClient } from '../topics/client.ts';
 import type { LogAdmin, LogProducer } from '../topics/kafka.ts';
-import { applyTopics, declaredTopics } from '../topics/topics.ts';
 import { PROJECTION_NAMES, projectionsOf } from './catalog.ts';
 import type { PositionedEvent } from './projection.ts';
 import { activeVersionKey, liveGroupOf, notifyChannel, positionField, positionsKey, type Notification } from './naming.ts';
@@ -41,22 +41,14 @@ describe.each(modes)('processors on %s Redis', (mode) => {
     redis.disconnect();
   });
 
-  /** A private world per test: topics, key prefix, consumer groups. */
+  /** A private world per test (services/world.ts): topics, key prefix, consumer groups. */
   async function world() {
-    const id = randomName('proc');
-    const env = {
-      TOPIC_ROOM_EVENTS: `${id}`,
-      TOPIC_DEAD_LETTER: `${id}.dlq`,
-      REDIS_KEY_PREFIX: `${id}:`,
-      PIPELINES_GROUP_PREFIX: `${id}.`,
-      PIPELINES_METRICS_PORT: '0',
+    const env = worldEnv(worldId('proc'), 4, {
       REDIS_MODE: mode,
-      TOPIC_PARTITIONS: '4',
       // Moderation writes events of its own into the log; it has its own spec.
       MODERATION_ENABLED: 'false',
-    };
-    const cfg = testConfig(env);
-    await applyTopics(admin, declaredTopics(cfg, { roomEvents: env.TOPIC_ROOM_EVENTS, deadLetter: env.TOPIC_DEAD_LETTER }));
+    });
+    const cfg = await prepareLog(env);
     const codec = new EventCodec({ registry: createRegistry(cfg.registry.url), subject: subjectFor(env.TOPIC_ROOM_EVENTS) });
     await codec.init();
     const producer = client.producer();

@@ -46,7 +46,43 @@ export type Delta =
   | { t: 'pin'; pin: PinState | null }
   | { t: 'settings'; settings: RoomSettings }
   | { t: 'mute'; userId: string; untilMs: number | null; kind: 'shadow' | 'visible' }
-  | { t: 'rate'; rate: number };
+  | { t: 'rate'; rate: number }
+  | { t: 'gift'; gift: GiftItem; leaderboard: Leaderboard };
+
+/** One gift as viewers are shown it (projections/gifts.ts). */
+export interface GiftItem {
+  kind: 'gift';
+  offset: number;
+  eventId: string;
+  userId: string;
+  giftId: string;
+  name: string;
+  count: number;
+  /** count × the gift's value when sent. */
+  value: number;
+  occurredAt: number;
+  videoOffsetMs: number | null;
+}
+
+/** A sender's place on a room's leaderboard. */
+export interface GiftSender {
+  userId: string;
+  /** Total value of every gift the user sent in the room. */
+  value: number;
+  /** Gifts sent (counts summed). */
+  gifts: number;
+  /** Position of the gift that brought the total to `value`: of two equal totals, the one reached first ranks higher. */
+  at: number;
+}
+
+/** A room's gift leaderboard: the top senders by total value, and the room's totals. */
+export interface Leaderboard {
+  top: GiftSender[];
+  totalValue: number;
+  totalGifts: number;
+  /** Users who sent at least one gift. */
+  senders: number;
+}
 
 export interface FeedEntry {
   kind: 'comment';

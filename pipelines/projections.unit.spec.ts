@@ -9,6 +9,8 @@ import { comment, makeEvent, type RoomEvent, type RoomEventPayload } from '../sc
 import { fieldsRead, foldRoom, roomKeys, type PositionedEvent, type Projection, type RoomMeta } from './projection.ts';
 import { foldInBatches, loadFields, mixedStream, prng } from '../test/streams.ts';
 import { feedProjection } from './projections/feed.ts';
+import { compareSenders, giftsProjection } from './projections/gifts.ts';
+import type { Leaderboard } from './projection.ts';
 import { heldProjection, type HeldEntry } from './projections/held.ts';
 import { roomStateProjection } from './projections/room-state.ts';
 import { hash01, sampledProjection } from './projections/sampled.ts';
@@ -294,6 +296,97 @@ describe('a released comment in the feeds', () => {
   });
 });
 
+function gift(giftId: string, count: number, unitValue: number): RoomEventPayload {
+  return { type: 'GiftSent', giftId, name: giftId, count, unitValue, value: count * unitValue };
+}
+
+describe('gift leaderboard', () => {
+  const board = (store: MemoryStore, key: string) => JSON.parse(store.strings.get(key)!) as Leaderboard;
+
+  it('given gifts, then senders are ranked by total value, with the totals of the room; only gifts count', () => {
+    const events = [
+      ev(gift('rose', 3, 10), { user: 'ann' }), // ann 30
+      ev(comment('hi'), { user: 'bob' }),
+      ev(gift('rocket', 1, 200), { user: 'bob' }), // bob 200
+      ev({ type: 'ReactionAdded', emoji: 'heart', count: 5 }, { user: 'cat' }),
+      ev(gift('cake', 1, 50), { user: 'cat' }), // cat 50
+      ev(gift('cake', 4, 50), { user: 'ann' }), // ann 230: passes bob
+    ];
+    const { store, keys, deltas, meta } = run(giftsProjection(10), [events.slice(0, 3), events.slice(3)]);
+    const b = board(store, keys.key('board'));
+    expect(b.top.map((s) => [s.userId, s.value, s.gifts])).toEqual([
+      ['ann', 230, 7],
+      ['bob', 200, 1],
+      ['cat', 50, 1],
+    ]);
+    expect([b.totalValue, b.totalGifts, b.senders]).toEqual([480, 7 + 1 + 1, 3]);
+    expect(meta.state).toEqual(b);
+    // Each gift is pushed with the leaderboard as it stands after it.
+    expect(deltas.map((d) => d.t)).toEqual(['gift', 'gift', 'gift', 'gift']);
+    const last = deltas.at(-1)!;
+    expect(last).toMatchObject({ t: 'gift', gift: { kind: 'gift', userId: 'ann', giftId: 'cake', count: 4, value: 200, offset: events[5]!.offset, eventId: events[5]!.event.eventId }, leaderboard: b });
+    // Every sender's own total is a per-user field, whatever the size of the top.
+    expect(JSON.parse(store.hashes.get(keys.key('senders'))!.get('cat')!)).toMatchObject({ value: 50, gifts: 1 });
+  });
+
+  it('ties: equal totals rank by who reached that total first; the top is cut at its size and stays exact when someone climbs back', () => {
+    const events = [
+      ev(gift('rose', 5, 10), { user: 'zed' }), // zed 50 first
+      ev(gift('cake', 1, 50), { user: 'amy' }), // amy 50 later: below zed, though her id sorts first
+      ev(gift('rose', 4, 10), { user: 'kim' }), // kim 40
+      ev(gift('rose', 2, 10), { user: 'lou' }), // lou 20: out of a top 3
+    ];
+    const p = giftsProjection(3);
+    const first = run(p, [events]);
+    expect(board(first.store, first.keys.key('board')).top.map((s) => s.userId)).toEqual(['zed', 'amy', 'kim']);
+    // lou, outside the top, climbs back with a gift: the total comes from her own field (20 + 40 = 60).
+    const more = [ev(gift('rose', 4, 10), { user: 'lou' }), ev(gift('rose', 1, 10), { user: 'amy' })]; // lou 60, then amy 60 (later)
+    const after = run(p, [more], first.store, first.meta);
+    const b = board(after.store, after.keys.key('board'));
+    expect(b.top.map((s) => [s.userId, s.value])).toEqual([
+      ['lou', 60],
+      ['amy', 60],
+      ['zed', 50],
+    ]);
+    expect(b.senders).toBe(4);
+    expect([...b.top].sort(compareSenders)).toEqual(b.top);
+  });
+
+  it('rebuild determinism: a fold from the start, in any batching, gives the same board and fields as live', () => {
+    const rnd = prng(11);
+    const events: PositionedEvent[] = [];
+    for (let i = 0; i < 3000; i++) {
+      const user = `u${Math.floor(rnd() * 40)}`;
+      if (rnd() < 0.3) events.push(ev(comment(`c${i}`), { user }));
+      else events.push(ev(gift(['rose', 'cake', 'rocket'][Math.floor(rnd() * 3)]!, 1 + Math.floor(rnd() * 3), [10, 50, 200][Math.floor(rnd() * 3)]!), { user }));
+    }
+    const p = giftsProjection(10);
+    const whole = run(p, [events]);
+    const chunked: PositionedEvent[][] = [];
+    for (let i = 0; i < events.length; ) {
+      const n = 1 + Math.floor(rnd() * 60);
+      chunked.push(events.slice(i, i + n));
+      i += n;
+    }
+    const batched = run(p, chunked);
+    expect(batched.store).toEqual(whole.store);
+    expect(batched.meta).toEqual(whole.meta);
+    // The top agrees with a leaderboard computed from every total (values only grow, so keeping the top is exact).
+    const totals = new Map<string, { value: number; at: number }>();
+    for (const e of events) {
+      const g = e.event.payload;
+      if (g.type !== 'GiftSent') continue;
+      const t = totals.get(e.event.actor.userId) ?? { value: 0, at: -1 };
+      totals.set(e.event.actor.userId, { value: t.value + g.value, at: e.offset });
+    }
+    const expected = [...totals].map(([userId, t]) => ({ userId, ...t })).sort((a, b) => b.value - a.value || a.at - b.at).slice(0, 10);
+    const b = board(whole.store, whole.keys.key('board'));
+    expect(b.top.map((s) => [s.userId, s.value])).toEqual(expected.map((s) => [s.userId, s.value]));
+    expect(b.senders).toBe(totals.size);
+    expect(Object.keys(whole.meta.state)).toEqual(['top', 'totalValue', 'totalGifts', 'senders']);
+  });
+});
+
 describe('idempotency (Emmett-style): the same events applied twice give the same state', () => {
   const mixed = () => {
     const c1 = ev(comment('one'));
@@ -307,10 +400,12 @@ describe('idempotency (Emmett-style): the same events applied twice give the sam
       ev({ type: 'UserMuted', userId: 'u2', untilMs: null, kind: 'shadow', reason: '' }, { role: 'system' }),
       ev(comment('three'), { user: 'u2' }),
       ev({ type: 'ReactionAdded', emoji: 'fire', count: 1 }),
+      ev(gift('rose', 2, 10), { user: 'u3' }),
+      ev(gift('rocket', 1, 200), { user: 'u2' }),
       ...heldThenReleased(),
     ];
   };
-  const projections: Projection<unknown>[] = [feedProjection(5), sampledProjection(1, 100), talliesProjection(), roomStateProjection(), heldProjection(10, 100)] as Projection<unknown>[];
+  const projections: Projection<unknown>[] = [feedProjection(5), sampledProjection(1, 100), talliesProjection(), roomStateProjection(), heldProjection(10, 100), giftsProjection(2)] as Projection<unknown>[];
   for (const p of projections) {
     it(`${p.name}: redelivered batches, overlapping batches and a full replay change nothing`, () => {
       const events = mixed();

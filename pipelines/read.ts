@@ -7,7 +7,8 @@
  * epoch means the projection was rebuilt and the client must reload.
  */
 import type { RedisClient } from '../core/redis.ts';
-import type { FeedItem, PinState, RoomSettings } from './projection.ts';
+import type { FeedItem, Leaderboard, PinState, RoomSettings } from './projection.ts';
+import { emptyLeaderboard } from './projections/gifts.ts';
 import type { HeldEntry } from './projections/held.ts';
 import { defaultSettings } from './projections/room-state.ts';
 import type { SampledState } from './projections/sampled.ts';
@@ -59,7 +60,11 @@ export interface FeedQuery {
   view: View;
   /** Items strictly after this offset (resume). */
   afterOffset?: number;
-  /** Items whose event time is within [fromMs, toMs]. */
+  /**
+   * Items whose event time is within [fromMs, toMs] — among the page read by offset only,
+   * so a window misses items past `limit` and older than Redis holds: the exact
+   * answer is the gateway's GET /v1/rooms/:room/feed/window (gateway/feed-window.ts).
+   */
   fromMs?: number;
   toMs?: number;
   limit?: number;
@@ -97,21 +102,24 @@ export interface RoomSnapshotState {
   settings: RoomSettings;
   tallies: { totals: Record<string, number>; lastSeconds: Record<string, Record<string, number>> };
   muted: Record<string, { untilMs: number | null; kind: 'shadow' | 'visible'; reason: string }>;
+  /** The gift leaderboard (projections/gifts.ts). */
+  leaderboard: Leaderboard;
   epoch: number;
 }
 
-/** Pin (hidden once expired at `nowMs`), settings, tallies, muted users. */
+/** Pin (hidden once expired at `nowMs`), settings, tallies, muted users, the gift leaderboard. */
 export async function readRoomState(redis: RedisClient, n: ProjectionNaming, room: string, nowMs: number): Promise<RoomSnapshotState> {
-  const [sv, tv] = await Promise.all([activeVersion(redis, n, 'state'), activeVersion(redis, n, 'tallies')]);
+  const [sv, tv, gv] = await Promise.all([activeVersion(redis, n, 'state'), activeVersion(redis, n, 'tallies'), activeVersion(redis, n, 'gifts')]);
   const sk = roomKeys(n.keyPrefix, 'state', sv, room);
   const tk = roomKeys(n.keyPrefix, 'tallies', tv, room);
-  const [pinRaw, settingsRaw, mutedRaw, totals, secs, epoch] = await Promise.all([
+  const [pinRaw, settingsRaw, mutedRaw, totals, secs, epoch, board] = await Promise.all([
     redis.get(sk.key('pin')),
     redis.get(sk.key('settings')),
     redis.hgetall(sk.key('muted')),
     redis.hgetall(tk.key('total')),
     redis.hgetall(tk.key('sec')),
     roomEpoch(redis, n, room),
+    redis.get(roomKeys(n.keyPrefix, 'gifts', gv, room).key('board')),
   ]);
   const pin = pinRaw ? (JSON.parse(pinRaw) as PinState) : null;
   const muted: RoomSnapshotState['muted'] = {};
@@ -131,6 +139,7 @@ export async function readRoomState(redis: RedisClient, n: ProjectionNaming, roo
     settings: settingsRaw ? (JSON.parse(settingsRaw) as RoomSettings) : defaultSettings(),
     tallies: { totals: Object.fromEntries(Object.entries(totals).map(([k, v]) => [k, Number(v)])), lastSeconds },
     muted,
+    leaderboard: board ? (JSON.parse(board) as Leaderboard) : emptyLeaderboard(),
     epoch,
   };
 }

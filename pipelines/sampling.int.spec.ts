@@ -7,12 +7,12 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { openRedis, type RedisClient } from '../core/redis.ts';
 import { createRegistry, EventCodec } from '../schemas/codec.ts';
 import { subjectFor } from '../schemas/registry.ts';
-import { randomName, testConfig, waitFor } from '../test/helpers.ts';
+import { prepareLog, worldEnv, worldId } from '../services/world.ts';
+import { testConfig, waitFor } from '../test/helpers.ts';
 import { startService } from '../test/processes.ts';
 import { busiestStretch, redisSnapshot } from '../test/streams.ts';
 import { logClient } from '../topics/client.ts';
 import type { LogAdmin } from '../topics/kafka.ts';
-import { applyTopics, declaredTopics } from '../topics/topics.ts';
 import { liveGroupOf } from './naming.ts';
 import { measureLag } from '../topics/lag.ts';
 
@@ -39,9 +39,9 @@ describe.skipIf(!stretch)('sampled feed on a real chat log', () => {
     expect(events.length).toBeGreaterThan(1000);
     const snapshots = [];
     for (let run = 0; run < 2; run++) {
-      const id = randomName('sampling');
-      const env = { TOPIC_ROOM_EVENTS: id, TOPIC_DEAD_LETTER: `${id}.dlq`, REDIS_KEY_PREFIX: `${id}:`, PIPELINES_GROUP_PREFIX: `${id}.`, PIPELINES_METRICS_PORT: '0', SAMPLED_PER_SECOND: '3', TOPIC_PARTITIONS: '1', MODERATION_ENABLED: 'false' };
-      await applyTopics(admin, declaredTopics(testConfig(env), { roomEvents: id, deadLetter: `${id}.dlq` }));
+      const id = worldId('sampling');
+      const env = worldEnv(id, 1, { SAMPLED_PER_SECOND: '3', MODERATION_ENABLED: 'false' });
+      await prepareLog(env);
       const codec = new EventCodec({ registry: createRegistry(base.registry.url), subject: subjectFor(id) });
       await codec.init();
       const producer = client.producer();

@@ -77,6 +77,11 @@ export function validateEvent(e: RoomEvent): string | undefined {
     case 'StreamStarted':
     case 'StreamEnded':
       return undefined;
+    case 'GiftSent':
+      if (!p.giftId) return 'giftId is empty';
+      if (p.count < 1) return `count ${p.count} < 1`;
+      if (p.unitValue < 0 || p.value < 0) return 'a gift value is negative';
+      return p.value === p.count * p.unitValue ? undefined : `value ${p.value} is not count × unitValue (${p.count} × ${p.unitValue})`;
     default: {
       const never: never = p;
       return `unknown payload ${JSON.stringify(never)}`;

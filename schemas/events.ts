@@ -24,6 +24,7 @@ export const PAYLOAD_TYPES = [
   'StreamStarted',
   'StreamEnded',
   'CommentReleased',
+  'GiftSent',
 ] as const satisfies readonly PayloadType[];
 
 /** UUIDv7: unique and time-ordered, so ids sort roughly by creation. */

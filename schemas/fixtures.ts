@@ -62,6 +62,7 @@ export function sampleEvents(): Record<string, RoomEvent> {
         postedVideoOffsetMs: 56_500,
       },
     }),
+    'gift-sent': makeEvent({ ...base, eventId: '01940000-0000-7000-8000-00000000000c', videoOffsetMs: 62_000, clientMsgId: 'g-1', payload: { type: 'GiftSent', giftId: 'rocket', name: 'Rocket 🚀', count: 3, unitValue: 200, value: 600 } }),
   };
 }
 

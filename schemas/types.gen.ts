@@ -112,6 +112,20 @@ export interface CommentReleased {
   postedVideoOffsetMs: null | number;
 }
 
+/** A viewer sent a gift from the catalogue (GIFTS). It carries the gift's name and value as the catalogue had them, so projections, replay and analytics read the event alone, whatever the catalogue says later. */
+export interface GiftSent {
+  /** The gift's id in the catalogue. */
+  giftId: string;
+  /** Its display name when sent. */
+  name: string;
+  /** >= 1: how many were sent at once. */
+  count: number;
+  /** Value of one, in the catalogue's unit (e.g. coins), when sent. */
+  unitValue: number;
+  /** count × unitValue: what the sender's leaderboard total grows by. */
+  value: number;
+}
+
 /** One immutable fact about a room. Key = roomId, so a room is totally ordered in its partition. Every field added later needs a default (BACKWARD_TRANSITIVE). */
 export interface RoomEvent {
   /** UUIDv7: unique, time-ordered. */
@@ -124,5 +138,5 @@ export interface RoomEvent {
   videoOffsetMs: null | number;
   /** The client's id for this action, so a retried write is recognised. */
   clientMsgId: null | string;
-  payload: ({ type: 'CommentPosted' } & CommentPosted) | ({ type: 'ReactionAdded' } & ReactionAdded) | ({ type: 'CommentDeleted' } & CommentDeleted) | ({ type: 'CommentPinned' } & CommentPinned) | ({ type: 'CommentUnpinned' } & CommentUnpinned) | ({ type: 'ModerationDecided' } & ModerationDecided) | ({ type: 'UserMuted' } & UserMuted) | ({ type: 'RoomSettingsChanged' } & RoomSettingsChanged) | ({ type: 'StreamStarted' } & StreamStarted) | ({ type: 'StreamEnded' } & StreamEnded) | ({ type: 'CommentReleased' } & CommentReleased);
+  payload: ({ type: 'CommentPosted' } & CommentPosted) | ({ type: 'ReactionAdded' } & ReactionAdded) | ({ type: 'CommentDeleted' } & CommentDeleted) | ({ type: 'CommentPinned' } & CommentPinned) | ({ type: 'CommentUnpinned' } & CommentUnpinned) | ({ type: 'ModerationDecided' } & ModerationDecided) | ({ type: 'UserMuted' } & UserMuted) | ({ type: 'RoomSettingsChanged' } & RoomSettingsChanged) | ({ type: 'StreamStarted' } & StreamStarted) | ({ type: 'StreamEnded' } & StreamEnded) | ({ type: 'CommentReleased' } & CommentReleased) | ({ type: 'GiftSent' } & GiftSent);
 }

@@ -15,8 +15,17 @@ import { REPO_ROOT } from '../core/config.ts';
 import { scenario } from '../archive/fixtures.ts';
 import { runSql } from '../archive/sql.ts';
 import { roomStats } from '../archive/stats.ts';
+import { makeEvent, type RoomEvent } from '../schemas/events.ts';
 
 const SCREENSHOT = path.join(REPO_ROOT, '.data', 'analytics-screenshot.png');
+
+/** Gifts in the scenario's first minutes: bob sends 3 rockets (600), ann 2 roses (20). */
+function gifts(room: string): RoomEvent[] {
+  const at = scenario(room)[0]!.occurredAt;
+  const gift = (id: string, userId: string, ms: number, giftId: string, name: string, count: number, unitValue: number) =>
+    makeEvent({ roomId: room, eventId: id, actor: { userId, role: 'viewer' }, occurredAt: at + ms, videoOffsetMs: ms, payload: { type: 'GiftSent', giftId, name, count, unitValue, value: count * unitValue } });
+  return [gift(`${room}-g1`, 'ann', 1500, 'rose', 'Rose', 2, 10), gift(`${room}-g2`, 'bob', 2600, 'rocket', 'Rocket', 3, 200)];
+}
 
 describe.skipIf(!hasChromium)('analytics page (chromium)', () => {
   let pw: PageWorld;
@@ -24,7 +33,7 @@ describe.skipIf(!hasChromium)('analytics page (chromium)', () => {
   const w = () => pw.w;
 
   beforeAll(async () => {
-    pw = await pageWorld(scenario(room), 'analytics-page');
+    pw = await pageWorld([...scenario(room), ...gifts(room)], 'analytics-page');
   }, 120_000);
   afterAll(async () => {
     await pw?.close();
@@ -41,9 +50,10 @@ describe.skipIf(!hasChromium)('analytics page (chromium)', () => {
 
     expect(await page.locator('[data-total="comments"]').textContent()).toBe(stats.totals.comments.toLocaleString('en-US'));
     expect(await page.locator('[data-total="unique chatters"]').textContent()).toBe(stats.totals.uniqueChatters.toLocaleString('en-US'));
-    // Six panels of charts and a table; each canvas was drawn on (Chart.js sized it).
-    expect(await page.locator('canvas').count()).toBe(5);
-    for (const id of ['chart-minutes', 'chart-chatters', 'chart-emojis', 'chart-chatters-top', 'chart-moderation']) {
+    expect(await page.locator('[data-total="gift value"]').textContent()).toBe(stats.gifts.totalValue.toLocaleString('en-US'));
+    // Eight panels of charts and a table; each canvas was drawn on (Chart.js sized it).
+    expect(await page.locator('canvas').count()).toBe(7);
+    for (const id of ['chart-minutes', 'chart-chatters', 'chart-emojis', 'chart-chatters-top', 'chart-moderation', 'chart-gifts', 'chart-gifters']) {
       const drawn = await page.locator(`#${id}`).evaluate((c: HTMLCanvasElement) => c.width > 0 && c.getContext('2d')!.getImageData(0, 0, c.width, c.height).data.some((v) => v !== 0));
       expect(drawn, id).toBe(true);
     }
@@ -53,6 +63,11 @@ describe.skipIf(!hasChromium)('analytics page (chromium)', () => {
     expect(sql).toContain(`'${room}'`);
     const rows = (await runSql(w().ch, sql!)).rows as Record<string, unknown>[];
     expect(rows.map((r) => r.user_id)).toEqual(stats.topChatters.map((c) => c.userId));
+    const giftSql = await page.locator('pre[data-sql="topGifters"]').first().textContent();
+    expect(giftSql).toContain(`'${room}'`);
+    const gifters = (await runSql(w().ch, giftSql!)).rows as Record<string, unknown>[];
+    expect(gifters.map((r) => [r.user_id, Number(r.value_n)])).toEqual([['bob', 600], ['ann', 20]]);
+    expect(stats.gifts.topGifters.map((g) => [g.userId, g.value])).toEqual([['bob', 600], ['ann', 20]]);
     fs.mkdirSync(path.dirname(SCREENSHOT), { recursive: true });
     await page.screenshot({ path: SCREENSHOT, fullPage: true });
     expect(errors).toEqual([]);

@@ -10,12 +10,13 @@ import { AppError } from '../core/errors.ts';
 import { describeItem, EXPECTED_LIVE, EXPECTED_MODERATED, EXPECTED_SAMPLED, NOW, scenario, T0 } from '../archive/fixtures.ts';
 import type { ReplayItem } from '../archive/replay.ts';
 import { roomStats } from '../archive/stats.ts';
-import { archiveKit, type World } from '../archive/testing.ts';
+import { runSql } from '../archive/sql.ts';
 import { replayPlugin } from '../gateway/replay.ts';
 import { buildGateway } from '../gateway/app.ts';
 import { tokenSigner } from '../gateway/auth.ts';
 import { createGatewayDeps, type GatewayDeps } from '../gateway/deps.ts';
 import { comment, makeEvent, type RoomEvent } from '../schemas/events.ts';
+import { archiveKit, type World } from '../test/archive-world.ts';
 import { testConfig, waitFor } from '../test/helpers.ts';
 import { mixedStream } from '../test/streams.ts';
 import { archiveReaderFor } from './root.ts';
@@ -91,6 +92,51 @@ describe('replay over HTTP', () => {
     expect(items[4]).toMatchObject({ kind: 'delete', eventId: 'c4', deletionId: 'hold-c4', reason: 'moderation:hold:links' });
   });
 
+  it('refuses a tampered cursor: a character changed in the middle or at the end, another secret\'s, another room\'s or view\'s', async () => {
+    const page = async (a: FastifyInstance, url: string) => {
+      const res = await a.inject({ url });
+      expect(res.statusCode, res.body).toBe(200);
+      const next = res.json<{ nextCursor: string | null }>().nextCursor;
+      expect(next, url).toEqual(expect.any(String));
+      return next!;
+    };
+    const cursor = await page(app, `/v1/rooms/${room}/replay?view=live&limit=2`);
+    const refused = async (c: string, code: string, what: string, url = `/v1/rooms/${room}/replay?view=live&limit=2`) => {
+      const res = await app.inject({ url: `${url}&cursor=${encodeURIComponent(c)}` });
+      expect([res.statusCode, res.json().code], `${what}: ${res.body}`).toEqual([400, code]);
+    };
+    // The real one works, and tells nothing: no room, no user, no JSON in it.
+    expect((await app.inject({ url: `/v1/rooms/${room}/replay?view=live&limit=2&cursor=${encodeURIComponent(cursor)}` })).statusCode).toBe(200);
+    expect(Buffer.from(cursor, 'base64url').toString('latin1')).not.toMatch(/scene|eve|"v"|resume/);
+    const swap = (c: string, i: number) => c.slice(0, i) + (c[i] === 'A' ? 'B' : 'A') + c.slice(i + 1);
+    const mid = Math.floor(cursor.length / 2);
+    await refused(swap(cursor, mid), 'ERR_CURSOR_INVALID', 'a character flipped in the middle');
+    await refused(swap(cursor, cursor.length - 1), 'ERR_CURSOR_INVALID', 'the last character flipped');
+    await refused(cursor.slice(0, -1), 'ERR_CURSOR_INVALID', 'cut by one');
+    // Sealed under another secret: one derived from another JWT secret, and an operator's own.
+    const secrets: Record<string, string>[] = [{ JWT_SECRET: `another-secret-${Date.now()}-0123456789abcdef` }, { JWT_SECRET: base.auth.jwtSecret!, REPLAY_CURSOR_SECRET: `an-operator-cursor-secret-${Math.random()}` }];
+    for (const env of secrets) {
+      const cfg = testConfig(env);
+      const other = await appWith({ cfg, archive: archiveReaderFor(cfg, async () => w.ch) });
+      const foreign = await page(other, `/v1/rooms/${room}/replay?view=live&limit=2`);
+      await other.close();
+      await refused(foreign, 'ERR_CURSOR_INVALID', `a cursor sealed under another secret (${Object.keys(env).join(', ')})`);
+    }
+    // A genuine cursor, but of another room or another view: the request it came from must be repeated.
+    const otherRoom = await page(app, '/v1/rooms/other-room/replay?view=live&limit=2');
+    await refused(otherRoom, 'ERR_CURSOR_MISMATCH', 'a cursor of another room');
+    await refused(cursor, 'ERR_CURSOR_MISMATCH', 'a cursor of another room, sent there', '/v1/rooms/other-room/replay?view=live&limit=2');
+    await refused(cursor, 'ERR_CURSOR_MISMATCH', 'a cursor of the live view, sent to sampled', `/v1/rooms/${room}/replay?view=sampled&limit=2`);
+    await refused(cursor, 'ERR_CURSOR_MISMATCH', 'a cursor of another range', `/v1/rooms/${room}/replay?view=live&limit=2&fromMs=1000`);
+  });
+
+  it('an operator\'s cursor secret shorter than 32 characters fails closed, naming REPLAY_CURSOR_SECRET (DEV_MODE allows it)', () => {
+    const jwt = base.auth.jwtSecret!;
+    expect(() => archiveReaderFor(testConfig({ JWT_SECRET: jwt, DEV_MODE: 'false', REPLAY_CURSOR_SECRET: 'short' }), async () => w.ch)).toThrow(expect.objectContaining({ code: 'ERR_CONFIG_INVALID', message: expect.stringMatching(/REPLAY_CURSOR_SECRET is shorter than 32/) }));
+    expect(archiveReaderFor(testConfig({ JWT_SECRET: jwt, DEV_MODE: 'false', REPLAY_CURSOR_SECRET: 'x'.repeat(32) }), async () => w.ch)).toBeDefined();
+    expect(archiveReaderFor(testConfig({ JWT_SECRET: jwt, DEV_MODE: 'true', REPLAY_CURSOR_SECRET: 'short' }), async () => w.ch)).toBeDefined();
+  });
+
   it('answers errors with a code: bad cursor, cursor of another view, bad range, no archive', async () => {
     const bad = await app.inject({ url: `/v1/rooms/${room}/replay?cursor=bm9wZQ` });
     expect([bad.statusCode, bad.json().code]).toEqual([400, 'ERR_CURSOR_INVALID']);
@@ -114,11 +160,38 @@ describe('replay over HTTP', () => {
 });
 
 
+/**
+ * Two rooms with the same stream, one of them with shadow-muted users in it
+ * too: `ghost` shadow-muted for good, whose comments fall in busy minutes and
+ * in a minute of their own, `half` who commented before the mute (seen by
+ * all, in both rooms) and after it in the same minute and the next, and
+ * `past`, whose shadow mute had ended when they commented (seen by all).
+ */
+const SHADOW_PLAIN = 'shadow-plain';
+const SHADOW_MUTED = 'shadow-muted';
+function shadowTwins(): RoomEvent[] {
+  const common = mixedStream({ rooms: [SHADOW_PLAIN], count: 400, seed: 11, startMs: T0 });
+  const system = { userId: 'moderation', role: 'system' } as const;
+  const at = (userId: string, dt: number, text: string) => ({ actor: { userId, role: 'viewer' as const }, occurredAt: T0 + dt, videoOffsetMs: dt, payload: comment(text) });
+  const seenByAll = [at('half', 10_000, 'before the mute'), at('past', 50_000, 'after the mute ended')];
+  const mute = (userId: string, dt: number, untilMs: number | null) =>
+    makeEvent({ roomId: SHADOW_MUTED, actor: system, occurredAt: T0 + dt, videoOffsetMs: null, payload: { type: 'UserMuted', userId, untilMs, kind: 'shadow', reason: 'test' } });
+  const mutes = [mute('ghost', 1000, null), mute('half', 20_000, null), mute('past', 30_000, T0 + 40_000)];
+  const onlyTheirs = [at('ghost', 2000, 'boo'), at('ghost', 15_000, 'boo'), at('ghost', 75_000, 'boo'), at('ghost', 3 * 3_600_000, 'alone in its minute'), at('half', 25_000, 'after'), at('half', 65_000, 'next minute')];
+  const plain = [...common, ...seenByAll.map((e) => makeEvent({ roomId: SHADOW_PLAIN, ...e }))];
+  const muted = [
+    ...plain.map((e) => ({ ...e, roomId: SHADOW_MUTED, eventId: `${e.eventId}-m` })),
+    ...mutes,
+    ...onlyTheirs.map((e) => makeEvent({ roomId: SHADOW_MUTED, ...e })),
+  ];
+  return [...plain, ...muted].sort((a, b) => a.occurredAt - b.occurredAt);
+}
+
 describe('stats over HTTP', () => {
   let w: World;
   beforeAll(async () => {
     w = await world();
-    await w.produce([...mixedStream({ rooms: ['stats-b'], count: 600, seed: 5, startMs: T0 }), ...scenario('stats-b')]);
+    await w.produce([...mixedStream({ rooms: ['stats-b'], count: 600, seed: 5, startMs: T0 }), ...scenario('stats-b'), ...shadowTwins()]);
     const a = w.archiver();
     await a.start();
     await waitFor(() => w.caughtUp(), { what: 'the archive', timeoutMs: 60_000, intervalMs: 200 });
@@ -133,6 +206,22 @@ describe('stats over HTTP', () => {
     const res = await app.inject({ url: `/v1/rooms/stats-b/stats?fromMs=${T0}&toMs=${T0 + 120_000}` });
     expect(res.statusCode, res.body).toBe(200);
     expect(res.json()).toEqual(JSON.parse(JSON.stringify(await roomStats(w.ch, 'stats-b', { fromMs: T0, toMs: T0 + 120_000 }))));
+    await app.close();
+  });
+
+  it('a shadow-muted user\'s comments do not change the anonymous stats: every figure, the whole room and a range', async () => {
+    const app = await appWith({ archive: archiveReaderFor(base, async () => w.ch) });
+    // The log does hold them (or this proves nothing).
+    const rs = await w.ch.client.query({ query: `SELECT count() AS n FROM ${w.ch.database}.events WHERE room_id = {room:String} AND user_id IN ('ghost', 'half')`, query_params: { room: SHADOW_MUTED }, format: 'JSONEachRow' });
+    expect(Number((await rs.json<{ n: string }>())[0]!.n)).toBe(7);
+    for (const range of ['', `?fromMs=${T0}&toMs=${T0 + 90_000}`, `?fromMs=${T0 + 60_000}&toMs=${T0 + 4 * 3_600_000}`]) {
+      const [plain, muted] = await Promise.all([SHADOW_PLAIN, SHADOW_MUTED].map((room) => app.inject({ url: `/v1/rooms/${room}/stats${range}` })));
+      expect(plain!.statusCode, plain!.body).toBe(200);
+      expect(muted!.statusCode, muted!.body).toBe(200);
+      const figures = (body: Record<string, unknown>) => ({ ...body, room: undefined, sql: undefined });
+      expect(figures(muted!.json()), `stats${range}`).toEqual(figures(plain!.json()));
+      expect(JSON.stringify(muted!.json().topChatters)).not.toMatch(/ghost|"half"/);
+    }
     await app.close();
   });
 
@@ -158,6 +247,76 @@ describe('stats over HTTP', () => {
     await app.close();
   });
 
+});
+
+/**
+ * Gifts (issue 17, item 1) in the archive: every replay view shows each gift
+ * at its place on the timeline (its video offset, else its event time minus
+ * the room's origin), and the stats add gift value per minute and the top
+ * gifters, whose SQL gives the same figures.
+ */
+describe('gifts in replay and stats', () => {
+  let w: World;
+  let app: FastifyInstance;
+  const room = 'gift-scene';
+  const gift = (id: string, userId: string, dt: number, videoOffsetMs: number | null, giftId: string, count: number, unitValue: number): RoomEvent =>
+    makeEvent({ eventId: id, roomId: room, actor: { userId, role: 'viewer' }, occurredAt: T0 + dt, videoOffsetMs, payload: { type: 'GiftSent', giftId, name: giftId, count, unitValue, value: count * unitValue } });
+  // g2 has no video offset: placed by its event time. alice (g3) is muted now: her gift still shows, moderated too.
+  const gifts = [gift('g1', 'ann', 1500, 1500, 'rose', 3, 10), gift('g2', 'bob', 2600, null, 'rocket', 1, 200), gift('g3', 'alice', 8500, 8500, 'rose', 1, 10)];
+  /** The hand-worked timeline with the gifts in their places. */
+  const withGifts = (expected: string[]) =>
+    [...expected, '1500 gift g1', '2600 gift g2', '8500 gift g3'].map((s, i) => ({ s, i, at: Number(s.split(' ')[0]) })).sort((a, b) => a.at - b.at || a.i - b.i).map((x) => x.s);
+
+  beforeAll(async () => {
+    w = await world();
+    await w.produce([...scenario(room), ...gifts].sort((a, b) => a.occurredAt - b.occurredAt));
+    const a = w.archiver();
+    await a.start();
+    await waitFor(() => w.caughtUp(), { what: 'the archive', timeoutMs: 60_000, intervalMs: 200 });
+    await a.stop();
+    app = await appWith({ archive: archiveReaderFor(base, async () => w.ch) });
+  });
+  afterAll(async () => {
+    await app?.close();
+    await w?.close();
+  });
+
+  it.each([
+    ['live', EXPECTED_LIVE],
+    ['moderated', EXPECTED_MODERATED],
+    ['sampled', EXPECTED_SAMPLED],
+  ] as const)('%s view: every gift at its place on the timeline', async (view, expected) => {
+    const res = await app.inject({ url: `/v1/rooms/${room}/replay?view=${view}&format=ndjson` });
+    const lines = res.body.trim().split('\n').map((l) => JSON.parse(l) as ReplayItem | { kind: 'end' });
+    expect((lines.slice(0, -1) as ReplayItem[]).map(describeItem)).toEqual(withGifts(expected));
+  });
+
+  it('a window of the timeline holds the gifts in it, with who sent what', async () => {
+    const res = await app.inject({ url: `/v1/rooms/${room}/replay?view=live&fromMs=1400&toMs=2700` });
+    expect(res.statusCode, res.body).toBe(200);
+    const items = res.json<{ items: ReplayItem[] }>().items;
+    expect(items.map(describeItem)).toEqual(['1500 gift g1', '2000 comment c2', '2500 comment c4', '2600 gift g2']);
+    expect(items[0]).toEqual({ kind: 'gift', eventId: 'g1', userId: 'ann', giftId: 'rose', name: 'rose', count: 3, value: 30, occurredAt: T0 + 1500, videoOffsetMs: 1500, offset: expect.any(Number), partition: expect.any(Number), at: 1500 });
+    expect(items[3]).toMatchObject({ kind: 'gift', eventId: 'g2', userId: 'bob', value: 200, videoOffsetMs: null, at: 2600 });
+  });
+
+  it('stats: gift value per minute and top gifters, and their SQL gives the figures (over HTTP: "the stats route answers the same")', async () => {
+    const s = await roomStats(w.ch, room);
+    expect(s.gifts).toEqual({
+      minutes: [{ minute: T0, value: 240, gifts: 5 }],
+      totalValue: 240,
+      totalGifts: 5,
+      topGifters: [
+        { userId: 'bob', value: 200, gifts: 1 },
+        { userId: 'ann', value: 30, gifts: 3 },
+        { userId: 'alice', value: 10, gifts: 1 },
+      ],
+    });
+    const top = (await runSql(w.ch, s.sql.topGifters)).rows as Record<string, unknown>[];
+    expect(top.map((r) => [r.user_id, Number(r.value_n)])).toEqual([['bob', 200], ['ann', 30], ['alice', 10]]);
+    const perMinute = (await runSql(w.ch, s.sql.giftsPerMinute)).rows as Record<string, unknown>[];
+    expect(perMinute.map((r) => [Number(r.minute_ms), Number(r.value_n), Number(r.gifts_n)])).toEqual([[T0, 240, 5]]);
+  });
 });
 
 /**
@@ -193,14 +352,7 @@ describe('the gateway over the archive: number ranges, and pins and deletions of
     await w.produce(seed);
     await archiveAll();
     const secret = `secret-of-${w.id}-0123456789abcdef`;
-    const cfg = testConfig({
-      TOPIC_ROOM_EVENTS: w.id,
-      TOPIC_DEAD_LETTER: `${w.id}.dlq`,
-      REDIS_KEY_PREFIX: `${w.id}:`,
-      PIPELINES_GROUP_PREFIX: `${w.id}.`,
-      CLICKHOUSE_DATABASE: w.cfg.clickhouse.database,
-      JWT_SECRET: secret,
-    });
+    const cfg = testConfig({ ...w.env, JWT_SECRET: secret });
     deps = await createGatewayDeps(cfg, { archive: archiveReaderFor(cfg, async () => w.ch) });
     app = await buildGateway(deps);
     sign = tokenSigner(secret, 600);

@@ -68,6 +68,30 @@ describe('layers', () => {
     expect(violations((e) => top(e.from) === 'gateway' && e.to === path.join('pipelines', 'runner.ts'))).toEqual([]);
   });
 
+  it('no module of gateway/ reaches the runner or the Kafka consumer through any chain of imports (naming and lag are importable alone)', () => {
+    const next = new Map<string, string[]>();
+    for (const e of edges) next.set(e.from, [...(next.get(e.from) ?? []), e.to]);
+    const banned = new Set([path.join('pipelines', 'runner.ts'), path.join('topics', 'consumer.ts')]);
+    const paths: string[] = [];
+    for (const start of new Set(edges.map((e) => e.from))) {
+      if (top(start) !== 'gateway' || isSpec(start)) continue;
+      // Breadth-first, remembering how each module was reached, to name the whole chain.
+      const via = new Map<string, string | null>([[start, null]]);
+      const queue = [start];
+      while (queue.length > 0) {
+        const at = queue.shift()!;
+        if (banned.has(at)) {
+          const chain: string[] = [];
+          for (let m: string | null | undefined = at; m; m = via.get(m)) chain.unshift(m);
+          paths.push(chain.join(' → '));
+          break;
+        }
+        for (const to of next.get(at) ?? []) if (!via.has(to)) (via.set(to, at), queue.push(to));
+      }
+    }
+    expect(paths).toEqual([]);
+  });
+
   it('core/ depends on nothing of the product (its specs may use the test helpers)', () => {
     expect(violations((e) => top(e.from) === 'core' && top(e.to) !== 'core' && !(isSpec(e.from) && top(e.to) === 'test'))).toEqual([]);
   });

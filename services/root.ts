@@ -19,7 +19,7 @@ import type { Service } from '../core/service.ts';
 import { clickhouseOptions } from '../archive/connect.ts';
 import { ArchiveReader } from '../archive/reader.ts';
 import { archiveMetrics, ArchiveService } from '../archive/service.ts';
-import { jwtSecretOf, tokenSigner } from '../gateway/auth.ts';
+import { jwtSecretOf, MIN_SECRET_LENGTH, tokenSigner } from '../gateway/auth.ts';
 import { ChatterService } from '../gateway/demo/chatter.ts';
 import { GatewayService } from '../gateway/service.ts';
 import { PROJECTION_NAMES, type ProjectionName } from '../pipelines/catalog.ts';
@@ -126,13 +126,21 @@ export function compose(cfg: Config, names: readonly ServiceName[], o: RootOptio
 }
 
 /**
- * The key that signs replay cursors: REPLAY_CURSOR_SECRET, or one derived
- * from the JWT secret (so every gateway of a deployment agrees without more
- * configuration). A deployment verifying public keys has no secret to derive
- * from and must set one: it fails closed at start, naming the variable.
+ * The secret replay cursors are sealed with (archive/replay.ts derives the
+ * AES key from it): REPLAY_CURSOR_SECRET, or one derived from the JWT secret
+ * (so every gateway of a deployment agrees without more configuration). A
+ * deployment verifying public keys has no secret to derive from and must set
+ * one; an operator's secret shorter than MIN_SECRET_LENGTH is refused outside
+ * DEV_MODE, as JWT_SECRET is: both fail closed at start, naming the variable.
  */
 export function replayCursorKey(cfg: Config): Buffer {
-  if (cfg.archive.cursorSecret) return Buffer.from(cfg.archive.cursorSecret);
+  const own = cfg.archive.cursorSecret;
+  if (own !== undefined && own !== '') {
+    if (!cfg.auth.devMode && own.length < MIN_SECRET_LENGTH) {
+      throw new ConfigError(`REPLAY_CURSOR_SECRET is shorter than ${MIN_SECRET_LENGTH} characters: a short secret lets anyone who guesses it read and forge replay cursors`, ['REPLAY_CURSOR_SECRET: too short']);
+    }
+    return Buffer.from(own);
+  }
   const jwt = jwtSecretOf(cfg);
   if (!jwt) throw new ConfigError('REPLAY_CURSOR_SECRET is not set: with public-key auth the gateway has no secret to sign replay cursors with', ['REPLAY_CURSOR_SECRET: not set']);
   return createHmac('sha256', jwt).update('danmaku replay cursor v1').digest();

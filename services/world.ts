@@ -73,11 +73,16 @@ export function worldId(prefix: string): string {
   return `${prefix}-${Date.now().toString(36)}-${randomBytes(4).toString('hex')}`;
 }
 
+/** A world's environment; the names every world has are always set. */
+export type WorldEnv = Record<string, string> & Record<'TOPIC_ROOM_EVENTS' | 'TOPIC_DEAD_LETTER' | 'REDIS_KEY_PREFIX' | 'PIPELINES_GROUP_PREFIX' | 'JWT_SECRET', string>;
+
 /** The environment of a private world: its names, and quiet logs. */
-export function worldEnv(id: string, partitions = 3, extra: Record<string, string> = {}): Record<string, string> {
+export function worldEnv(id: string, partitions = 3, extra: Record<string, string> = {}): WorldEnv {
   return {
     TOPIC_ROOM_EVENTS: id,
     TOPIC_DEAD_LETTER: `${id}.dlq`,
+    // Created by `npm run routing -- set` only when a test or run changes the routing rules.
+    TOPIC_ROUTING_AUDIT: `${id}.routing`,
     TOPIC_PARTITIONS: String(partitions),
     REDIS_KEY_PREFIX: `${id}:`,
     PIPELINES_GROUP_PREFIX: `${id}.`,
@@ -112,8 +117,9 @@ export async function cleanupLog(cfg: Config, env: Record<string, string>): Prom
   const admin = client.admin();
   try {
     await admin.connect();
-    // With the log's later generations (a repartition's `<topic>.g<N>`).
-    const generations = (await admin.listTopics()).filter((t) => t.startsWith(`${env.TOPIC_ROOM_EVENTS!}.g`));
+    // With the log's later generations (a repartition's `<topic>.g<N>`), and the routing audit topic when one was made.
+    const listed = await admin.listTopics();
+    const generations = listed.filter((t) => t.startsWith(`${env.TOPIC_ROOM_EVENTS!}.g`) || t === env.TOPIC_ROUTING_AUDIT);
     await admin.deleteTopics([env.TOPIC_ROOM_EVENTS!, env.TOPIC_DEAD_LETTER!, ...generations]);
   } catch {
     // left for `npm run topics` housekeeping

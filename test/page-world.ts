@@ -7,7 +7,7 @@
 import fs from 'node:fs';
 import type { FastifyInstance } from 'fastify';
 import { chromium, type Browser } from 'playwright-core';
-import { archiveKit, type World } from '../archive/testing.ts';
+import { archiveKit, type World } from '../test/archive-world.ts';
 import { buildGateway } from '../gateway/app.ts';
 import { createGatewayDeps, type GatewayDeps } from '../gateway/deps.ts';
 import type { RoomEvent } from '../schemas/events.ts';

@@ -7,6 +7,7 @@
  * after the batch's effects are durable; a crash before that redelivers the
  * batch, which is why every handler must be idempotent.
  */
+import { backoffMs } from '../core/backoff.ts';
 import { AppError, isRetriable } from '../core/errors.ts';
 import { isRedisUnavailable } from '../core/redis.ts';
 import { EventCodec, EventError } from '../schemas/codec.ts';
@@ -107,11 +108,6 @@ export interface EventConsumerOptions {
   maxBackoffMs?: number;
   /** Batches of different partitions handled at once (a partition's own batches stay in order). */
   partitionsConsumedConcurrently?: number;
-}
-
-/** Capped exponential backoff with full jitter (kafkajs's retrier does the same). */
-export function backoffMs(attempt: number, capMs: number, baseMs = 100): number {
-  return Math.random() * Math.min(capMs, baseMs * 2 ** attempt);
 }
 
 export class EventConsumer {

@@ -12,10 +12,32 @@ import type { LogAdmin, TopicSpec } from './kafka.ts';
 export interface TopicNames {
   roomEvents: string;
   deadLetter: string;
+  /** The routing rules' audit log (gateway/routing.ts); declared only when named (tests that build their own names leave it out). */
+  routingAudit?: string;
 }
 
 export function topicNames(cfg: Config, prefix = ''): TopicNames {
-  return { roomEvents: prefix + cfg.topics.roomEvents, deadLetter: prefix + cfg.topics.deadLetter };
+  return { roomEvents: prefix + cfg.topics.roomEvents, deadLetter: prefix + cfg.topics.deadLetter, routingAudit: prefix + cfg.topics.routingAudit };
+}
+
+/**
+ * The audit log of routing rule changes: a handful of records a day, read by
+ * people and by `npm run routing -- history`. One partition, so the changes
+ * are totally ordered and an offset can serve as the rules' version; kept
+ * forever, like the event log.
+ */
+export function routingAuditTopic(cfg: Config, name: string = cfg.topics.routingAudit): TopicSpec {
+  return {
+    name,
+    partitions: 1,
+    replicationFactor: cfg.topics.replicationFactor,
+    configs: {
+      'retention.ms': '-1',
+      'retention.bytes': '-1',
+      'cleanup.policy': 'delete',
+      'min.insync.replicas': String(cfg.topics.minInsyncReplicas),
+    },
+  };
 }
 
 export function declaredTopics(cfg: Config, names: TopicNames = topicNames(cfg)): TopicSpec[] {
@@ -51,6 +73,7 @@ export function declaredTopics(cfg: Config, names: TopicNames = topicNames(cfg))
         'max.message.bytes': String(2 * 1024 * 1024),
       },
     },
+    ...(names.routingAudit ? [routingAuditTopic(cfg, names.routingAudit)] : []),
   ];
 }
 

@@ -11,7 +11,7 @@ import { comment, makeEvent, type RoomEvent } from '../../schemas/events.ts';
 import { subjectFor } from '../../schemas/registry.ts';
 import { logClient } from '../../topics/client.ts';
 import { topicNames } from '../../topics/topics.ts';
-import { archiverGroup } from '../../archive/archiver.ts';
+import { archiverGroup } from '../../pipelines/naming.ts';
 import { rowOf, type EventRow } from '../../archive/rows.ts';
 import { ServiceProcess } from '../../services/spawn.ts';
 import { cpuSeconds, sleep } from './proc.ts';

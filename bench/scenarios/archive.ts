@@ -53,7 +53,7 @@ export async function runArchive(o: ArchiveOptions): Promise<ArchiveResult> {
     const t0 = performance.now();
     const filled = await fillLog(cfg, env, { events: o.events, roomOf: (i) => `archive-${i % o.rooms}`, videoStepMs: 20, keepRows: true, log: o.log });
     const buildAndProduce = (performance.now() - t0) / 1000;
-    o.log(`archive: log written in ${buildAndProduce.toFixed(1)} s; running \`archive/cli.ts run\` (embedded, ${env.CLICKHOUSE_DATA_DIR})`);
+    o.log(`archive: log written in ${buildAndProduce.toFixed(1)} s; running the archiver (\`npm run archiver -- run\`) (embedded, ${env.CLICKHOUSE_DATA_DIR})`);
 
     const run = await archiveLog(cfg, env, { events: o.events, gateway: false, maxMs: 30 * 60_000, log: o.log });
     await run.child.stop();

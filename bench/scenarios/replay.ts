@@ -58,10 +58,9 @@ export async function runReplay(o: ReplayOptions): Promise<ReplayResult> {
   try {
     o.log(`replay: writing ${o.events} events of room ${room} (${(videoMs / 3_600_000).toFixed(2)} h of video) into ${env.TOPIC_ROOM_EVENTS}`);
     const filled = await fillLog(cfg, env, { events: o.events, roomOf: () => room, videoStepMs: step, keepRows: false, log: o.log });
-    o.log(`replay: log written in ${filled.produceSeconds.toFixed(1)} s; running \`archive/cli.ts run --gateway\` (embedded, ${env.CLICKHOUSE_DATA_DIR})`);
+    o.log(`replay: log written in ${filled.produceSeconds.toFixed(1)} s; running the archiver and the gateway in one process (\`npm run archiver -- run --gateway\`) (embedded, ${env.CLICKHOUSE_DATA_DIR})`);
     const run = await archiveLog(cfg, env, { events: o.events, gateway: true, maxMs: 60 * 60_000, log: o.log });
     try {
-      await run.child.waitForLine(/listening on/, 60_000);
       const base = `http://127.0.0.1:${port}/v1/rooms/${room}/replay`;
       o.log(`replay: archived in ${run.catchUpSeconds.toFixed(1)} s; ${o.windows} first pages of random 10-minute windows`);
 

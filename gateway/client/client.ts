@@ -13,7 +13,14 @@
  * back to polling `/feed?since=` at the pace the server asks (`nextPollMs`)
  * and tries WebSocket again now and then.
  *
- * Writes: with a token, `post` and `react` go over the open WebSocket as
+ * Routing: before it connects, at each reconnect and, while it polls, every
+ * `recheckMs`, it asks the routing service (`GET /v1/connect`, with its
+ * device id and version) and obeys it: WebSocket or polling (no WebSocket
+ * probes while the rules say polling), the gateway URL (the next one after a
+ * failed attempt), and the polling interval as a floor. Without an answer it
+ * connects to `baseUrl` as above (`route: false` never asks).
+ *
+ * Writes: with a token, `post`, `react` and `gift` go over the open WebSocket as
  * write frames (protocol.ts `WriteFrame`) and resolve on the gateway's ack
  * (durable in Kafka) or reject on its nack, with the code HTTP would give.
  * While the client polls (or has no socket yet within a few seconds) they
@@ -21,7 +28,9 @@
  * retried (on 503 or a connection lost before the answer) without ever
  * posting twice; a reaction is retried only when the gateway said it was not
  * counted (503) — one whose connection dropped before its answer rejects with
- * ERR_NETWORK, since it may have been counted.
+ * ERR_NETWORK, since it may have been counted. A gift carries a clientMsgId
+ * like a comment; the room's gift leaderboard is `snapshot.leaderboard`,
+ * kept current by the `gift` pushes (and `/state` while polling).
  *
  * Held comments: with a token, the client knows who it is (the token's
  * `sub`, or `userId`), so its own comment held for review stays in `items`
@@ -40,8 +49,11 @@ import {
   SUBPROTOCOLS,
   formatPosition,
   type AckMessage,
+  type ConnectResponse,
   type FeedEntry,
   type FeedResponse,
+  type GiftItem,
+  type Leaderboard,
   type PinState,
   type Position,
   type RoomSettings,
@@ -67,7 +79,17 @@ import {
 } from './state.ts';
 
 export type { ClientItem, ClientState, RoomStateResponse, Transport } from './state.ts';
+export type { GiftItem, GiftSender, Leaderboard } from '../protocol.ts';
+
+/** GET /v1/gifts: the catalogue a gift is chosen from. */
+export interface GiftCatalogue {
+  gifts: { id: string; name: string; value: number }[];
+  /** Most of one gift a single send may carry. */
+  maxCount: number;
+}
 export type { HeldEntry } from '../../pipelines/projections/held.ts';
+import type { FeedWindowPage } from '../feed-window.ts';
+export type { FeedWindowPage } from '../feed-window.ts';
 export { backoffDelay, recentBurst } from './state.ts';
 
 /** The part of the WebSocket API the client uses (the browser's and `ws`'s both fit). */
@@ -107,7 +129,9 @@ export interface SnapshotInfo {
   items: readonly FeedEntry[];
   pinned: PinState | null;
   tallies: Tallies;
+  leaderboard: Leaderboard;
   viewers: number;
+  uniqueViewers: number;
   settings: RoomSettings;
   rate: number;
 }
@@ -118,8 +142,15 @@ export interface ClientEvents {
   /** The client's own comment was held for review: it stays in `items`, marked pending. */
   pending: ClientItem;
   tally: Tallies;
+  /** A gift was sent in the room (pushed): the gift and the leaderboard with it counted. */
+  gift: { gift: GiftItem; leaderboard: Leaderboard };
+  /** The leaderboard changed: with every gift, and when a polled state brings a new one. */
+  leaderboard: Leaderboard;
   pin: PinState | null;
+  /** Concurrent viewers across gateways (sockets plus recent pollers). */
   viewers: number;
+  /** Distinct viewers of the room's stream so far (HyperLogLog estimate). */
+  uniqueViewers: number;
   settings: RoomSettings;
   snapshot: SnapshotInfo;
   mode: ModeInfo;
@@ -168,8 +199,20 @@ export interface DanmakuClientOptions {
    */
   wire?: 'json' | 'msgpack';
   fetch?: typeof fetch;
-  /** Base URL of the WebSocket endpoint when it differs from `baseUrl` (default: baseUrl with http→ws). */
+  /** Base URL of the WebSocket endpoint when it differs from `baseUrl` (default: the routed gateway's, else baseUrl, with http→ws); when given, it wins over the routing answer's URL. */
   wsUrl?: string;
+  /**
+   * Ask the routing service (`GET <baseUrl>/v1/connect`) before connecting, at
+   * each reconnect and, while polling, every `recheckMs` it says, and obey it:
+   * WebSocket or polling, the gateway URL, the polling interval (default
+   * true). A gateway without routing (404) or no answer: the client connects
+   * to `baseUrl` as it would without it.
+   */
+  route?: boolean;
+  /** This device's stable anonymous id (routing lists, viewer counts); default: one kept in localStorage where there is one, else one per client. */
+  deviceId?: string;
+  /** The app's version, matched by the routing rules' version lists (default SDK_VERSION). */
+  clientVersion?: string;
   /** Start connecting in the constructor (default true); otherwise call `connect()`. */
   autoConnect?: boolean;
   backoff?: BackoffOptions;
@@ -218,6 +261,45 @@ function randomId(random: () => number): string {
   return Array.from({ length: 4 }, () => Math.floor(random() * 0x100000000).toString(16).padStart(8, '0')).join('-');
 }
 
+/** The SDK's version: what GET /v1/connect is told (`version`) unless the app gives its own (`clientVersion`). */
+export const SDK_VERSION = '0.1.0';
+
+const DEVICE_KEY = 'danmaku.device';
+const DEVICE_ID = /^[A-Za-z0-9][A-Za-z0-9_.:-]{0,127}$/;
+
+/** A stable anonymous id for this browser (localStorage), or a fresh one per client where there is no storage (Node). */
+function defaultDeviceId(random: () => number): string {
+  try {
+    const ls = (globalThis as { localStorage?: { getItem(k: string): string | null; setItem(k: string, v: string): void } }).localStorage;
+    if (ls) {
+      const had = ls.getItem(DEVICE_KEY);
+      if (had && DEVICE_ID.test(had)) return had;
+      const id = randomId(random);
+      ls.setItem(DEVICE_KEY, id);
+      return id;
+    }
+  } catch {
+    /* storage refused (private mode): one per client */
+  }
+  return randomId(random);
+}
+
+/** Whether a body is a routing answer this client can follow. */
+function isConnectResponse(x: unknown): x is ConnectResponse {
+  const r = x as Partial<ConnectResponse> | null;
+  return (
+    typeof r === 'object' &&
+    r !== null &&
+    (r.transport === 'ws' || r.transport === 'polling') &&
+    Array.isArray(r.urls) &&
+    r.urls.length > 0 &&
+    r.urls.every((u) => typeof u === 'string' && /^https?:\/\//.test(u)) &&
+    typeof r.pollIntervalMs === 'number' &&
+    typeof r.recheckMs === 'number' &&
+    r.recheckMs > 0
+  );
+}
+
 /** The `sub` of a JWT, read without verifying it (the gateway verifies; the client only needs to know itself). */
 export function tokenSubject(token: string | undefined): string | undefined {
   const part = token?.split('.')[1];
@@ -238,7 +320,17 @@ function retryAfterMs(res: Response): number | undefined {
   return Number.isFinite(n) ? n * 1000 : undefined;
 }
 
-async function errorOf(res: Response): Promise<DanmakuError> {
+/**
+ * What a write sends again by itself: 503 (a dependency down, the gateway stopping) and
+ * ERR_IN_PROGRESS (409: the same clientMsgId is still being written; asking again gets
+ * its result) — the codes the catalogue marks retriable.
+ */
+function retriableWrite(err: DanmakuError): boolean {
+  return err.status === 503 || err.code === 'ERR_IN_PROGRESS';
+}
+
+/** The coded error of a non-2xx answer (the catalogue's code and message, Retry-After). */
+export async function errorOf(res: Response): Promise<DanmakuError> {
   let code = `ERR_HTTP_${res.status}`;
   let message = res.statusText;
   try {
@@ -263,7 +355,7 @@ interface PendingWrite {
   reject(err: DanmakuError): void;
 }
 
-type WriteBody = { type: 'comment'; text: string } & PostOptions | { type: 'reaction'; emoji: string; count: number };
+type WriteBody = { type: 'comment'; text: string } & PostOptions | { type: 'reaction'; emoji: string; count: number } | { type: 'gift'; giftId: string; count: number; clientMsgId: string };
 
 /** A binary message's bytes (browser ArrayBuffer, ws Buffer or fragments). */
 function bytesOf(data: unknown): Uint8Array {
@@ -306,6 +398,10 @@ export class DanmakuClient {
   private socket: WebSocketLike | null = null;
   private reconnectTimer: ReturnType<typeof setTimeout> | undefined;
   private wsRetryTimer: ReturnType<typeof setTimeout> | undefined;
+  /** The routing service's last answer (null: none, or routing off). */
+  private routing: ConnectResponse | null = null;
+  private routeTimer: ReturnType<typeof setTimeout> | undefined;
+  private readonly deviceId: string;
   private pollTimer: ReturnType<typeof setTimeout> | undefined;
   private pollAbort: AbortController | null = null;
   private pollGeneration = 0;
@@ -324,6 +420,7 @@ export class DanmakuClient {
     this.opts = opts;
     this.token = opts.token;
     this.random = opts.random ?? Math.random;
+    this.deviceId = opts.deviceId ?? defaultDeviceId(this.random);
     this.WS = opts.WebSocket ?? (globalThis as { WebSocket?: WebSocketConstructor }).WebSocket;
     const f = opts.fetch ?? globalThis.fetch;
     this.fetchImpl = (input, init) => f(input, init); // unbound window.fetch throws "Illegal invocation"
@@ -386,8 +483,70 @@ export class DanmakuClient {
   connect(): void {
     if (this.started || this.closed) return;
     this.started = true;
-    if (this.WS) this.openSocket(false);
-    else this.startPolling(); // no WebSocket at all in this runtime
+    this.begin();
+  }
+
+  /** The routing service's last answer: transport, gateway URLs, poll interval, the rule that decided (null before it, or without routing). */
+  get route(): ConnectResponse | null {
+    return this.routing;
+  }
+
+  /** This client's device id (sent to routing, the socket and polls). */
+  get device(): string {
+    return this.deviceId;
+  }
+
+  /** Opens the transport (at the start, and at each reconnect): as the routing service says when it is on. */
+  private begin(): void {
+    if (this.closed) return;
+    if (this.opts.route === false) {
+      if (this.WS) this.openSocket(false);
+      else this.startPolling(); // no WebSocket at all in this runtime
+      return;
+    }
+    void this.askRoute().then((r) => {
+      if (this.closed) return;
+      if (r) this.routing = r;
+      if ((r ?? this.routing)?.transport === 'polling' || !this.WS) this.startPolling();
+      else this.openSocket(false);
+    });
+  }
+
+  /** GET /v1/connect; null when there is no usable answer (an older gateway, the network), so the client goes on as without routing. */
+  private async askRoute(): Promise<ConnectResponse | null> {
+    const q = new URLSearchParams({ room: this.opts.room, device: this.deviceId, version: this.opts.clientVersion ?? SDK_VERSION });
+    try {
+      const r = await this.getJson(`/v1/connect?${q}`, undefined, this.opts.baseUrl);
+      return isConnectResponse(r) ? r : null;
+    } catch (err) {
+      if (err instanceof DanmakuError && (err.status === 400 || err.status === 401 || err.status === 403)) this.emit('error', err);
+      return null;
+    }
+  }
+
+  /** While routed to polling: ask again every `recheckMs`, and try WebSocket once the rules give it. */
+  private scheduleRecheck(): void {
+    if (this.closed) return;
+    clearTimeout(this.routeTimer);
+    const every = this.routing?.recheckMs ?? 60_000;
+    this.routeTimer = setTimeout(() => {
+      void this.askRoute().then((r) => {
+        if (this.closed || this.transport !== 'polling') return;
+        if (r) this.routing = r;
+        if (r?.transport === 'ws' && this.WS) {
+          if (!this.socket) this.openSocket(true); // polling goes on until the socket delivers its snapshot
+          return;
+        }
+        this.scheduleRecheck();
+      });
+    }, every * (0.9 + 0.2 * this.random()));
+  }
+
+  /** The gateway to talk to: the routing answer's preferred one (the next after each failed attempt), else baseUrl. */
+  private gatewayUrl(): string {
+    const urls = this.routing?.urls;
+    const u = urls && urls.length > 0 ? urls[this.wsFailures % urls.length]! : this.opts.baseUrl;
+    return u.replace(/\/$/, '');
   }
 
   /** Posts a comment; resolves once it is durable (over the socket when one is open with a token, else HTTP). */
@@ -399,6 +558,25 @@ export class DanmakuClient {
   /** Adds a reaction; resolves once the aggregated event holding it is durable (up to the gateway's flush interval). */
   async react(emoji: string, count = 1): Promise<PostResult> {
     return this.writeAny({ type: 'reaction', emoji, count }, `/v1/rooms/${encodeURIComponent(this.opts.room)}/reactions`, { emoji, count }, false);
+  }
+
+  /**
+   * Sends a gift of the catalogue (`gifts()`), `count` at once; resolves once
+   * its GiftSent is durable (over the socket when one is open with a token,
+   * else HTTP). Idempotent: a retry with the same `clientMsgId` (generated
+   * when absent) returns the first result. 400 ERR_UNKNOWN_GIFT for an id
+   * the catalogue does not have.
+   */
+  async gift(giftId: string, count = 1, opts: { clientMsgId?: string } = {}): Promise<PostResult> {
+    const body = { giftId, count, clientMsgId: opts.clientMsgId ?? randomId(this.random) };
+    return this.writeAny({ type: 'gift', ...body }, `/v1/rooms/${encodeURIComponent(this.opts.room)}/gifts`, body, true);
+  }
+
+  /** The gift catalogue (GET /v1/gifts). */
+  async gifts(signal?: AbortSignal): Promise<GiftCatalogue> {
+    const c = (await this.getJson('/v1/gifts', signal)) as GiftCatalogue | undefined;
+    if (!c) throw new DanmakuError('ERR_NOT_MODIFIED', 'the catalogue answered 304 to a request without a validator', 304);
+    return c;
   }
 
   /** The room's review queue (a moderator, broadcaster or admin of the room), oldest hold first. */
@@ -431,7 +609,22 @@ export class DanmakuClient {
     return page;
   }
 
-  /** GET /state: pinned comment, tallies, viewers, settings, position. */
+  /**
+   * The room's comments in a window of event time (`by: 'event'`, the default) or video time
+   * (`by: 'video'`), in that order, a page at a time (GET /feed/window): pass `nextCursor`
+   * as `after` for the next page. `complete: false` says part of the window could not be read.
+   */
+  async window(o: { from: number; to: number; by?: 'event' | 'video'; limit?: number; after?: string }, signal?: AbortSignal): Promise<FeedWindowPage> {
+    const q = new URLSearchParams({ from: String(o.from), to: String(o.to) });
+    if (o.by !== undefined) q.set('by', o.by);
+    if (o.limit !== undefined) q.set('limit', String(o.limit));
+    if (o.after !== undefined) q.set('after', o.after);
+    const page = (await this.getJson(`/v1/rooms/${encodeURIComponent(this.opts.room)}/feed/window?${q}`, signal)) as FeedWindowPage | undefined;
+    if (!page) throw new DanmakuError('ERR_NOT_MODIFIED', 'the window answered 304 to a request without a validator', 304);
+    return page;
+  }
+
+  /** GET /state: pinned comment, tallies, gift leaderboard, viewers, settings, position. */
   async roomState(signal?: AbortSignal): Promise<RoomStateResponse> {
     const st = (await this.getJson(`/v1/rooms/${encodeURIComponent(this.opts.room)}/state`, signal)) as RoomStateResponse | undefined;
     if (!st) throw new DanmakuError('ERR_NOT_MODIFIED', 'the state answered 304 to a request without a validator', 304);
@@ -443,6 +636,7 @@ export class DanmakuClient {
     this.closed = true;
     clearTimeout(this.reconnectTimer);
     clearTimeout(this.wsRetryTimer);
+    clearTimeout(this.routeTimer);
     clearTimeout(this.pinTimer);
     this.stopPolling();
     const s = this.socket;
@@ -524,10 +718,17 @@ export class DanmakuClient {
         return this.emit('pending', e.entry);
       case 'tally':
         return this.emit('tally', e.tallies);
+      case 'gift':
+        this.emit('gift', { gift: e.gift, leaderboard: e.leaderboard });
+        return this.emit('leaderboard', e.leaderboard);
+      case 'leaderboard':
+        return this.emit('leaderboard', e.leaderboard);
       case 'pin':
         return this.emit('pin', e.pin);
       case 'viewers':
         return this.emit('viewers', e.count);
+      case 'uniqueViewers':
+        return this.emit('uniqueViewers', e.count);
       case 'settings':
         return this.emit('settings', e.settings);
       case 'rate':
@@ -535,7 +736,7 @@ export class DanmakuClient {
         return this.emitMode();
       case 'snapshot': {
         const s = this.state;
-        this.emit('snapshot', { reason: e.reason, items: e.items, pinned: s.pinned, tallies: s.tallies, viewers: s.viewers, settings: s.settings, rate: s.rate });
+        this.emit('snapshot', { reason: e.reason, items: e.items, pinned: s.pinned, tallies: s.tallies, leaderboard: s.leaderboard, viewers: s.viewers, uniqueViewers: s.uniqueViewers, settings: s.settings, rate: s.rate });
         this.readyResolve();
         return;
       }
@@ -545,8 +746,8 @@ export class DanmakuClient {
   // ---- WebSocket ------------------------------------------------------------
 
   private wsUrlFor(): string {
-    const base = (this.opts.wsUrl ?? this.opts.baseUrl.replace(/^http/, 'ws')).replace(/\/$/, '');
-    const q = new URLSearchParams({ view: this.state.view });
+    const base = (this.opts.wsUrl ?? this.gatewayUrl().replace(/^http/, 'ws')).replace(/\/$/, '');
+    const q = new URLSearchParams({ view: this.state.view, device: this.deviceId });
     if (this.state.position) q.set('since', formatPosition(this.state.position));
     if (this.token) q.set('token', this.token);
     return `${base}/v1/rooms/${encodeURIComponent(this.opts.room)}/ws?${q}`;
@@ -618,6 +819,7 @@ export class DanmakuClient {
         this.wsFailures = 0;
         if (this.transport === 'polling') this.stopPolling();
         clearTimeout(this.wsRetryTimer);
+        clearTimeout(this.routeTimer);
         this.transport = 'ws';
         this.live = { socket: s, authed };
         for (const w of this.liveWaiters.splice(0)) w();
@@ -646,7 +848,8 @@ export class DanmakuClient {
     if (this.closed) return;
     // Writes waiting for a socket go over HTTP once the client falls back to polling (startPolling wakes them).
     if (trial && this.transport === 'polling') {
-      this.scheduleWsRetry();
+      if (this.routing?.transport === 'polling') this.scheduleRecheck();
+      else this.scheduleWsRetry();
       return;
     }
     this.wsFailures = hadSnapshot ? 0 : this.wsFailures + 1;
@@ -657,7 +860,8 @@ export class DanmakuClient {
     if (this.transport === 'connecting') this.emitMode(); // wsFailures changed
     else this.setTransport('connecting');
     clearTimeout(this.reconnectTimer);
-    this.reconnectTimer = setTimeout(() => this.openSocket(false), backoffDelay(this.wsFailures, this.opts.backoff, this.random));
+    // A reconnect asks the routing service again: a rule change moves the client here.
+    this.reconnectTimer = setTimeout(() => this.begin(), backoffDelay(this.wsFailures, this.opts.backoff, this.random));
   }
 
   private scheduleWsRetry(): void {
@@ -665,7 +869,15 @@ export class DanmakuClient {
     clearTimeout(this.wsRetryTimer);
     const every = this.opts.wsRetryMs ?? 30_000;
     this.wsRetryTimer = setTimeout(() => {
-      if (this.transport === 'polling' && !this.socket) this.openSocket(true);
+      if (this.transport !== 'polling' || this.socket) return;
+      if (this.opts.route === false || !this.routing) return this.openSocket(true);
+      // Routed: the probe asks first, so rules that now say polling stop the probes.
+      void this.askRoute().then((r) => {
+        if (this.closed || this.transport !== 'polling' || this.socket) return;
+        if (r) this.routing = r;
+        if (this.routing?.transport === 'polling') this.scheduleRecheck();
+        else this.openSocket(true);
+      });
     }, every / 2 + this.random() * every);
   }
 
@@ -678,7 +890,9 @@ export class DanmakuClient {
     this.pollFailures = 0;
     const gen = ++this.pollGeneration;
     void this.pollOnce(gen);
-    this.scheduleWsRetry();
+    // Routed to polling: no WebSocket probes, the routing service says when (a fallback after failed sockets probes as before).
+    if (this.routing?.transport === 'polling') this.scheduleRecheck();
+    else this.scheduleWsRetry();
   }
 
   private stopPolling(): void {
@@ -688,12 +902,12 @@ export class DanmakuClient {
     this.pollAbort = null;
   }
 
-  private async getJson(path: string, signal?: AbortSignal): Promise<unknown> {
+  private async getJson(path: string, signal?: AbortSignal, base = this.gatewayUrl()): Promise<unknown> {
     const headers: Record<string, string> = { accept: 'application/json' };
     if (this.token) headers.authorization = `Bearer ${this.token}`;
     let res: Response;
     try {
-      res = await this.fetchImpl(`${this.opts.baseUrl.replace(/\/$/, '')}${path}`, { headers, signal });
+      res = await this.fetchImpl(`${base.replace(/\/$/, '')}${path}`, { headers, signal });
     } catch (err) {
       if ((err as Error).name === 'AbortError') throw err;
       throw new DanmakuError('ERR_NETWORK', (err as Error).message, 0);
@@ -704,7 +918,7 @@ export class DanmakuClient {
   }
 
   private feedPath(since: Position | null): string {
-    const q = new URLSearchParams({ view: this.state.view });
+    const q = new URLSearchParams({ view: this.state.view, device: this.deviceId });
     if (since) q.set('since', formatPosition(since));
     if (this.opts.pollWaitSec) q.set('wait', String(this.opts.pollWaitSec));
     return `/v1/rooms/${encodeURIComponent(this.opts.room)}/feed?${q}`;
@@ -753,7 +967,8 @@ export class DanmakuClient {
       this.pollFailures = 0;
       this.lastPollMs = feed.nextPollMs;
       // A full page means more is waiting: fetch it at once.
-      nextMs = feed.events.length >= FEED_PAGE ? 0 : Math.min(this.opts.maxPollMs ?? 30_000, Math.max(this.opts.minPollMs ?? 250, feed.nextPollMs));
+      // The routing service's interval is the operator's floor (load relief): it wins over the client's own bounds.
+      nextMs = feed.events.length >= FEED_PAGE ? 0 : Math.max(this.routing?.pollIntervalMs ?? 0, Math.min(this.opts.maxPollMs ?? 30_000, Math.max(this.opts.minPollMs ?? 250, feed.nextPollMs)));
     } catch (err) {
       if (this.closed || gen !== this.pollGeneration) return;
       const e = err instanceof DanmakuError ? err : new DanmakuError('ERR_NETWORK', (err as Error).message, 0);
@@ -783,7 +998,7 @@ export class DanmakuClient {
         return ack.duplicate ? { eventId: ack.eventId, position: ack.position, duplicate: true } : { eventId: ack.eventId, position: ack.position };
       } catch (e) {
         err = e instanceof DanmakuError ? e : new DanmakuError('ERR_NETWORK', (e as Error).message, 0);
-        const retriable = err.status === 503 || (idempotent && err.code === 'ERR_NETWORK');
+        const retriable = retriableWrite(err) || (idempotent && err.code === 'ERR_NETWORK');
         if (!retriable) throw err;
       }
       if (attempt >= retries || this.closed) throw err;
@@ -844,12 +1059,12 @@ export class DanmakuClient {
       if (this.token) headers.authorization = `Bearer ${this.token}`;
       let err: DanmakuError;
       try {
-        const res = await this.fetchImpl(`${this.opts.baseUrl.replace(/\/$/, '')}${path}`, { method: 'POST', headers, body: JSON.stringify(body) });
+        const res = await this.fetchImpl(`${this.gatewayUrl()}${path}`, { method: 'POST', headers, body: JSON.stringify(body) });
         if (res.ok) return await res.json();
         err = await errorOf(res);
-        if (res.status !== 503) throw err; // 4xx (429 included) are the caller's to handle
+        if (!retriableWrite(err)) throw err; // other 4xx (429 included) are the caller's to handle
       } catch (e) {
-        if (e instanceof DanmakuError && e.status !== 503) throw e;
+        if (e instanceof DanmakuError && !retriableWrite(e)) throw e;
         err = e instanceof DanmakuError ? e : new DanmakuError('ERR_NETWORK', (e as Error).message, 0);
       }
       if (attempt >= retries || this.closed) throw err;

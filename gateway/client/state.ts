@@ -22,6 +22,8 @@ import type {
   FeedEntry,
   FeedItem,
   FeedResponse,
+  GiftItem,
+  Leaderboard,
   PinState,
   Position,
   PushEvent,
@@ -36,7 +38,11 @@ import type {
 export interface RoomStateResponse {
   pinned: PinState | null;
   tallies: Tallies;
+  /** The gift leaderboard (absent from gateways older than gifts). */
+  leaderboard?: Leaderboard;
   viewers: number;
+  /** Distinct viewers of the room's stream (absent from gateways older than it). */
+  uniqueViewers?: number;
   settings: RoomSettings;
   position: Position;
 }
@@ -64,7 +70,12 @@ export interface ClientState {
   deleted: Map<string, number>;
   pinned: PinState | null;
   tallies: Tallies;
+  /** The room's gift leaderboard: top senders by total value, and totals. */
+  leaderboard: Leaderboard;
+  /** Concurrent viewers across gateways (sockets plus recent pollers). */
   viewers: number;
+  /** Distinct viewers of the room's stream so far (HyperLogLog estimate). */
+  uniqueViewers: number;
   settings: RoomSettings;
   /** Sampling rate of the sampled view (1 = everything shown). */
   rate: number;
@@ -81,8 +92,13 @@ export type ClientEvent =
   /** The client's own comment was held for review: kept, marked pending, until a moderator releases or deletes it. */
   | { type: 'pending'; entry: ClientItem; reason: string }
   | { type: 'tally'; tallies: Tallies }
+  /** A gift was sent (pushed): the gift, and the leaderboard with it counted. */
+  | { type: 'gift'; gift: GiftItem; leaderboard: Leaderboard }
+  /** The leaderboard changed otherwise (a polled state). */
+  | { type: 'leaderboard'; leaderboard: Leaderboard }
   | { type: 'pin'; pin: PinState | null }
   | { type: 'viewers'; count: number }
+  | { type: 'uniqueViewers'; count: number }
   | { type: 'settings'; settings: RoomSettings }
   | { type: 'rate'; rate: number }
   | { type: 'degraded'; mode: 'sampled' | 'tallies' }
@@ -115,6 +131,7 @@ type Options = Required<Omit<ReducerOptions, 'me'>> & Pick<ReducerOptions, 'me'>
 const DEFAULT_TALLY_SECONDS = 60;
 
 export const defaultSettings = (): RoomSettings => ({ slowModeSec: 0, emoteOnly: false, extra: {} });
+export const emptyLeaderboard = (): Leaderboard => ({ top: [], totalValue: 0, totalGifts: 0, senders: 0 });
 
 export function initialState(room: string, view: View): ClientState {
   return {
@@ -127,7 +144,9 @@ export function initialState(room: string, view: View): ClientState {
     deleted: new Map(),
     pinned: null,
     tallies: { totals: {}, lastSeconds: {} },
+    leaderboard: emptyLeaderboard(),
     viewers: 0,
+    uniqueViewers: 0,
     settings: defaultSettings(),
     rate: 1,
     degraded: null,
@@ -252,7 +271,9 @@ export function snapshotFromHttp(room: string, view: View, state: RoomStateRespo
     items: feed.events,
     pinned: state.pinned,
     tallies: state.tallies,
+    ...(state.leaderboard ? { leaderboard: state.leaderboard } : {}),
     viewers: state.viewers,
+    ...(state.uniqueViewers !== undefined ? { uniqueViewers: state.uniqueViewers } : {}),
     settings: state.settings,
     rate: feed.rate,
     ...(reason ? { reason } : {}),
@@ -275,7 +296,9 @@ function applySnapshot(s: ClientState, m: SnapshotMessage, o: Options): Step {
     position: resume ? s.position : m.position,
     pinned: m.pinned,
     tallies: pruneTallies(m.tallies, o.tallySeconds),
+    leaderboard: m.leaderboard ?? (resume ? s.leaderboard : emptyLeaderboard()),
     viewers: m.viewers,
+    uniqueViewers: m.uniqueViewers ?? (resume ? s.uniqueViewers : 0),
     settings: m.settings,
     rate: m.rate,
     degraded: null,
@@ -309,6 +332,9 @@ function applyPush(s: ClientState, e: PushEvent, draft: FeedDraft, events: Clien
     case 'pin':
       events.push({ type: 'pin', pin: e.pin });
       return { ...s, pinned: e.pin };
+    case 'gift':
+      events.push({ type: 'gift', gift: e.gift, leaderboard: e.leaderboard });
+      return { ...s, leaderboard: e.leaderboard };
     case 'settings':
       events.push({ type: 'settings', settings: e.settings });
       return { ...s, settings: e.settings };
@@ -353,10 +379,18 @@ export function reduce(s: ClientState, input: ClientInput, opts: ReducerOptions 
       return { state: { ...next, ...draft.freeze(o.maxItems), position: advance(s.position, input.position), resuming: false }, events };
     }
 
-    case 'viewers':
-      if (input.count === s.viewers) return { state: s, events };
-      events.push({ type: 'viewers', count: input.count });
-      return { state: { ...s, viewers: input.count }, events };
+    case 'viewers': {
+      let next = s;
+      if (input.count !== s.viewers) {
+        events.push({ type: 'viewers', count: input.count });
+        next = { ...next, viewers: input.count };
+      }
+      if (input.uniqueViewers !== undefined && input.uniqueViewers !== s.uniqueViewers) {
+        events.push({ type: 'uniqueViewers', count: input.uniqueViewers });
+        next = { ...next, uniqueViewers: input.uniqueViewers };
+      }
+      return { state: next, events };
+    }
 
     case 'degraded':
       events.push({ type: 'degraded', mode: input.mode });
@@ -388,9 +422,17 @@ export function reduce(s: ClientState, input: ClientInput, opts: ReducerOptions 
         events.push({ type: 'tally', tallies });
         next = { ...next, tallies };
       }
+      if (st.leaderboard && JSON.stringify(st.leaderboard) !== JSON.stringify(s.leaderboard)) {
+        events.push({ type: 'leaderboard', leaderboard: st.leaderboard });
+        next = { ...next, leaderboard: st.leaderboard };
+      }
       if (st.viewers !== s.viewers) {
         events.push({ type: 'viewers', count: st.viewers });
         next = { ...next, viewers: st.viewers };
+      }
+      if (st.uniqueViewers !== undefined && st.uniqueViewers !== s.uniqueViewers) {
+        events.push({ type: 'uniqueViewers', count: st.uniqueViewers });
+        next = { ...next, uniqueViewers: st.uniqueViewers };
       }
       if (JSON.stringify(st.settings) !== JSON.stringify(s.settings)) {
         events.push({ type: 'settings', settings: st.settings });

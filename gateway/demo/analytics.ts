@@ -38,7 +38,11 @@ async function main(): Promise<void> {
     ['comments', fmt(s.totals.comments)],
     ['reactions', fmt(s.totals.reactions)],
     ['unique chatters', fmt(s.totals.uniqueChatters)],
+    ['unique viewers (this stream)', s.viewers ? fmt(s.viewers.unique) : '–'],
+    ...(s.viewers?.pastStreams ?? []).map((p): [string, string] => [`unique viewers, stream of ${new Date(p.stream).toISOString().replace('T', ' ').slice(0, 16)}`, fmt(p.uniqueViewers)]),
+    ['watching now', s.viewers ? fmt(s.viewers.concurrent) : '–'],
     ['comments / minute', fmt(s.totals.commentsPerMinute)],
+    ['gift value', fmt(s.gifts.totalValue)],
     ['events', fmt(s.totals.events)],
     ['from', s.fromMs === null ? '–' : new Date(s.fromMs).toISOString().replace('T', ' ').slice(0, 16)],
     ['to', s.toMs === null ? '–' : new Date(s.toMs).toISOString().replace('T', ' ').slice(0, 16)],
@@ -89,6 +93,22 @@ async function main(): Promise<void> {
     type: 'bar',
     data: { labels: ['deleted', 'held', 'verdicts', 'muted'], datasets: [{ label: 'actions', data: [s.moderation.deleted, s.moderation.held, s.moderation.decisions, s.moderation.muted], backgroundColor: '#ff7043' }] },
     options: { responsive: true, maintainAspectRatio: false },
+  });
+  new Chart($<HTMLCanvasElement>('#chart-gifts'), {
+    type: 'bar',
+    data: {
+      labels: s.gifts.minutes.map((m) => minuteLabel(m.minute)),
+      datasets: [
+        { label: 'value', data: s.gifts.minutes.map((m) => m.value), backgroundColor: '#ffd54f', yAxisID: 'y' },
+        { label: 'gifts', data: s.gifts.minutes.map((m) => m.gifts), backgroundColor: '#ff5c8a', yAxisID: 'y1' },
+      ],
+    },
+    options: { responsive: true, maintainAspectRatio: false, scales: { y: { position: 'left' }, y1: { position: 'right', grid: { drawOnChartArea: false } } } },
+  });
+  new Chart($<HTMLCanvasElement>('#chart-gifters'), {
+    type: 'bar',
+    data: { labels: s.gifts.topGifters.map((g) => g.userId), datasets: [{ label: 'value sent', data: s.gifts.topGifters.map((g) => g.value), backgroundColor: '#ffd54f' }] },
+    options: { indexAxis: 'y', responsive: true, maintainAspectRatio: false },
   });
   $('#moderation-rate').textContent = `removed or held: ${(s.moderation.rate * 100).toFixed(2)} % of comments`;
 

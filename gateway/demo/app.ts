@@ -7,7 +7,7 @@
  * view from `?view=` (default `sampled`, what a viewer of a busy room gets).
  */
 import { DanmakuClient, DanmakuError, recentBurst, type ModeInfo } from '../client/client.ts';
-import type { FeedEntry, PinState, Tallies, View } from '../protocol.ts';
+import type { FeedEntry, GiftItem, Leaderboard, PinState, Tallies, View } from '../protocol.ts';
 
 const params = new URLSearchParams(location.search);
 const room = params.get('room') || 'demo';
@@ -199,7 +199,7 @@ function removeComment(eventId: string): void {
 // ---- reactions, pin, viewers, mode -------------------------------------------
 
 const reactionButtons = new Map<string, { count: HTMLElement; burst: HTMLElement; button: HTMLButtonElement }>();
-for (const [code, glyph] of Object.entries(EMOJI)) {
+function addReactionButton(code: string, glyph: string): void {
   const button = document.createElement('button');
   button.type = 'button';
   button.className = 'reaction';
@@ -219,6 +219,18 @@ for (const [code, glyph] of Object.entries(EMOJI)) {
   reactionsBox.appendChild(button);
   reactionButtons.set(code, { count, burst, button });
 }
+// The deployment's reactions (GATEWAY_EMOJIS); the defaults if the list cannot be read.
+void fetch('/v1/emojis')
+  .then((r) => (r.ok ? (r.json() as Promise<{ emojis: { name: string; char: string | null }[] }>) : Promise.reject(new Error(String(r.status)))))
+  .then((b) => b.emojis.map((e): [string, string] => [e.name, e.char ?? e.name]))
+  .catch(() => Object.entries(EMOJI))
+  .then((list) => {
+    for (const [code, glyph] of list) {
+      EMOJI[code] = glyph;
+      addReactionButton(code, glyph);
+    }
+    renderTallies();
+  });
 
 function renderTallies(): void {
   const burst = recentBurst(tallies, Date.now());
@@ -265,7 +277,7 @@ client.on('snapshot', (s) => {
   renderChat(s.items);
   tallies = s.tallies;
   pinned = s.pinned;
-  viewersEl.textContent = `${s.viewers} watching`;
+  showViewers();
   renderTallies();
   renderPin();
 });
@@ -285,7 +297,13 @@ client.on('pin', (p) => {
   pinned = p;
   renderPin();
 });
-client.on('viewers', (n) => (viewersEl.textContent = `${n} watching`));
+// Concurrent viewers (sockets + pollers, every gateway) and distinct viewers of the stream (HyperLogLog).
+function showViewers(): void {
+  const s = client.snapshot;
+  viewersEl.textContent = `${s.viewers} watching · ${s.uniqueViewers} viewers`;
+}
+client.on('viewers', showViewers);
+client.on('uniqueViewers', showViewers);
 client.on('mode', renderMode);
 client.on('error', (e) => console.warn('[danmaku]', e.code, e.message));
 renderMode(client.mode);
@@ -387,6 +405,90 @@ function popReaction(code: string): void {
   pop.animate([{ transform: 'translate(-50%, 0)', opacity: 1 }, { transform: 'translate(-50%, -120px)', opacity: 0 }], { duration: 1200, easing: 'ease-out' }).onfinish = () =>
     pop.remove();
 }
+
+// ---- gifts and the leaderboard ------------------------------------------------
+
+const giftsBox = $<HTMLDivElement>('gifts');
+const leaderboardEl = $<HTMLOListElement>('leaderboard');
+const giftTotalsEl = $<HTMLDivElement>('gift-totals');
+const GIFT_ICON: Record<string, string> = { glowstick: '🪄', rose: '🌹', cake: '🎂', rocket: '🚀', castle: '🏰' };
+const giftIcon = (id: string) => GIFT_ICON[id] ?? '🎁';
+
+/** One button per gift of the catalogue (GET /v1/gifts); a gift goes over the socket like a comment. */
+async function loadGifts(): Promise<void> {
+  const catalogue = await client.gifts();
+  giftsBox.replaceChildren(
+    ...catalogue.gifts.map((g) => {
+      const button = document.createElement('button');
+      button.type = 'button';
+      button.className = 'gift';
+      button.dataset.gift = g.id;
+      button.title = `send a ${g.name} (${g.value} coins)`;
+      const value = document.createElement('span');
+      value.className = 'value';
+      value.textContent = String(g.value);
+      button.append(`${giftIcon(g.id)} ${g.name}`, value);
+      button.addEventListener('click', () => void sendGift(g.id, button));
+      return button;
+    }),
+  );
+}
+
+async function sendGift(giftId: string, button: HTMLButtonElement): Promise<void> {
+  button.disabled = true;
+  try {
+    await ensureToken();
+    await client.gift(giftId, 1);
+    setStatus('');
+  } catch (err) {
+    setStatus(describe(err), true);
+  } finally {
+    button.disabled = false;
+  }
+}
+
+function renderLeaderboard(b: Leaderboard): void {
+  leaderboardEl.replaceChildren(
+    ...b.top.map((s) => {
+      const li = document.createElement('li');
+      li.dataset.user = s.userId;
+      const who = document.createElement('span');
+      who.style.color = nameColor(s.userId);
+      who.textContent = s.userId;
+      const value = document.createElement('span');
+      value.className = 'value';
+      value.textContent = s.value.toLocaleString('en-US');
+      li.append(who, value);
+      return li;
+    }),
+  );
+  giftTotalsEl.textContent = b.totalGifts === 0 ? 'no gifts yet' : `${b.totalGifts.toLocaleString('en-US')} gifts · ${b.totalValue.toLocaleString('en-US')} coins · ${b.senders} senders`;
+}
+
+/** A gift flies up the stage and takes a line in the chat. */
+function showGift(g: GiftItem): void {
+  const line = `${giftIcon(g.giftId)} ${g.userId} sent ${g.count > 1 ? `${g.count} × ` : ''}${g.name}`;
+  const li = document.createElement('li');
+  li.className = 'gift-line';
+  li.dataset.eventId = g.eventId;
+  li.textContent = line;
+  const stick = atBottom();
+  chatList.appendChild(li);
+  while (chatList.children.length > MAX_CHAT_ROWS) chatList.firstElementChild?.remove();
+  if (stick) chatList.scrollTop = chatList.scrollHeight;
+  if (Date.now() - g.occurredAt > FLY_MAX_AGE_MS) return;
+  const pop = document.createElement('div');
+  pop.className = 'danmaku fixed gift-pop';
+  pop.textContent = line;
+  pop.style.top = `${stage.clientHeight - 70}px`;
+  layer.appendChild(pop);
+  pop.animate([{ transform: 'translate(-50%, 0)', opacity: 1 }, { transform: 'translate(-50%, -160px)', opacity: 0 }], { duration: 2500, easing: 'ease-out' }).onfinish = () => pop.remove();
+}
+
+client.on('snapshot', (s) => renderLeaderboard(s.leaderboard));
+client.on('leaderboard', renderLeaderboard);
+client.on('gift', ({ gift }) => showGift(gift));
+loadGifts().catch((err: unknown) => console.warn('[danmaku] gift catalogue', err));
 
 try {
   nameInput.value = localStorage.getItem('danmaku-demo-name') ?? '';

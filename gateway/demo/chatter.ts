@@ -14,6 +14,7 @@ import fs from 'node:fs';
 import path from 'node:path';
 import { gunzipSync } from 'node:zlib';
 import { REPO_ROOT } from '../../core/config.ts';
+import { Liveness, type Health, type Service } from '../../core/service.ts';
 
 export interface ChatterOptions {
   baseUrl: string;
@@ -250,11 +251,12 @@ export async function runChatter(opts: ChatterOptions): Promise<ChatterStats> {
  * through the public API and rides out a gateway that is not up yet), down
  * only if its loop ends with an error.
  */
-export class ChatterService {
+export class ChatterService implements Service {
   readonly name = 'chatter';
   private readonly ac = new AbortController();
-  private status: 'starting' | 'ok' | 'down' | 'stopped' = 'starting';
-  private detail: string | undefined;
+  private readonly live = new Liveness();
+  // No `failed`: a demo bot that stops shows as down in the health report, and
+  // does not take the demo's other services down with it.
   private loop: Promise<unknown> | undefined;
   stats: ChatterStats | undefined;
 
@@ -265,22 +267,19 @@ export class ChatterService {
     this.loop = runChatter({ ...this.o, signal: this.ac.signal }).then(
       (s) => (this.stats = s),
       (err: unknown) => {
-        if (this.ac.signal.aborted) return;
-        this.status = 'down';
-        this.detail = (err as Error).message;
+        if (!this.ac.signal.aborted) this.live.died(err instanceof Error ? err : new Error(String(err)));
       },
     );
-    this.status = 'ok';
-    this.detail = `room ${this.o.room}, ${this.o.rate} comments/s`;
+    this.live.set('ok', `room ${this.o.room}, ${this.o.rate} comments/s`);
   }
 
-  health(): { status: 'starting' | 'ok' | 'down' | 'stopped'; detail?: string } {
-    return this.detail === undefined ? { status: this.status } : { status: this.status, detail: this.detail };
+  health(): Health {
+    return this.live.health;
   }
 
   async stop(): Promise<void> {
     this.ac.abort();
     await this.loop;
-    this.status = 'stopped';
+    this.live.set('stopped');
   }
 }

@@ -1,8 +1,9 @@
 /**
  * The demo page in a real browser (Debian's chromium through playwright-core)
  * against the running system: a comment typed in the composer flies over the
- * stage and lands in the chat list; a reaction click raises the tally. Leaves
- * a screenshot at .data/demo-screenshot.png.
+ * stage and lands in the chat list; a reaction click raises the tally; a gift
+ * button sends a gift and the leaderboard shows it. Leaves a screenshot at
+ * .data/demo-screenshot.png.
  */
 import fs from 'node:fs';
 import path from 'node:path';
@@ -94,6 +95,33 @@ describe.skipIf(!hasChromium)('demo page (chromium)', () => {
     fs.mkdirSync(path.dirname(SCREENSHOT), { recursive: true });
     await page.screenshot({ path: SCREENSHOT });
     expect(fs.statSync(SCREENSHOT).size).toBeGreaterThan(10_000);
+    expect(pageErrors).toEqual([]);
+    await page.close();
+  });
+
+  it('a gift button sends a gift: it shows in the chat, and the leaderboard ranks the senders', async () => {
+    const room = randomName('demo');
+    const page = await browser.newPage({ viewport: { width: 1360, height: 820 } });
+    const pageErrors: string[] = [];
+    page.on('pageerror', (e) => pageErrors.push(e.message));
+    await page.goto(`${sys.url}/?room=${room}`);
+    await expect.poll(() => page.locator('#conn').textContent(), { timeout: 20_000 }).toBe('live');
+    // Someone else sent a rocket (200) before.
+    const res = await fetch(`${sys.url}/v1/rooms/${room}/gifts`, {
+      method: 'POST',
+      headers: { 'content-type': 'application/json', authorization: `Bearer ${sys.token('bob')}` },
+      body: JSON.stringify({ giftId: 'rocket' }),
+    });
+    expect(res.status).toBe(202);
+    await expect.poll(() => page.locator('#leaderboard li').count(), { timeout: 20_000 }).toBe(1);
+
+    await page.fill('#name', 'carol');
+    const castle = page.locator('button[data-gift="castle"]');
+    await castle.waitFor({ state: 'visible', timeout: 10_000 });
+    await castle.click();
+    await expect.poll(() => page.locator('#leaderboard li').allTextContents(), { timeout: 20_000 }).toEqual(['carol1,000', 'bob200']);
+    expect(await page.locator('#gift-totals').textContent()).toBe('2 gifts · 1,200 coins · 2 senders');
+    await page.locator('#chat-list li.gift-line', { hasText: 'carol sent Castle' }).waitFor({ state: 'attached', timeout: 10_000 });
     expect(pageErrors).toEqual([]);
     await page.close();
   });

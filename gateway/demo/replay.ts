@@ -8,23 +8,18 @@
  * from there and plays it, fetching ahead as it goes. The view switch
  * replays the same window "as seen live", "as moderated now" or "sampled".
  * Under the scrubber, the reaction tally timeline (`/replay/tallies`) as a
- * Chart.js bar chart: the peaks of the stream.
+ * Chart.js bar chart: the peaks of the stream. Everything it reads comes
+ * through the TypeScript client's replay side (gateway/client/replay.ts),
+ * as any replay player would read it.
  */
 import { Chart, registerables } from 'chart.js';
+import { ReplayClient, type ReplayTimelineItem, type ReplayView } from '../client/replay.ts';
 
 Chart.register(...registerables);
 Chart.defaults.color = '#8b90a3';
 Chart.defaults.animation = false;
 
-interface Item {
-  kind: 'comment' | 'delete' | 'pin';
-  at: number;
-  eventId: string;
-  text?: string;
-  mode?: 'scroll' | 'top' | 'bottom';
-  color?: number;
-  pin?: { eventId: string; text: string | null } | null;
-}
+type Item = ReplayTimelineItem;
 
 const $ = <T extends HTMLElement>(sel: string) => document.querySelector<T>(sel)!;
 const params = new URLSearchParams(location.search);
@@ -38,6 +33,7 @@ const clock = $('#clock');
 const status = $('#status');
 const viewSel = $<HTMLSelectElement>('#view');
 $('#room-name').textContent = room;
+const replay = new ReplayClient({ baseUrl: location.origin, room });
 viewSel.value = params.get('view') ?? 'live';
 
 let playhead = Number(params.get('t') ?? 0);
@@ -55,16 +51,12 @@ const fmt = (ms: number) => `${Math.floor(ms / 60_000)}:${((ms % 60_000) / 1000)
 async function load(from: number, gen: number): Promise<void> {
   const to = from + WINDOW_MS;
   const items: Item[] = [];
-  let cursor: string | null = null;
-  do {
-    const q = `fromMs=${from}&toMs=${to}&view=${viewSel.value}&limit=1000${cursor ? `&cursor=${cursor}` : ''}`;
-    const res = await fetch(`/v1/rooms/${encodeURIComponent(room)}/replay?${q}`);
-    const page = (await res.json()) as { items: Item[]; nextCursor: string | null; code?: string; message?: string };
-    if (!res.ok) throw new Error(`${page.code}: ${page.message}`);
-    items.push(...page.items);
-    cursor = page.nextCursor;
-  } while (cursor && gen === generation);
-  if (gen !== generation) return; // a seek or a view switch came meanwhile
+  const stale = new AbortController();
+  for await (const item of replay.timeline({ fromMs: from, toMs: to, view: viewSel.value as ReplayView, pageSize: 1000, signal: stale.signal })) {
+    items.push(item);
+    if (gen !== generation) stale.abort(); // a seek or a view switch came meanwhile: no more pages
+  }
+  if (gen !== generation) return;
   queue.push(...items);
   queue.sort((a, b) => a.at - b.at);
   loadedTo = to;
@@ -112,6 +104,10 @@ function apply(item: Item): void {
     const box = $('#pinned');
     box.hidden = !item.pin;
     box.textContent = item.pin ? `📌 ${item.pin.text ?? ''}` : '';
+  } else if (item.kind === 'gift') {
+    const line = document.createElement('div');
+    line.textContent = `${fmt(item.at)}  🎁 ${item.userId} sent ${item.count} × ${item.name} (${item.value})`;
+    $('#log').prepend(line);
   }
 }
 
@@ -145,11 +141,10 @@ function tick(now: number): void {
 
 async function main(): Promise<void> {
   // The timeline's length: the room's span of event time (stats), at least a minute.
-  const stats = (await (await fetch(`/v1/rooms/${encodeURIComponent(room)}/stats`)).json()) as { fromMs: number | null; toMs: number | null; code?: string; message?: string };
-  if (stats.code) throw new Error(`${stats.code}: ${stats.message}`);
+  const stats = await replay.stats();
   const duration = Math.max(60_000, stats.fromMs !== null && stats.toMs !== null ? stats.toMs - stats.fromMs : 60_000);
   scrubber.max = String(duration);
-  const tallies = (await (await fetch(`/v1/rooms/${encodeURIComponent(room)}/replay/tallies?fromMs=0&toMs=${Math.min(duration, 86_400_000)}`)).json()) as { seconds: { second: number; counts: Record<string, number> }[] };
+  const tallies = await replay.tallies({ fromMs: 0, toMs: Math.min(duration, 86_400_000) });
   const perBucket = Math.max(1000, Math.ceil(duration / 300 / 1000) * 1000);
   const buckets = new Array<number>(Math.ceil(duration / perBucket)).fill(0);
   for (const s of tallies.seconds ?? []) {

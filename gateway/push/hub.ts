@@ -5,9 +5,9 @@
  *
  * Notifications (one per effect a processor applied, in apply order) become
  * PushEvents, gathered per room and stream:
- *   ordered  — feed comments/deletions + tallies + pin/settings
- *   sampled  — sampled comments/deletions/rate + tallies + pin/settings
- *   tallies  — tallies + pin/settings only (sockets degraded for slowness)
+ *   ordered  — feed comments/deletions + tallies + pin/settings + gifts
+ *   sampled  — sampled comments/deletions/rate + tallies + pin/settings + gifts
+ *   tallies  — tallies + pin/settings + gifts only (sockets degraded for slowness)
  * Every batch interval (push.batchMs while the room is quiet, longer as its
  * rate grows, up to push.batchMaxMs: batchInterval) a room's buffer is flushed: ONE BatchMessage per
  * stream, serialized once (per wire format: wire.ts), and the same bytes written to every socket of the
@@ -40,6 +40,7 @@
  * A visible `mute` delta on a room's channel closes that user's sockets in
  * the room with 4403; a shadow mute does nothing the user could notice.
  */
+import { AppError } from '../../core/errors.ts';
 import type { FastifyBaseLogger } from 'fastify';
 import type { WebSocket } from 'ws';
 import type { Delta, FeedItem } from '../../pipelines/projection.ts';
@@ -56,7 +57,7 @@ import { pushMetrics } from './metrics.ts';
 /** What a socket is sent: its view, or a lighter stream once degraded. */
 export type Mode = 'ordered' | 'sampled' | 'tallies';
 const MODES: readonly Mode[] = ['ordered', 'sampled', 'tallies'];
-const PROJECTIONS = ['feed', 'sampled', 'tallies', 'state'] as const;
+const PROJECTIONS = ['feed', 'sampled', 'tallies', 'state', 'gifts'] as const;
 
 /** Items a snapshot shows. */
 export const SNAPSHOT_ITEMS = 200;
@@ -146,6 +147,7 @@ interface Room {
   rate: number;
   lastFlushAt: number;
   viewers: number | undefined;
+  uniqueViewers: number | undefined;
   resyncs: Promise<void>;
   gone: boolean;
   /** The ordered view's snapshot kept current in memory (window.ts), once one was read. */
@@ -245,7 +247,7 @@ export class RoomHub {
     deps.subscriber.on('smessage', this.onSMessage);
     this.subscriberWasReady = deps.subscriber.status === 'ready';
     deps.subscriber.on('ready', this.onSubscriberReady);
-    o.presence?.onUpdate((room, count) => this.onViewers(room, count));
+    o.presence?.onUpdate((room, count, unique) => this.onViewers(room, count, unique));
     this.heartbeat = setInterval(() => this.beat(), deps.cfg.push.heartbeatSec * 1000);
     this.heartbeat.unref();
   }
@@ -257,7 +259,7 @@ export class RoomHub {
    * subscription is active: everything applied from now on reaches it.
    */
   async add(ws: WebSocket, roomId: string, view: View, userId: string | null): Promise<HubClient> {
-    if (this.closed) throw new Error('the push hub is closed');
+    if (this.closed) throw new AppError('ERR_SHUTTING_DOWN', 'the push hub is closed');
     let room = this.rooms.get(roomId);
     if (!room) room = this.openRoom(roomId);
     const c: HubClient = {
@@ -360,7 +362,7 @@ export class RoomHub {
    * the subscription is active: a notification after that is never missed.
    */
   async watch(roomId: string): Promise<RoomWatch> {
-    if (this.closed) throw new Error('the push hub is closed');
+    if (this.closed) throw new AppError('ERR_SHUTTING_DOWN', 'the push hub is closed');
     const room = this.rooms.get(roomId) ?? this.openRoom(roomId);
     const w: Watcher = { dirty: false, wake: undefined };
     room.watchers.add(w);
@@ -510,6 +512,7 @@ export class RoomHub {
       rate: 0,
       lastFlushAt: 0,
       viewers: undefined,
+      uniqueViewers: undefined,
       resyncs: Promise.resolve(),
       gone: false,
       window: undefined,
@@ -600,10 +603,12 @@ export class RoomHub {
       }
       case 'tallies':
       case 'state':
+      case 'gifts':
         for (const d of n.deltas) {
           if (d.t === 'mute') this.onMute(room, d);
           if (d.t === 'pin') this.watchPin(room, d.pin);
-          if (d.t !== 'tally' && d.t !== 'pin' && d.t !== 'settings') continue; // 'mute' is not for clients
+          // Gifts are cumulative like tallies (each carries the whole leaderboard): every stream gets them.
+          if (d.t !== 'tally' && d.t !== 'pin' && d.t !== 'settings' && d.t !== 'gift') continue; // 'mute' is not for clients
           const item: Buffered = { ev: d, offset: -1 };
           for (const m of MODES) if (has[m] > 0) b[m].push(item);
         }
@@ -757,7 +762,9 @@ export class RoomHub {
     const w = room.window;
     if (w && w.msg.position.epoch === room.epoch) {
       pushMetrics.snapshotReads.inc({ source: 'memory' });
-      return readWindow(w, this.deps.now(), this.o.presence?.count(roomId) ?? w.msg.viewers);
+      const r = readWindow(w, this.deps.now(), this.o.presence?.count(roomId) ?? w.msg.viewers);
+      if (this.o.presence) r.msg.uniqueViewers = this.o.presence.unique(roomId);
+      return r;
     }
     if (w) this.dropWindow(room); // an epoch newer than the window's was seen
     const gen = room.windowGen;
@@ -971,11 +978,12 @@ export class RoomHub {
     if (n > 0) this.o.log?.info({ room: room.id, user: d.userId, sockets: n }, 'push: closed a visibly muted user\'s sockets');
   }
 
-  private onViewers(roomId: string, count: number): void {
+  private onViewers(roomId: string, count: number, unique: number): void {
     const room = this.rooms.get(roomId);
-    if (!room || room.gone || room.viewers === count) return;
+    if (!room || room.gone || (room.viewers === count && room.uniqueViewers === unique)) return;
     room.viewers = count;
-    const msg: ViewersMessage = { type: 'viewers', room: roomId, count };
+    room.uniqueViewers = unique;
+    const msg: ViewersMessage = { type: 'viewers', room: roomId, count, uniqueViewers: unique };
     const frame = new Frame(msg);
     for (const c of room.clients) if (c.state === 'live') this.write(c, frame, 'viewers');
   }

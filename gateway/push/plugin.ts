@@ -3,7 +3,8 @@
  *
  * Query: `since` (a position `<epoch>.<offset>` to resume from), `view`
  * (`ordered`, the default, or `sampled`), `token` (browsers cannot set an
- * Authorization header on a WebSocket).
+ * Authorization header on a WebSocket), `device` (the client's stable
+ * anonymous id: who it is for the viewer counts without a token, presence.ts).
  *
  * On connect the socket is registered with the hub first (its batches are
  * held), then the room is read — from the hub's window of the room in memory
@@ -33,7 +34,7 @@ import { requireReader, type User } from '../auth.ts';
 import { ReadLimits } from '../read-limits.ts';
 import type { GatewayDeps } from '../deps.ts';
 import { itemsFromLog } from '../gap.ts';
-import type { Presence } from '../presence.ts';
+import { DEVICE_ID, viewerIdentity, type Presence } from '../presence.ts';
 import { CLOSE, parsePosition, type CatchUpMessage, type Position, type SnapshotMessage, type View } from '../protocol.ts';
 import { RoomHub, SNAPSHOT_ITEMS, snapshotFor, visibleTo, type HubClient, type SnapshotBase } from './hub.ts';
 import { extraRegistries } from '../ops.ts';
@@ -77,7 +78,9 @@ export async function readRoom(deps: GatewayDeps, presence: Presence, room: stri
     items,
     pinned: state.pinned,
     tallies: state.tallies,
+    leaderboard: state.leaderboard,
     viewers: presence.count(room),
+    uniqueViewers: presence.unique(room),
     settings: state.settings,
     rate: page.rate,
     ...(reason ? { reason } : {}),
@@ -149,6 +152,9 @@ export const pushPlugin = fp(async (app: FastifyInstance) => {
       since = typeof q.since === 'string' ? parsePosition(q.since) : undefined;
       if (!since) return fail(CLOSE.badRequest, 'since must be a position <epoch>.<offset>, e.g. 0.1234');
     }
+    // The client's stable anonymous id: who it is for the viewer counts when it has no token.
+    const device = q.device === undefined || q.device === '' ? undefined : q.device;
+    if (device !== undefined && (typeof device !== 'string' || !DEVICE_ID.test(device))) return fail(CLOSE.badRequest, 'device must match ^[A-Za-z0-9][A-Za-z0-9_.:-]{0,127}$');
     let user: User | null;
     try {
       user = await requireReader(req, { queryToken: true });
@@ -167,7 +173,7 @@ export const pushPlugin = fp(async (app: FastifyInstance) => {
     }
 
     try {
-      leave = app.presence.join(room);
+      leave = app.presence.join(room, viewerIdentity(userId, device, req.ip));
       client = await hub.add(socket, room, view, userId);
       if (closed) {
         hub.remove(client);

@@ -16,12 +16,12 @@ import { epochKey, notifyChannel, type ProjectionNaming } from '../../pipelines/
 import { createRegistry, EventCodec } from '../../schemas/codec.ts';
 import { comment, makeEvent, type RoomEvent } from '../../schemas/events.ts';
 import { subjectFor } from '../../schemas/registry.ts';
-import { randomName, testConfig, waitFor } from '../../test/helpers.ts';
+import { testConfig, waitFor } from '../../test/helpers.ts';
 import { startService } from '../../test/processes.ts';
 import type { ServiceProcess } from '../../services/spawn.ts';
+import { prepareLog, worldEnv, worldId } from '../../services/world.ts';
 import { logClient } from '../../topics/client.ts';
 import { murmur2Partition, type Ack, type LogAdmin, type LogClient, type LogProducer } from '../../topics/kafka.ts';
-import { applyTopics, declaredTopics } from '../../topics/topics.ts';
 import { buildGateway } from '../app.ts';
 import { createGatewayDeps, type GatewayDeps } from '../deps.ts';
 import { CLOSE, formatPosition, type BatchMessage, type CatchUpMessage, type Position, type ServerMessage, type SnapshotMessage } from '../protocol.ts';
@@ -63,31 +63,24 @@ async function startGateway(extra: Record<string, string>): Promise<Gateway> {
 }
 
 async function setUp(mode: 'single' | 'cluster'): Promise<void> {
-  const id = randomName(`push-${mode}`);
-  env = {
-    TOPIC_ROOM_EVENTS: id,
-    TOPIC_DEAD_LETTER: `${id}.dlq`,
-    REDIS_KEY_PREFIX: `${id}:`,
-    PIPELINES_GROUP_PREFIX: `${id}.`,
+  const id = worldId(`push-${mode}`);
+  env = worldEnv(id, 2, {
     REDIS_MODE: mode,
-    TOPIC_PARTITIONS: '2',
     // Redis keeps only the newest 10 items per room: older positions come from the log.
     FEED_MAX_ITEMS: '10',
-    JWT_SECRET: `secret-of-${id}`,
-  };
+  });
   naming = { keyPrefix: env.REDIS_KEY_PREFIX!, groupPrefix: env.PIPELINES_GROUP_PREFIX! };
   gateways = [];
   sockets = [];
-  const cfg = testConfig(env);
+  const cfg = await prepareLog(env);
   kafka = logClient(cfg, 'push-test');
   admin = kafka.admin();
   await admin.connect();
-  await applyTopics(admin, declaredTopics(cfg, { roomEvents: id, deadLetter: `${id}.dlq` }));
   codec = new EventCodec({ registry: createRegistry(cfg.registry.url), subject: subjectFor(id) });
   await codec.init();
   producer = kafka.producer();
   await producer.connect();
-  proc = await startService(['pipelines', 'run'], { ...env, PIPELINES_METRICS_PORT: '0', MODERATION_ENABLED: 'false' });
+  proc = await startService(['pipelines', 'run'], { ...env, MODERATION_ENABLED: 'false' });
   gw = await startGateway({ GATEWAY_ID: `${id}-gw`, PRESENCE_INTERVAL_MS: '200' });
   // Tiny thresholds, acted on at once: a socket that stops reading is degraded, then closed.
   slowGw = await startGateway({

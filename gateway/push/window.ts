@@ -31,7 +31,7 @@ export interface RoomWindow extends WindowRead {
 
 /** The projections whose notifications a view's window follows. */
 export function followedBy(view: View, projection: string): boolean {
-  if (projection === 'tallies' || projection === 'state') return true;
+  if (projection === 'tallies' || projection === 'state' || projection === 'gifts') return true;
   return view === 'ordered' ? projection === 'feed' : projection === 'sampled';
 }
 
@@ -78,6 +78,9 @@ export function applyNotification(w: RoomWindow, projection: string, deltas: rea
         break;
       case 'pin':
         w.msg.pinned = d.pin;
+        break;
+      case 'gift':
+        w.msg.leaderboard = d.leaderboard;
         break;
       case 'settings':
         w.msg.settings = d.settings;

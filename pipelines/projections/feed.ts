@@ -123,6 +123,43 @@ export function shadowCmds(keys: RoomKeys, e: RoomEvent): Cmd[] {
   return cmds;
 }
 
+/**
+ * Shadow mutes as periods (`<userId>@<from>` → JSON [fromMs, untilMs|null]),
+ * kept SHADOW_HISTORY_MS after they end. The fields above forget a mute once
+ * it ends or is replaced; a gap filled from the log (gateway/gap.ts) starts
+ * its fold at some old position and needs the shadow mutes in force then, or
+ * comments written under one would reach everyone. A period is never
+ * shortened (a later unmute only stops new marks in the live fold), so a gap
+ * fill errs on the side of hiding.
+ */
+export const SHADOW_HISTORY = { key: 'shadow:hist', index: 'shadow:hist:exp' } as const;
+/** As long as the log keeps records by default (Kafka's retention.ms: 7 days): no gap reaches further back. */
+export const SHADOW_HISTORY_MS = 7 * 24 * 3600 * 1000;
+
+export function shadowHistoryCmds(keys: RoomKeys, e: RoomEvent): Cmd[] {
+  const p = e.payload;
+  if (p.type !== 'UserMuted') return [];
+  const k = { key: keys.key(SHADOW_HISTORY.key), index: keys.key(SHADOW_HISTORY.index) };
+  const cmds: Cmd[] = [{ op: 'fieldsExpire', ...k, upTo: e.occurredAt }];
+  if (p.kind === 'shadow' && (p.untilMs === null || p.untilMs > e.occurredAt)) {
+    cmds.push({ op: 'fieldSet', ...k, field: `${p.userId}@${e.occurredAt}`, value: JSON.stringify([e.occurredAt, p.untilMs]), expireAt: p.untilMs === null ? -1 : p.untilMs + SHADOW_HISTORY_MS });
+  }
+  return cmds;
+}
+
+/** The shadow mutes in force at `atMs`, from a SHADOW_HISTORY hash (as shadowView takes them). */
+export function shadowMutesAt(history: Record<string, string>, atMs: number): [string, number | null][] {
+  const until = new Map<string, number | null>();
+  for (const [field, value] of Object.entries(history)) {
+    const userId = field.slice(0, field.lastIndexOf('@'));
+    const [from, end] = JSON.parse(value) as [number, number | null];
+    if (from > atMs || (end !== null && end <= atMs)) continue;
+    const prev = until.get(userId);
+    if (prev === undefined || (prev !== null && (end === null || end > prev))) until.set(userId, end);
+  }
+  return [...until];
+}
+
 export function feedProjection(maxItems: number): Projection<FeedState> {
   return {
     name: 'feed',
@@ -146,7 +183,7 @@ export function feedProjection(maxItems: number): Projection<FeedState> {
         const r = removal(keys, e, rm.target, rm.reason);
         return { state, cmds: [...r.cmds, { op: 'feedTrim', key: keys.key('z'), index: keys.key('idx'), keep: maxItems }], deltas: r.deltas };
       }
-      return { state, cmds: shadowCmds(keys, e.event), deltas: [] };
+      return { state, cmds: [...shadowCmds(keys, e.event), ...shadowHistoryCmds(keys, e.event)], deltas: [] };
     },
   };
 }

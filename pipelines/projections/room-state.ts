@@ -73,6 +73,7 @@ export function roomStateProjection(): Projection<RoomStateState> {
         case 'CommentPosted':
         case 'ReactionAdded':
         case 'CommentReleased':
+        case 'GiftSent':
           return { state, cmds: [], deltas: [] };
         default: {
           const never: never = p;

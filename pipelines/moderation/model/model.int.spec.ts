@@ -13,13 +13,14 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { createRegistry, EventCodec } from '../../../schemas/codec.ts';
 import { comment, makeEvent, type EventOf, type RoomEvent } from '../../../schemas/events.ts';
 import { subjectFor } from '../../../schemas/registry.ts';
+import { prepareLog, worldEnv, worldId } from '../../../services/world.ts';
 import { randomName, testConfig, waitFor } from '../../../test/helpers.ts';
 import { startService } from '../../../test/processes.ts';
 import { logClient } from '../../../topics/client.ts';
 import type { Ack, LogAdmin, LogProducer, LogRecord } from '../../../topics/kafka.ts';
-import { applyTopics, declaredTopics } from '../../../topics/topics.ts';
+import { moderationModelGroup } from '../../naming.ts';
 import { derivedEventId } from '../processor.ts';
-import { ModelStageService, modelGroupId } from './service.ts';
+import { ModelStageService } from './service.ts';
 import { ensureModelVenv } from './venv.ts';
 
 const probe = spawnSync('python3', ['--version'], { encoding: 'utf8' });
@@ -30,21 +31,16 @@ const MODEL = 'alt-profanity-check-1.9.1';
 const RULE = `model:${MODEL}`;
 
 describe.skipIf(!hasPython)('moderation model stage (Python, Confluent client) on the real log', () => {
-  const id = randomName('model');
-  const env = {
-    TOPIC_ROOM_EVENTS: id,
-    TOPIC_DEAD_LETTER: `${id}.dlq`,
-    PIPELINES_GROUP_PREFIX: `${id}.`,
-    PIPELINES_METRICS_PORT: '0',
+  const id = worldId('model');
+  const env = worldEnv(id, 2, {
     MODERATION_MODEL_METRICS_PORT: '0',
-    TOPIC_PARTITIONS: '2',
     MODERATION_MODEL_THRESHOLD: '0.95',
     MODERATION_MODEL_RECORD_ABOVE: '0.5',
     MODERATION_MODEL_ACTION: 'delete',
     MODERATION_MODEL_BATCH_MS: '20',
-  };
+  });
   const cfg = testConfig(env);
-  const group = modelGroupId(cfg);
+  const group = moderationModelGroup(cfg.pipelines.groupPrefix);
   const client = logClient(cfg, 'model-test');
   let admin: LogAdmin;
   let producer: LogProducer;
@@ -57,9 +53,9 @@ describe.skipIf(!hasPython)('moderation model stage (Python, Confluent client) o
     const t0 = Date.now();
     await ensureModelVenv(cfg, (m) => console.log(`[model.int] ${m}`));
     console.log(`[model.int] venv ready in ${((Date.now() - t0) / 1000).toFixed(1)} s`);
+    await prepareLog(env);
     admin = client.admin();
     await admin.connect();
-    await applyTopics(admin, declaredTopics(cfg));
     codec = new EventCodec({ registry: createRegistry(cfg.registry.url), subject: subjectFor(id) });
     await codec.init();
     producer = client.producer({ lingerMs: 0 });

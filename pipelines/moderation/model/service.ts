@@ -18,10 +18,11 @@ import path from 'node:path';
 import { createInterface } from 'node:readline';
 import type { Readable } from 'node:stream';
 import client from 'prom-client';
+import { backoffMs } from '../../../core/backoff.ts';
 import type { Config } from '../../../core/config.ts';
 import type { Health, Service } from '../../../core/service.ts';
-import { backoffMs } from '../../../topics/consumer.ts';
 import { topicNames } from '../../../topics/topics.ts';
+import { moderationModelGroup } from '../../naming.ts';
 import { ensureModelVenv, MODEL_DIR } from './venv.ts';
 
 /** What processor.py reports on its status pipe. */
@@ -51,10 +52,6 @@ export interface ModelStageOptions {
   maxRestartBackoffMs?: number;
   /** Every status message, for tests and the eval. */
   onMessage?(m: StageMessage): void;
-}
-
-export function modelGroupId(cfg: Config): string {
-  return `${cfg.pipelines.groupPrefix}moderation-model.v1`;
 }
 
 export class ModelStageService implements Service {
@@ -118,7 +115,7 @@ export class ModelStageService implements Service {
     return [
       path.join(MODEL_DIR, 'processor.py'),
       ...['--bootstrap', cfg.kafka.brokers, '--registry', cfg.registry.url, '--topic', t.roomEvents, '--dead-letter-topic', t.deadLetter],
-      ...['--group', modelGroupId(cfg), '--client-id', cfg.kafka.clientId],
+      ...['--group', moderationModelGroup(cfg.pipelines.groupPrefix), '--client-id', cfg.kafka.clientId],
       ...['--threshold', String(m.threshold), '--record-above', String(m.recordAbove), '--action', m.action],
       ...['--batch-max', String(m.batchMax), '--batch-ms', String(m.batchMs), '--compression', cfg.producer.compression],
       ...['--status-fd', '3', '--watch-stdin'],

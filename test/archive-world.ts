@@ -1,24 +1,26 @@
 /**
  * A private archive world for int specs (the archive's own and the root's
- * HTTP ones): its own topic, consumer group and ClickHouse database in one
- * embedded data directory per test file (one engine per process), events
- * produced through the real codec, and archivers run in process.
+ * HTTP ones): a world of services/world.ts (its own topics, key prefix and
+ * consumer groups) plus its own ClickHouse database in one embedded data
+ * directory per test file (one engine per process), events produced through
+ * the real codec, and archivers run in process.
  */
 import { randomBytes } from 'node:crypto';
 import { mkdtemp, rm } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
+import { Archiver } from '../archive/archiver.ts';
+import { migrate } from '../archive/migrate.ts';
 import { openClickHouse, type ClickHouse } from '../core/clickhouse.ts';
 import { loadConfig, type Config } from '../core/config.ts';
+import { archiverGroup } from '../pipelines/naming.ts';
 import { createRegistry, EventCodec } from '../schemas/codec.ts';
 import type { RoomEvent } from '../schemas/events.ts';
 import { subjectFor } from '../schemas/registry.ts';
+import { prepareLog, worldEnv, worldId, type WorldEnv } from '../services/world.ts';
 import { logClient } from '../topics/client.ts';
 import type { LogAdmin, LogClient } from '../topics/kafka.ts';
 import { measureLag } from '../topics/lag.ts';
-import { applyTopics, declaredTopics } from '../topics/topics.ts';
-import { Archiver, archiverGroup } from './archiver.ts';
-import { migrate } from './migrate.ts';
 
 export interface ArchiveKit {
   base: Config;
@@ -52,6 +54,8 @@ export async function archiveKit(): Promise<ArchiveKit> {
 
 export interface World {
   id: string;
+  /** The world's environment (services/world.ts worldEnv, with its ClickHouse database), for processes run against it. */
+  env: WorldEnv;
   cfg: Config;
   ch: ClickHouse;
   codec: EventCodec;
@@ -64,10 +68,9 @@ export interface World {
 }
 
 export async function world({ admin, client, dataDir }: Pick<ArchiveKit, 'admin' | 'client' | 'dataDir'>): Promise<World> {
-  const id = `arch-${Date.now().toString(36)}-${randomBytes(4).toString('hex')}`;
-  const env = { TOPIC_ROOM_EVENTS: id, TOPIC_DEAD_LETTER: `${id}.dlq`, PIPELINES_GROUP_PREFIX: `${id}.`, TOPIC_PARTITIONS: '3', CLICKHOUSE_DATABASE: id.replace(/-/g, '_') };
-  const cfg = loadConfig({ ...process.env, ...env });
-  await applyTopics(admin, declaredTopics(cfg, { roomEvents: id, deadLetter: `${id}.dlq` }));
+  const id = worldId('arch');
+  const env = worldEnv(id, 3, { CLICKHOUSE_DATABASE: id.replace(/-/g, '_') });
+  const cfg = await prepareLog(env);
   const codec = new EventCodec({ registry: createRegistry(cfg.registry.url), subject: subjectFor(id) });
   await codec.init();
   const ch = await openClickHouse({ dataDir, database: cfg.clickhouse.database });
@@ -79,6 +82,7 @@ export async function world({ admin, client, dataDir }: Pick<ArchiveKit, 'admin'
   const running: Archiver[] = [];
   return {
     id,
+    env,
     cfg,
     ch,
     codec,
