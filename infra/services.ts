@@ -206,7 +206,11 @@ export function kafkaNodeService(cfg: Config, p: Paths, i: number, n: number): S
       // Format the KRaft storage exactly once; a formatted dir keeps its cluster id,
       // and every node of a local cluster is formatted with the same one.
       if (!fs.existsSync(path.join(logDirs, 'meta.properties'))) {
+        // Kafka's own Uuid.randomUuid() never hands out an id that starts with '-', because
+        // the storage tool's argument parser takes such a value for an option (`-t -ew9…`
+        // failed a CI run on a fresh machine, 1 in 64 formats). Same rule here.
         let clusterId = randomBytes(16).toString('base64url');
+        while (clusterId.startsWith('-')) clusterId = randomBytes(16).toString('base64url');
         if (!single) {
           fs.mkdirSync(clusterDir, { recursive: true });
           const idFile = path.join(clusterDir, 'cluster.id');
