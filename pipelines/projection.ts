@@ -209,7 +209,30 @@ export interface Projection<S> {
    * rooms). apply stays pure given what this read.
    */
   prepare?(events: readonly RoomEvent[]): Promise<Projection<S>>;
+  /**
+   * Every key the projection may write under a room (suffixes for
+   * `RoomKeys.key`), besides the meta key and the per-user hash and its index
+   * (`users`), which are known already. An idle room's keys expire together
+   * (ROOM_IDLE_TTL_SEC), so each effect renews them all, not just the keys it
+   * touched: a pin set once must not expire while the room chats on.
+   */
+  readonly keySuffixes: readonly string[];
 }
+
+/** Every key of a projection under one room that expires when the room is idle (meta first). */
+export function expiringKeys(p: Projection<unknown>, keys: RoomKeys): string[] {
+  const suffixes = p.users ? [...p.keySuffixes, p.users.suffix, `${p.users.suffix}:exp`] : p.keySuffixes;
+  return [keys.meta, ...new Set(suffixes)].map((s, i) => (i === 0 ? s : keys.key(s)));
+}
+
+/**
+ * The suffix of a room's *history record* for one projection version: where
+ * the room's events start and end in the log (positions `first`, `last`).
+ * Written with every effect while ROOM_IDLE_TTL_SEC is on, and never expires:
+ * when the room's keys have expired, it is how the runner knows the room had
+ * a history, and where in the log to read it back from.
+ */
+export const HISTORY_SUFFIX = 'history';
 
 /** Key names of one projection version for one room; every key carries the room's hash tag. */
 export interface RoomKeys {

@@ -142,6 +142,7 @@ export async function rebuild(o: RebuildOptions): Promise<RebuildResult> {
       lanes: () => [{ projection, version: to }],
       notify: false,
       partitionsConsumedConcurrently: cfg.pipelines.partitionsConcurrently,
+      idleTtlSec: cfg.pipelines.roomIdleTtlSec,
       onApplied: (_p, room) => rooms.add(room),
     });
   // The sealed generations first, each to its ends: a room's older events before its newer.

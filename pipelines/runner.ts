@@ -45,11 +45,11 @@ import type { RedisClient } from '../core/redis.ts';
 import type { EventCodec } from '../schemas/codec.ts';
 import type { RoomEvent } from '../schemas/events.ts';
 import { EventConsumer, type BatchStart, type DecodedRecord } from '../topics/consumer.ts';
-import { positionOf, splitPosition } from '../topics/generations.ts';
-import type { LogAdmin, LogClient, LogProducer } from '../topics/kafka.ts';
+import { generationTopic, positionOf, splitPosition } from '../topics/generations.ts';
+import { murmur2Partition, type LogAdmin, type LogClient, type LogProducer } from '../topics/kafka.ts';
 import type { LogWriter } from '../topics/writer.ts';
 import { notifyChannel, positionField, positionsKey, switchesKey, type Notification, type ProjectionNaming } from './naming.ts';
-import { fieldsRead, FieldsView, foldRoom, roomKeys, userKeys, type Delta, type PositionedEvent, type Projection, type RoomMeta } from './projection.ts';
+import { expiringKeys, fieldsRead, FieldsView, foldRoom, HISTORY_SUFFIX, roomKeys, userKeys, type Delta, type PositionedEvent, type Projection, type RoomMeta } from './projection.ts';
 import { RedisStore } from './store.ts';
 
 /**
@@ -113,9 +113,15 @@ export interface WorkerOptions {
   /** Emitted events go through it, to the log's current generation (else to `topic`). */
   writer?: LogWriter;
   partitionsConsumedConcurrently?: number;
+  /** Kafka session timeout of the group (PIPELINES_SESSION_TIMEOUT_MS). */
+  sessionTimeoutMs?: number;
+  /** A room's keys expire this long after its last event, and come back from the log on its next (ROOM_IDLE_TTL_SEC; 0/absent = never). */
+  idleTtlSec?: number;
   /** A room's emitted events are durable in the log (its effect is applied next). */
   onEmitted?(room: string, events: RoomEvent[]): void;
   onApplied?(projection: string, room: string, applied: number, skipped: number): void;
+  /** A room's keys had expired; its state came back from `events` of the log. */
+  onRestored?(projection: string, version: number, room: string, events: number): void;
   /** A batch was committed: records fetched, ms taken. */
   onBatch?(partition: number, records: number, ms: number): void;
   onError?(err: unknown): void;
@@ -145,6 +151,8 @@ export class ProjectionWorker {
   private adminReady = false;
   applied = 0;
   skipped = 0;
+  /** Rooms (× lanes) whose state came back from the log after their keys expired. */
+  restored = 0;
 
   constructor(private readonly o: WorkerOptions) {
     this.store = new RedisStore(o.redis);
@@ -170,6 +178,7 @@ export class ProjectionWorker {
       deadLetterTopic: this.o.deadLetterTopic,
       groupId: this.groupId,
       partitionsConsumedConcurrently: this.o.partitionsConsumedConcurrently,
+      sessionTimeoutMs: this.o.sessionTimeoutMs,
       position: this.o.positions ? (partition, first) => this.position(partition, Number(first)) : undefined,
       handle: (events, partition, next) => this.handle(events, partition, Number(next)),
       onError: this.o.onError,
@@ -348,10 +357,14 @@ export class ProjectionWorker {
    * before leaves, so they all go out at once (one connection: Redis runs
    * them in order) and Redis applies one while the next is folded.
    */
-  private async applyRoom(lane: Lane, projection: Projection<unknown>, room: string, events: PositionedEvent[]): Promise<void> {
+  private async applyRoom(lane: Lane, projection: Projection<unknown>, room: string, events: PositionedEvent[], restoring = false): Promise<void> {
     const { naming } = this.o;
     const { version } = lane;
     const keys = roomKeys(naming.keyPrefix, projection.name, version, room);
+    const ttl = this.o.idleTtlSec ?? 0;
+    const expire = ttl > 0 ? { ttlSec: ttl, keys: expiringKeys(projection, keys), history: keys.key(HISTORY_SUFFIX) } : undefined;
+    let restored = restoring;
+    let resyncAfterRestore = false;
     for (let attempt = 0; ; attempt++) {
       let meta: RoomMeta<unknown>;
       let view: FieldsView | undefined;
@@ -364,10 +377,22 @@ export class ProjectionWorker {
       } else {
         meta = await this.store.loadMeta(keys.meta, projection.initial);
       }
+      if (meta.fence === undefined && expire && !restored) {
+        restored = true;
+        // No keys, yet a history: the room was idle, its keys expired; its state comes back from the log first.
+        const history = await this.store.history(expire.history);
+        if (history) {
+          await this.restoreRoom(lane, room, events[0]!.partition, history);
+          resyncAfterRestore = true;
+          continue;
+        }
+      }
       const sent: { applied: number; skipped: number; ok: Promise<boolean> }[] = [];
       let skipped = 0;
       // The room's first effect in this generation: its clients resync (the repartition moved every epoch).
       let resync = meta.fence !== undefined && meta.fence >= 0 && splitPosition(meta.fence).generation < this.generation;
+      // Restored after its keys expired: viewers who read the room meanwhile saw it empty.
+      if (resyncAfterRestore) resync = true;
       // Rebuilding after Redis lost its data (recoverFromWipe): a room's first effect makes its clients resync too.
       if (meta.fence === undefined && events[0]!.offset < (this.rebuildUntil.get(events[0]!.partition) ?? -1)) resync = true;
       let failure: unknown;
@@ -382,15 +407,17 @@ export class ProjectionWorker {
             continue;
           }
           // Emitted events are durable before the script that moves the fence past their cause goes out.
-          if (r.emits.length > 0 && chunk[0]!.offset >= emittedBelow) await this.emit(projection.name, room, r.emits);
+          // (A restore folds history whose emits and outside writes were made the first time.)
+          if (r.emits.length > 0 && chunk[0]!.offset >= emittedBelow && !restoring) await this.emit(projection.name, room, r.emits);
           // So are writes outside the room's keys (idempotent: a crash before the fence moves writes them again).
-          if (r.external.length > 0) await this.store.writeExternal(r.external);
+          if (r.external.length > 0 && !restoring) await this.store.writeExternal(r.external);
           const deltas = compactDeltas(r.deltas);
           const notification: Notification | undefined =
-            this.o.notify && deltas.length > 0 ? { room, projection: projection.name, version, offset: r.meta.fence!, deltas, ...(resync ? { resync: true as const } : {}) } : undefined;
+            this.o.notify && !restoring && deltas.length > 0 ? { room, projection: projection.name, version, offset: r.meta.fence!, deltas, ...(resync ? { resync: true as const } : {}) } : undefined;
           if (notification) resync = false;
           const message = notification ? { channel: notifyChannel(naming, room), message: JSON.stringify(notification) } : undefined;
-          sent.push({ applied: r.applied, skipped: r.skipped, ok: this.store.apply(keys.meta, meta.fence, r.meta, r.cmds, message) });
+          const ex = expire && { ...expire, first: chunk[0]!.offset };
+          sent.push({ applied: r.applied, skipped: r.skipped, ok: this.store.apply(keys.meta, meta.fence, r.meta, r.cmds, message, ex) });
           meta = r.meta;
         }
       } catch (err) {
@@ -420,6 +447,48 @@ export class ProjectionWorker {
       // are no-ops (see moderation/processor.ts).
       if (attempt > 20) throw new Error(`fence of ${keys.meta} keeps moving`);
     }
+  }
+
+  /**
+   * A room whose keys expired (ROOM_IDLE_TTL_SEC) gets an event again: its
+   * events from the history record's `first` to `last` are read back from the
+   * log (every generation they span; what retention deleted is gone) and
+   * folded onto the empty room, silently, before the new events are applied:
+   * the same fold as live, so the room is as it was. Costs one read of the
+   * room's partition over that range, for this partition's batch only (other
+   * partitions go on). Limit: across a repartition, records an older
+   * generation holds past its seal (a send that timed out yet landed, never
+   * acknowledged) are not told apart here.
+   */
+  private async restoreRoom(lane: Lane, room: string, partition: number, history: { first: number; last: number }): Promise<void> {
+    const f = splitPosition(history.first);
+    const l = splitPosition(history.last);
+    const gen = this.generation;
+    const base = gen === 0 ? this.o.topic : this.o.topic.slice(0, -`.g${gen}`.length);
+    const events: PositionedEvent[] = [];
+    for (let g = f.generation; g <= l.generation; g++) {
+      const topic = generationTopic(base, g);
+      const p = g === gen ? partition : murmur2Partition(room, await this.o.client.partitionCount(topic));
+      const low = Number(await this.o.client.lowWatermark(topic, p));
+      const from = Math.max(low, g === f.generation ? f.offset : 0);
+      const to = g === l.generation ? l.offset : Number.MAX_SAFE_INTEGER;
+      if (to < from) continue;
+      for (const r of await this.o.client.readRange(topic, p, from, to, { timeoutMs: 120_000 })) {
+        if (r.key && r.key.toString('utf8') !== room) continue; // the partition's other rooms: not even decoded
+        let event: RoomEvent;
+        try {
+          event = await this.o.codec.decode(r.value);
+        } catch {
+          continue; // dead-lettered the first time: never part of a projection
+        }
+        if (event.roomId === room) events.push({ event, offset: positionOf(g, r.offset), partition: p });
+      }
+    }
+    if (events.length === 0) return;
+    const projection = lane.projection.prepare ? await lane.projection.prepare(events.map((e) => e.event)) : (lane.projection.forBatch?.() ?? lane.projection);
+    await this.applyRoom(lane, projection, room, events, true);
+    this.restored++;
+    this.o.onRestored?.(lane.projection.name, lane.version, room, events.length);
   }
 
   /** Produces a room's emitted events and waits until Kafka acknowledged them all (acks=all). */

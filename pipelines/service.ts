@@ -50,6 +50,12 @@ export interface ServiceOptions {
 export const metricsRegistry = new client.Registry();
 const lagGauge = new client.Gauge({ name: 'danmaku_consumer_lag', help: 'Records in the log not yet applied by a processor group, per partition.', labelNames: ['group', 'topic', 'partition'], registers: [metricsRegistry] });
 const appliedCounter = new client.Counter({ name: 'danmaku_projection_events_applied_total', help: 'Events applied to a projection (after fence checks).', labelNames: ['projection'], registers: [metricsRegistry] });
+const restoredCounter = new client.Counter({
+  name: 'danmaku_projection_rooms_restored_total',
+  help: 'Idle rooms whose keys had expired (ROOM_IDLE_TTL_SEC), restored from the log when they got an event again.',
+  labelNames: ['projection'],
+  registers: [metricsRegistry],
+});
 const skippedCounter = new client.Counter({ name: 'danmaku_projection_events_skipped_total', help: 'Redelivered events skipped by the fence.', labelNames: ['projection'], registers: [metricsRegistry] });
 const batchRecords = new client.Histogram({
   name: 'danmaku_consumer_batch_records',
@@ -172,6 +178,12 @@ export class ProcessorService implements Service {
       positions: true,
       notify: true,
       partitionsConsumedConcurrently: this.o.cfg.pipelines.partitionsConcurrently,
+      sessionTimeoutMs: this.o.cfg.pipelines.sessionTimeoutMs,
+      idleTtlSec: this.o.cfg.pipelines.roomIdleTtlSec,
+      onRestored: (projection, version, room, events) => {
+        restoredCounter.inc({ projection });
+        this.log(`restored ${room} (${projection} v${version}) from ${events} events of the log: its keys had expired (idle)`);
+      },
       onApplied: (projection, _room, applied, skipped) => {
         if (applied) appliedCounter.inc({ projection }, applied);
         if (skipped) skippedCounter.inc({ projection }, skipped);
@@ -285,6 +297,8 @@ export class ProcessorService implements Service {
         return list.current();
       },
       partitionsConsumedConcurrently: cfg.pipelines.partitionsConcurrently,
+      sessionTimeoutMs: cfg.pipelines.sessionTimeoutMs,
+      idleTtlSec: cfg.pipelines.roomIdleTtlSec,
       onError: (err) => this.log(`moderation: ${(err as Error).message}`),
       onAssigned: (partitions) => this.log(`moderation: assigned partitions [${partitions.join(',')}]`),
     });

@@ -465,8 +465,10 @@ function indented(lua: string): string {
 // ARGV[1] = expected fence ('' = never applied), ARGV[2] = new fence,
 // ARGV[3] = new state JSON, ARGV[4] = commands JSON, each {op, {KEYS indexes},
 // {arguments}} (see encodeCmds), ARGV[5] = notification channel ('' = none),
-// ARGV[6] = message, ARGV[7..] = the commands' string arguments, which the
-// JSON names by their place ("1" = ARGV[7]): feed items pass as they are,
+// ARGV[6] = message, ARGV[7] = seconds the room's keys live ('' = no expiry),
+// ARGV[8] = how many of them end KEYS (before the history record, KEYS' last),
+// ARGV[9] = the history's first position, ARGV[10..] = the commands' string
+// arguments, which the JSON names by their place ("1" = ARGV[10]): feed items pass as they are,
 // not escaped into the JSON and unescaped again.
 // Returns {1} when applied, {0, current fence} when the fence moved under us
 // (another instance applied first; the caller reloads and refolds).
@@ -482,7 +484,7 @@ local run = {}
 ${Object.entries(SPECS)
   .map(([op, s]) => `run['${op}'] = function(K, A)\n${indented(s.lua)}\nend`)
   .join('\n')}
-local function str(a) if type(a) == 'string' then return ARGV[6 + tonumber(a)] end return a end
+local function str(a) if type(a) == 'string' then return ARGV[9 + tonumber(a)] end return a end
 for _, c in ipairs(cjson.decode(ARGV[4])) do
   local K = c[2]
   for i, k in ipairs(K) do K[i] = KEYS[k] end
@@ -497,6 +499,15 @@ for _, c in ipairs(cjson.decode(ARGV[4])) do
   run[c[1]](K, A)
 end
 redis.call('HSET', KEYS[1], 'fence', ARGV[2], 'state', ARGV[3])
+local ttl = tonumber(ARGV[7])
+if ttl then
+  -- The room's keys (the last ARGV[8] of KEYS, the history record last) live
+  -- for ttl seconds after its last event; the history record stays.
+  local n = tonumber(ARGV[8])
+  for i = #KEYS - n, #KEYS - 1 do redis.call('EXPIRE', KEYS[i], ttl) end
+  redis.call('HSETNX', KEYS[#KEYS], 'first', ARGV[9])
+  redis.call('HSET', KEYS[#KEYS], 'last', ARGV[2])
+end
 if ARGV[5] ~= '' then redis.call('SPUBLISH', ARGV[5], ARGV[6]) end
 return {1}
 `;
@@ -673,9 +684,23 @@ export class RedisStore {
     return removed;
   }
 
-  /** Applies atomically if the fence is still `expected`; false when it moved (caller refolds). */
-  async apply(metaKey: string, expected: number | undefined, next: RoomMeta<unknown>, cmds: Cmd[], notify?: { channel: string; message: string }): Promise<boolean> {
+  /**
+   * Applies atomically if the fence is still `expected`; false when it moved
+   * (caller refolds). With `expire`, in the same step: every key of the room
+   * (meta included) expires `ttlSec` after this effect, and the room's history
+   * record (which does not expire) says where its events start (`first`, set
+   * once) and end (the new fence).
+   */
+  async apply(
+    metaKey: string,
+    expected: number | undefined,
+    next: RoomMeta<unknown>,
+    cmds: Cmd[],
+    notify?: { channel: string; message: string },
+    expire?: { ttlSec: number; keys: readonly string[]; history: string; first: number },
+  ): Promise<boolean> {
     const { keys, json, strings } = encodeCmds(metaKey, compactRuns(cmds));
+    if (expire) keys.push(...expire.keys, expire.history);
     const r = await this.run<[number, string?]>(APPLY, keys, [
       expected === undefined ? '' : String(expected),
       String(next.fence),
@@ -683,8 +708,17 @@ export class RedisStore {
       json,
       notify?.channel ?? '',
       notify?.message ?? '',
+      expire ? String(expire.ttlSec) : '',
+      expire ? String(expire.keys.length) : '',
+      expire ? String(expire.first) : '',
       ...strings,
     ]);
     return r[0] === 1;
+  }
+
+  /** A room's history record for one projection version (see HISTORY_SUFFIX): undefined when it has none. */
+  async history(key: string): Promise<{ first: number; last: number } | undefined> {
+    const [first, last] = await this.redis.hmget(key, 'first', 'last');
+    return first && last ? { first: Number(first), last: Number(last) } : undefined;
   }
 }

@@ -9,7 +9,7 @@ import path from 'node:path';
 import zlib from 'node:zlib';
 import { REPO_ROOT } from '../core/config.ts';
 import type { RedisClient } from '../core/redis.ts';
-import { fieldsRead, FieldsView, foldRoom, roomKeys, userKeys, type FoldResult, type PositionedEvent, type Projection, type RoomKeys, type RoomMeta } from '../pipelines/projection.ts';
+import { fieldsRead, FieldsView, foldRoom, HISTORY_SUFFIX, roomKeys, userKeys, type FoldResult, type PositionedEvent, type Projection, type RoomKeys, type RoomMeta } from '../pipelines/projection.ts';
 import { MemoryStore } from '../pipelines/store.ts';
 import { comment, makeEvent, type RoomEvent } from '../schemas/events.ts';
 
@@ -117,8 +117,12 @@ export interface Snapshot {
   [key: string]: unknown;
 }
 
-/** Projects positioned events in memory: the expected Redis content, keyed like Redis. */
-export function expectedSnapshot(projection: Projection<unknown>, keyPrefix: string, version: number, events: PositionedEvent[]): Snapshot {
+/**
+ * Projects positioned events in memory: the expected Redis content, keyed like
+ * Redis. With `history`, each room's history record too (where its events
+ * start and end in the log; written while ROOM_IDLE_TTL_SEC is on).
+ */
+export function expectedSnapshot(projection: Projection<unknown>, keyPrefix: string, version: number, events: PositionedEvent[], opts: { history?: boolean } = {}): Snapshot {
   const store = new MemoryStore();
   const metas = new Map<string, RoomMeta<unknown>>();
   const byRoom = new Map<string, PositionedEvent[]>();
@@ -130,6 +134,7 @@ export function expectedSnapshot(projection: Projection<unknown>, keyPrefix: str
     store.exec(r.cmds);
     metas.set(room, r.meta);
     snap[keys.meta] = { fence: String(r.meta.fence), state: r.meta.state };
+    if (opts.history) snap[keys.key(HISTORY_SUFFIX)] = { first: String(Math.min(...list.map((e) => e.offset))), last: String(r.meta.fence) };
   }
   for (const [k, z] of store.zsets) if (z.size > 0) snap[k] = store.sortedMembers(k);
   for (const [k, h] of store.hashes) if (h.size > 0) snap[k] = Object.fromEntries([...h].sort());
@@ -166,8 +171,8 @@ export function foldInBatches<S>(p: Projection<S>, keys: RoomKeys, batches: Posi
   return { store, meta, results };
 }
 
-/** Reads every key under `pattern` from Redis (single or cluster) in the same shape. */
-export async function redisSnapshot(redis: RedisClient, pattern: string): Promise<Snapshot> {
+/** Reads every key under `pattern` from Redis (single or cluster) in the same shape; rooms' history records only with `history`. */
+export async function redisSnapshot(redis: RedisClient, pattern: string, opts: { history?: boolean } = {}): Promise<Snapshot> {
   const keys = new Set<string>();
   const nodes = 'nodes' in redis && typeof redis.nodes === 'function' ? redis.nodes('master') : [redis];
   for (const node of nodes) {
@@ -180,6 +185,7 @@ export async function redisSnapshot(redis: RedisClient, pattern: string): Promis
   }
   const snap: Snapshot = {};
   for (const k of [...keys].sort()) {
+    if (!opts.history && k.endsWith(`:${HISTORY_SUFFIX}`)) continue;
     const type = await redis.type(k);
     if (type === 'zset') {
       const flat = await redis.zrange(k, '0', '-1', 'WITHSCORES');

@@ -108,6 +108,8 @@ export interface EventConsumerOptions {
   maxBackoffMs?: number;
   /** Batches of different partitions handled at once (a partition's own batches stay in order). */
   partitionsConsumedConcurrently?: number;
+  /** Kafka session timeout of the group (how long a dead member keeps its partitions). */
+  sessionTimeoutMs?: number;
 }
 
 export class EventConsumer {
@@ -124,7 +126,7 @@ export class EventConsumer {
     this.producer = client.producer({ lingerMs: 0 });
     await this.producer.connect();
     const dlq = new DeadLetters(this.producer, this.opts.deadLetterTopic, groupId);
-    this.consumer = client.consumer(groupId, { partitionsConsumedConcurrently: this.opts.partitionsConsumedConcurrently });
+    this.consumer = client.consumer(groupId, { partitionsConsumedConcurrently: this.opts.partitionsConsumedConcurrently, sessionTimeoutMs: this.opts.sessionTimeoutMs });
     await this.consumer.connect();
     await this.consumer.subscribe([topic], true);
     if (this.opts.onAssigned) this.consumer.onGroupJoin((a) => this.opts.onAssigned!(a[topic] ?? []));

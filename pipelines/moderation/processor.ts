@@ -221,6 +221,7 @@ function shareWrites(rep: ReputationStore | undefined, room: string, userId: str
 export function moderationProjection(settings: ModerationSettings, words: () => WordMatcher, reputation?: ReputationStore): Projection<ModerationState> {
   const judgedBy = (list: () => WordMatcher, elsewhere: Elsewhere): Projection<ModerationState> => ({
     name: 'moderation',
+    keySuffixes: [],
     initial: () => ({}),
     users: MODERATION_USERS,
     apply(state, e, keys, users: UserView) {
@@ -311,6 +312,10 @@ export interface ModerationWorkerOptions {
   onDecided?(e: RoomEvent): void;
   /** Batches of different partitions judged at once. */
   partitionsConsumedConcurrently?: number;
+  /** Kafka session timeout of the group. */
+  sessionTimeoutMs?: number;
+  /** Idle rooms' keys expire after this many seconds (ROOM_IDLE_TTL_SEC). */
+  idleTtlSec?: number;
 }
 
 /**
@@ -337,6 +342,8 @@ export class ModerationWorker {
       lanes: () => [lane],
       groupId: o.groupId ?? moderatorGroupOf(o.naming),
       partitionsConsumedConcurrently: o.partitionsConsumedConcurrently,
+      sessionTimeoutMs: o.sessionTimeoutMs,
+      idleTtlSec: o.idleTtlSec,
       // Moderation changes nothing viewers see by itself: the projections
       // that apply its events announce those.
       notify: false,

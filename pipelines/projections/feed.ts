@@ -163,6 +163,7 @@ export function shadowMutesAt(history: Record<string, string>, atMs: number): [s
 export function feedProjection(maxItems: number): Projection<FeedState> {
   return {
     name: 'feed',
+    keySuffixes: ['z', 'idx', SHADOW_HISTORY.key, SHADOW_HISTORY.index],
     initial: () => ({}),
     users: SHADOW_USERS,
     apply(state, e, keys, users) {

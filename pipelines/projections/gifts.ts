@@ -34,6 +34,7 @@ export function giftsProjection(size: number): Projection<GiftState> {
   const users = { suffix: 'senders', readsOf: (e: { payload: { type: string }; actor: { userId: string } }) => (e.payload.type === 'GiftSent' ? [e.actor.userId] : []) };
   return {
     name: 'gifts',
+    keySuffixes: ['board'],
     initial: emptyLeaderboard,
     users,
     apply(state, e, keys, view) {

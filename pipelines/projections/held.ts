@@ -69,6 +69,7 @@ export const RECENT: UserFields = {
 export function heldProjection(maxItems: number, lookback: number): Projection<HeldState> {
   return {
     name: 'held',
+    keySuffixes: ['z', 'idx'],
     initial: () => ({}),
     users: RECENT,
     apply(state, e, keys, recent) {

@@ -26,6 +26,7 @@ export const defaultSettings = (): RoomSettings => ({ slowModeSec: 0, emoteOnly:
 export function roomStateProjection(): Projection<RoomStateState> {
   return {
     name: 'state',
+    keySuffixes: ['pin', 'settings', MUTED.key, MUTED.index, 'stream', 'streamEnd'],
     initial: () => ({ pin: null, settings: defaultSettings() }),
     apply(state, e, keys) {
       const p = e.event.payload;

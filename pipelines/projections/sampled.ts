@@ -67,6 +67,7 @@ export function sampleComment(state: SampledState, e: PositionedEvent, perSecond
 export function sampledProjection(perSecond: number, maxItems: number): Projection<SampledState> {
   return {
     name: 'sampled',
+    keySuffixes: ['z', 'idx'],
     initial: () => ({ win: 0, seen: 0, kept: 0, prevSeen: 0, rate: 1 }),
     users: SHADOW_USERS,
     apply(state, e, keys, users) {

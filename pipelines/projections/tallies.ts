@@ -28,6 +28,7 @@ export const BUCKET_SECONDS = 60;
 export function talliesProjection(): Projection<TallyState> {
   return {
     name: 'tallies',
+    keySuffixes: ['total', 'sec'],
     initial: () => ({ totals: {}, newest: null, burst: {} }),
     apply(state, e, keys) {
       const p = e.event.payload;
