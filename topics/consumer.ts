@@ -126,12 +126,45 @@ export class EventConsumer {
     this.producer = client.producer({ lingerMs: 0 });
     await this.producer.connect();
     const dlq = new DeadLetters(this.producer, this.opts.deadLetterTopic, groupId);
-    this.consumer = client.consumer(groupId, { partitionsConsumedConcurrently: this.opts.partitionsConsumedConcurrently, sessionTimeoutMs: this.opts.sessionTimeoutMs });
-    await this.consumer.connect();
-    await this.consumer.subscribe([topic], true);
-    if (this.opts.onAssigned) this.consumer.onGroupJoin((a) => this.opts.onAssigned!(a[topic] ?? []));
     signal?.addEventListener('abort', () => void this.stop(), { once: true });
-    await this.consumer.run({
+    await this.open(dlq);
+  }
+
+  /**
+   * kafkajs gives up on a consumer after some errors (a member the group
+   * forgot while it was stopped, whose re-join then fails its retries) and
+   * says so only with a CRASH event without restart: the process lived on,
+   * reading nothing, its partitions never handed to anyone (found by `npm run
+   * chaos -- processor-stop`: two SIGSTOPs in a row left both processors
+   * idle for good). So such a consumer is replaced by a new member of the
+   * same group, after a backoff, until it starts.
+   */
+  private async reopen(old: LogConsumer, dlq: DeadLetters, err: Error): Promise<void> {
+    this.opts.onError?.(new Error(`consumer of ${this.opts.groupId} stopped for good (${err.message}): joining the group again`));
+    await old.disconnect();
+    for (let attempt = 0; !this.stopping; attempt++) {
+      await new Promise((r) => setTimeout(r, backoffMs(attempt, this.opts.maxBackoffMs ?? 5000)));
+      if (this.stopping) return;
+      try {
+        await this.open(dlq);
+        return;
+      } catch (e) {
+        this.opts.onError?.(e);
+      }
+    }
+  }
+
+  private async open(dlq: DeadLetters): Promise<void> {
+    const { client, topic, groupId } = this.opts;
+    const consumer = client.consumer(groupId, { partitionsConsumedConcurrently: this.opts.partitionsConsumedConcurrently, sessionTimeoutMs: this.opts.sessionTimeoutMs });
+    this.consumer = consumer;
+    await consumer.connect();
+    await consumer.subscribe([topic], true);
+    if (this.opts.onAssigned) consumer.onGroupJoin((a) => this.opts.onAssigned!(a[topic] ?? []));
+    consumer.onCrash((err) => {
+      if (!this.stopping && this.consumer === consumer) void this.reopen(consumer, dlq, err);
+    });
+    await consumer.run({
       eachBatch: async (records, ctx) => {
         const t0 = Date.now();
         const partition = records[0]!.partition;
