@@ -91,31 +91,53 @@ describe('a three-broker KRaft cluster', () => {
         }),
       );
     };
-    await send(300);
+    // Each step says when it ends: a hang (the 300 s bound was once hit in a full run) names its step.
+    const t0 = Date.now();
+    const step = (m: string) => log(`${((Date.now() - t0) / 1000).toFixed(1)} s: ${m}`);
+    /** One step, bounded: a step that hangs fails the test with its name, not the test's timeout. */
+    const within = async <T>(ms: number, what: string, p: Promise<T>): Promise<T> => {
+      let t: NodeJS.Timeout | undefined;
+      const bound = new Promise<never>((_, reject) => (t = setTimeout(() => reject(new Error(`${what}: not done within ${ms / 1000} s`)), ms)));
+      try {
+        return await Promise.race([p, bound]);
+      } finally {
+        clearTimeout(t);
+      }
+    };
+    await within(60_000, '300 writes on three brokers', send(300));
+    step('300 acknowledged on three brokers');
     await kill9(2); // one broker of three, with replicas of every partition
-    await send(300); // acks=all still reachable with two in sync
+    step('kafka-2 killed');
+    await within(60_000, '300 writes on two brokers', send(300)); // acks=all still reachable with two in sync
+    step('300 more acknowledged on two brokers');
     expect(acked).toHaveLength(600);
 
     // Every acknowledged record is in the log (read back from the two brokers left).
     const partitions = (await client.partitionCount(topic)) as number;
     const seen = new Set<string>();
-    for (let p = 0; p < partitions; p++) {
+    // The partitions at once: one after another, six reads under a loaded machine came near the test's bound.
+    const read = async (p: number) => {
       const high = Number((await client.watermarks(topic, p)).high);
-      if (high === 0) continue;
+      if (high === 0) return;
       for (const r of await client.readRange(topic, p, 0, high - 1, { timeoutMs: 60_000 })) seen.add(r.value!.toString());
-    }
+    };
+    await within(90_000, 'reading the partitions back', Promise.all(Array.from({ length: partitions }, (_, p) => read(p))));
     expect(acked.filter((v) => !seen.has(v))).toEqual([]);
+    step(`read back ${partitions} partitions`);
 
     // Two brokers gone: nothing can be acknowledged with min.insync.replicas=2.
     await kill9(3);
+    step('kafka-3 killed');
     const lonely = client.producer({ lingerMs: 0, sendTimeoutMs: 8_000 });
     await lonely.connect().catch(() => undefined);
-    await expect(lonely.send({ topic, key: 'room-x', value: Buffer.from('unsafe') })).rejects.toMatchObject({ code: expect.stringMatching(/^ERR_KAFKA_/) });
-    await lonely.disconnect().catch(() => undefined);
-    await producer.disconnect().catch(() => undefined);
+    await expect(within(60_000, 'the refused write', lonely.send({ topic, key: 'room-x', value: Buffer.from('unsafe') }))).rejects.toMatchObject({ code: expect.stringMatching(/^ERR_KAFKA_/) });
+    step('a write with one broker left was refused');
+    await within(30_000, 'disconnecting the producers', Promise.all([lonely.disconnect().catch(() => undefined), producer.disconnect().catch(() => undefined)]));
+    step('producers disconnected');
 
     // Back up: the dead nodes rejoin from their data folders.
-    await up(cfg, log, ['kafka']);
+    await within(120_000, 'starting the dead nodes again', up(cfg, log, ['kafka']));
+    step('three brokers up again');
     expect((await status(cfg)).find((r) => r.name === 'kafka')?.health).toBe('ok');
   }, 300_000);
 });

@@ -314,17 +314,41 @@ export class LogProducer {
   /** Set by LogClient: partition count of a topic (cached there). */
   partitionCount: (topic: string) => Promise<number> = async () => 1;
 
+  /**
+   * Sends what is queued and waits for it, for at most sendTimeoutMs + 5 s:
+   * with the cluster unable to acknowledge (two brokers of three gone, and
+   * min.insync.replicas=2), a batch is sent again forever, and a disconnect
+   * that waited for it never returned (a test's 300 s bound was hit once).
+   * Whatever is still unanswered then gets ERR_KAFKA_UNAVAILABLE: its fate is
+   * unknown, and a retry is idempotent.
+   */
   async disconnect(): Promise<void> {
-    for (;;) {
+    const until = Date.now() + this.opts.sendTimeoutMs + 5000;
+    const left = () => Math.max(0, until - Date.now());
+    const within = (p: Promise<unknown> | undefined) => {
+      let t: NodeJS.Timeout | undefined;
+      return Promise.race([p, new Promise((r) => (t = setTimeout(r, left())))]).finally(() => clearTimeout(t));
+    };
+    while (left() > 0) {
       this.flush();
-      if (this.distributing) await this.distributing;
+      if (this.distributing) await within(this.distributing);
       const busy = [...this.lanes.values()].filter((l) => l.inFlight || l.queue.length > 0);
       if (busy.length === 0 && this.intake.length === 0) break;
       for (const l of busy) this.pump(l);
-      await Promise.all(busy.map((l) => l.inFlight));
+      await within(Promise.all(busy.map((l) => l.inFlight)));
       // A lane waiting out its pause after a failure: the next turn pumps it.
       if (busy.every((l) => !l.inFlight)) await new Promise((r) => setTimeout(r, 100));
     }
+    const gone = new UnavailableError('ERR_KAFKA_UNAVAILABLE', 'the producer was closed before Kafka acknowledged this record (retry)');
+    for (const l of this.lanes.values()) {
+      for (const p of [...l.queue, ...(l.resend ?? [])]) {
+        if (p.answered) continue;
+        p.answered = true;
+        p.reject(gone);
+      }
+      l.queue = [];
+    }
+    for (const p of this.intake.splice(0)) p.reject(gone);
     if (this.connected) await this.producer.disconnect().catch(() => {});
     this.connected = false;
   }
