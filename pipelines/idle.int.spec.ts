@@ -8,19 +8,14 @@
  */
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { openRedis, type RedisClient } from '../core/redis.ts';
-import { createRegistry, EventCodec } from '../schemas/codec.ts';
-import type { RoomEvent } from '../schemas/events.ts';
-import { subjectFor } from '../schemas/registry.ts';
 import { testConfig, waitFor } from '../test/helpers.ts';
 import { startService } from '../test/processes.ts';
-import { prepareLog, worldEnv, worldId } from '../services/world.ts';
+import { processorWorld } from '../test/processor-world.ts';
 import { expectedSnapshot, mixedStream, redisSnapshot } from '../test/streams.ts';
 import { logClient } from '../topics/client.ts';
 import type { LogAdmin } from '../topics/kafka.ts';
-import { measureLag } from '../topics/lag.ts';
 import { projectionsOf } from './catalog.ts';
-import { liveGroupOf } from './naming.ts';
-import { HISTORY_SUFFIX, roomKeys, type PositionedEvent } from './projection.ts';
+import { HISTORY_SUFFIX, roomKeys } from './projection.ts';
 import { readFeed } from './read.ts';
 
 const base = testConfig();
@@ -42,19 +37,7 @@ describe.each(modes)('idle rooms on %s Redis', (mode) => {
   });
 
   it('expires a room\'s keys when it is idle, keeps its history record, and restores it from the log on its next event', async () => {
-    const env = worldEnv(worldId('idle'), 2, { REDIS_MODE: mode, MODERATION_ENABLED: 'false' });
-    const cfg = await prepareLog(env);
-    const codec = new EventCodec({ registry: createRegistry(cfg.registry.url), subject: subjectFor(env.TOPIC_ROOM_EVENTS) });
-    await codec.init();
-    const producer = client.producer();
-    await producer.connect();
-    const positioned: PositionedEvent[] = [];
-    const produce = async (events: RoomEvent[]) => {
-      const acks = await Promise.all(events.map((e) => producer.send({ topic: env.TOPIC_ROOM_EVENTS, key: e.roomId, value: codec.encode(e) })));
-      acks.forEach((a, i) => positioned.push({ event: events[i]!, offset: Number(a.offset), partition: a.partition }));
-    };
-    const naming = { keyPrefix: env.REDIS_KEY_PREFIX, groupPrefix: env.PIPELINES_GROUP_PREFIX };
-    const caughtUp = async () => ![...(await measureLag(admin, liveGroupOf(naming), env.TOPIC_ROOM_EVENTS)).values()].some((n) => n > 0);
+    const { env, cfg, naming, producer, produce, positioned, caughtUp } = await processorWorld(client, admin, 'idle', 2, { REDIS_MODE: mode, MODERATION_ENABLED: 'false' });
     const projections = Object.values(projectionsOf(cfg));
     const rooms = ['idle-a', 'idle-b', 'idle-c'];
     // Not a room of the test: it keeps the partitions busy while the others are idle (its keys stay).

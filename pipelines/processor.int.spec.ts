@@ -7,18 +7,14 @@
  */
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { openRedis, type RedisClient } from '../core/redis.ts';
-import { createRegistry, EventCodec } from '../schemas/codec.ts';
-import type { RoomEvent } from '../schemas/events.ts';
-import { subjectFor } from '../schemas/registry.ts';
 import { testConfig, waitFor } from '../test/helpers.ts';
 import { startScript, startService } from '../test/processes.ts';
 import type { ServiceProcess } from '../services/spawn.ts';
-import { prepareLog, worldEnv, worldId } from '../services/world.ts';
+import { processorWorld } from '../test/processor-world.ts';
 import { expectedSnapshot, mixedStream, redisSnapshot } from '../test/streams.ts';
 import { logClient } from '../topics/client.ts';
 import type { LogAdmin, LogProducer } from '../topics/kafka.ts';
 import { PROJECTION_NAMES, projectionsOf } from './catalog.ts';
-import type { PositionedEvent } from './projection.ts';
 import { activeVersionKey, liveGroupOf, notifyChannel, positionField, positionsKey, type Notification } from './naming.ts';
 import { readFeed, readRoomState, roomEpoch } from './read.ts';
 import { measureLag } from '../topics/lag.ts';
@@ -43,27 +39,12 @@ describe.each(modes)('processors on %s Redis', (mode) => {
 
   /** A private world per test (services/world.ts): topics, key prefix, consumer groups. */
   async function world() {
-    const env = worldEnv(worldId('proc'), 4, {
+    const w = await processorWorld(client, admin, 'proc', 4, {
       REDIS_MODE: mode,
       // Moderation writes events of its own into the log; it has its own spec.
       MODERATION_ENABLED: 'false',
     });
-    const cfg = await prepareLog(env);
-    const codec = new EventCodec({ registry: createRegistry(cfg.registry.url), subject: subjectFor(env.TOPIC_ROOM_EVENTS) });
-    await codec.init();
-    const producer = client.producer();
-    await producer.connect();
-    const positioned: PositionedEvent[] = [];
-    const produce = async (events: RoomEvent[]) => {
-      const acks = await Promise.all(events.map((e) => producer.send({ topic: env.TOPIC_ROOM_EVENTS, key: e.roomId, value: codec.encode(e) })));
-      acks.forEach((a, i) => positioned.push({ event: events[i]!, offset: Number(a.offset), partition: a.partition }));
-    };
-    const naming = { keyPrefix: env.REDIS_KEY_PREFIX, groupPrefix: env.PIPELINES_GROUP_PREFIX };
-    /** The live projections' one group has committed everything produced (and every partition's position says so). */
-    const caughtUp = async () => {
-      const lag = await measureLag(admin, liveGroupOf(naming), env.TOPIC_ROOM_EVENTS);
-      return ![...lag.values()].some((n) => n > 0);
-    };
+    const { env, cfg, positioned } = w;
     const compare = async () => {
       for (const p of Object.values(projectionsOf(cfg))) {
         // History records included (ROOM_IDLE_TTL_SEC is on by default): where each room starts and ends in the log.
@@ -73,7 +54,7 @@ describe.each(modes)('processors on %s Redis', (mode) => {
         expect(actual, p.name).toEqual(expected);
       }
     };
-    return { env, cfg, naming, producer, produce, positioned, caughtUp, compare };
+    return { ...w, compare };
   }
 
   it('loses nothing and applies nothing twice when a processor is killed -9 mid-stream and restarted', async () => {

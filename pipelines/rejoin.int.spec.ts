@@ -12,19 +12,13 @@
  */
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { openRedis, type RedisClient } from '../core/redis.ts';
-import { createRegistry, EventCodec } from '../schemas/codec.ts';
-import type { RoomEvent } from '../schemas/events.ts';
-import { subjectFor } from '../schemas/registry.ts';
 import { testConfig, waitFor } from '../test/helpers.ts';
 import { startService } from '../test/processes.ts';
-import { prepareLog, worldEnv, worldId } from '../services/world.ts';
+import { processorWorld } from '../test/processor-world.ts';
 import { expectedSnapshot, mixedStream, redisSnapshot } from '../test/streams.ts';
 import { logClient } from '../topics/client.ts';
 import type { LogAdmin } from '../topics/kafka.ts';
-import { measureLag } from '../topics/lag.ts';
 import { projectionsOf } from './catalog.ts';
-import { liveGroupOf } from './naming.ts';
-import type { PositionedEvent } from './projection.ts';
 
 const base = testConfig();
 
@@ -44,19 +38,7 @@ describe('a processor the group forgot while it was stopped', () => {
   });
 
   it('joins the group again when continued, and takes over everything when its successor dies', async () => {
-    const env = worldEnv(worldId('rejoin'), 4, { MODERATION_ENABLED: 'false', PIPELINES_SESSION_TIMEOUT_MS: '6000' });
-    const cfg = await prepareLog(env);
-    const codec = new EventCodec({ registry: createRegistry(cfg.registry.url), subject: subjectFor(env.TOPIC_ROOM_EVENTS) });
-    await codec.init();
-    const producer = client.producer();
-    await producer.connect();
-    const positioned: PositionedEvent[] = [];
-    const produce = async (events: RoomEvent[]) => {
-      const acks = await Promise.all(events.map((e) => producer.send({ topic: env.TOPIC_ROOM_EVENTS, key: e.roomId, value: codec.encode(e) })));
-      acks.forEach((a, i) => positioned.push({ event: events[i]!, offset: Number(a.offset), partition: a.partition }));
-    };
-    const naming = { keyPrefix: env.REDIS_KEY_PREFIX, groupPrefix: env.PIPELINES_GROUP_PREFIX };
-    const caughtUp = async () => ![...(await measureLag(admin, liveGroupOf(naming), env.TOPIC_ROOM_EVENTS)).values()].some((n) => n > 0);
+    const { env, cfg, producer, produce, positioned, caughtUp } = await processorWorld(client, admin, 'rejoin', 4, { MODERATION_ENABLED: 'false', PIPELINES_SESSION_TIMEOUT_MS: '6000' });
     const rooms = Array.from({ length: 12 }, (_, i) => `rj-${i}`);
 
     const a = await startService(['pipelines', 'run'], env);
